@@ -1,0 +1,184 @@
+"""Configuration schemas (RSL-RL hyperparameter names) and ``key=value`` command-line merging.
+
+A run is described by :class:`TrainConfig`: ``env`` (task specific), ``policy``, ``algorithm`` and
+``runner``. Presets are plain functions returning a ``TrainConfig``; overrides are merged with
+OmegaConf, and an unknown key, a wrong type or an unknown preset is refused with a message that
+names it and suggests the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration the user asked for cannot be built; the message says how to fix it."""
+
+
+@dataclass
+class PolicyConfig:
+    """Actor-critic layout (RSL-RL ``ActorCritic`` / ``MLPModel`` names)."""
+
+    class_name: str = "ActorCritic"
+    init_noise_std: float = 1.0
+    noise_std_type: str = "scalar"  # "scalar" | "log"
+    actor_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])
+    critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])
+    activation: str = "elu"
+    actor_obs_normalization: bool = False
+    critic_obs_normalization: bool = False
+
+
+@dataclass
+class AlgorithmConfig:
+    """PPO hyperparameters with RSL-RL's names and defaults."""
+
+    class_name: str = "PPO"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    num_learning_epochs: int = 5
+    num_mini_batches: int = 4
+    schedule: str = "adaptive"  # "adaptive" | "fixed"
+    desired_kl: float = 0.01
+    clip_param: float = 0.2
+    gamma: float = 0.99
+    lam: float = 0.95
+    value_loss_coef: float = 1.0
+    entropy_coef: float = 0.01
+    max_grad_norm: float = 1.0
+    use_clipped_value_loss: bool = True
+    normalize_advantage_per_mini_batch: bool = False
+    # RSL-RL 5.x clips actor and critic gradients separately; AGILE clips them jointly.
+    grad_clip_mode: str = "per_network"  # "per_network" | "joint"
+
+
+@dataclass
+class RunnerConfig:
+    """Runner settings (RSL-RL ``OnPolicyRunner`` plus the Isaac Lab fields that live beside it)."""
+
+    seed: int = 1
+    num_steps_per_env: int = 24
+    max_iterations: int = 1500
+    save_interval: int = 50
+    keep_checkpoints: int = 5
+    experiment_name: str = "default"
+    run_name: str = ""
+    log_root: str = "logs"
+    logger: str = "tensorboard"  # "tensorboard" | "none"
+    check_for_nan: bool = True
+    obs_groups: dict[str, list[str]] = field(default_factory=lambda: {"actor": ["policy"], "critic": ["policy"]})
+    init_at_random_ep_len: bool = False
+    # Data-parallel devices (0 = all local devices); envs are split evenly over them.
+    num_devices: int = 0
+    # Normaliser statistics use only rows from the first `normalizer_until` samples (None: always).
+    normalizer_until: Any = None
+    resume: bool = False
+    load_run: str = ""  # run directory name (or path); "" with resume=True: the latest run
+    load_checkpoint: int = -1  # iteration to load; -1: the latest
+    progress_bar: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    env: Any = None
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+
+# -- command-line merging ---------------------------------------------------------------------------
+
+
+def leaf_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of a dataclass config (dict-valued fields count as leaves)."""
+    keys = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            keys.extend(leaf_keys(value, path + "."))
+        else:
+            keys.append(path)
+    return keys
+
+
+def _resolve_key(key: str, keys: list[str]) -> str:
+    """Full dotted key for ``key``; a unique leaf name (``num_envs``) is accepted as a shortcut."""
+    if key in keys or any(k.startswith(key + ".") for k in keys):
+        return key
+    prefix = key.split(".")[0]
+    if any(k.split(".")[0] == prefix for k in keys) and "." in key:
+        parent = ".".join(key.split(".")[:-1])
+        if any(k.startswith(parent + ".") or k == parent for k in keys):
+            # e.g. runner.obs_groups.actor: a key inside a dict-valued field.
+            if parent in keys:
+                return key
+    matches = [k for k in keys if k.split(".")[-1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"config key '{key}' is ambiguous: write one of {matches}")
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5) or difflib.get_close_matches(
+        key.split(".")[-1], [k.split(".")[-1] for k in keys], n=1, cutoff=0.6
+    )
+    hint = f"; did you mean '{_full(close[0], keys)}'?" if close else ""
+    raise ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _full(name: str, keys: list[str]) -> str:
+    return name if name in keys else next((k for k in keys if k.endswith("." + name)), name)
+
+
+def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """Returns a copy of the dataclass ``cfg`` with ``key=value`` overrides merged (OmegaConf syntax).
+
+    Raises:
+        ConfigError: malformed override, unknown key (with a did-you-mean) or a value of the wrong type.
+    """
+    keys = leaf_keys(cfg)
+    resolved = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, value = item.split("=", 1)
+        resolved.append(f"{_resolve_key(key.strip(), keys)}={value}")
+    schema = OmegaConf.structured(cfg)
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist(resolved))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        expected = _expected_type(cfg, key)
+        raise ConfigError(f"bad value for config key '{key}': {err.msg if hasattr(err, 'msg') else err}"
+                          f"{expected}") from None
+
+
+def _expected_type(cfg: Any, key: str) -> str:
+    obj = cfg
+    parts = key.split(".")
+    for part in parts[:-1]:
+        obj = getattr(obj, part, None)
+    if obj is None or not dataclasses.is_dataclass(obj):
+        return ""
+    for f in dataclasses.fields(obj):
+        if f.name == parts[-1]:
+            return f" (expected {getattr(f.type, '__name__', f.type)}, e.g. {parts[-1]}={getattr(obj, f.name)!r})"
+    return ""
+
+
+def to_yaml(cfg: Any) -> str:
+    """The config as YAML (stored beside checkpoints)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_yaml(text: str, template: Any) -> Any:
+    """Rebuilds a config of the same schema as ``template`` from :func:`to_yaml` output."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(template), OmegaConf.create(text)))

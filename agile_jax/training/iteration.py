@@ -1,0 +1,206 @@
+"""One training iteration as one jitted, data-parallel function: rollout, returns, update.
+
+``Trainer.iteration(state) -> (state, IterationOutput)`` is a pure function of the
+:class:`TrainState`; the same state always gives the same result, which is what makes runs
+deterministic and resumes exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from agile_jax.algorithms import gae, optim, ppo, shaping
+from agile_jax.algorithms.losses import Batch
+from agile_jax.networks import normalization
+from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.training import parallel
+from agile_jax.training.rollout import EpisodeLog, make_rollout_fn
+from agile_jax.types import Array, LossTerm, PRNGKey
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run carries from one iteration to the next (and saves in checkpoints).
+
+    Attributes:
+        params: ``{"actor": ..., "critic": ...}`` network params.
+        opt_state: optax state; holds the (adaptive) learning rate.
+        normalizers: observation normaliser states of the networks that normalise.
+        shaping: states of the rollout-side reward shapers, in list order.
+        hyper: scheduled coefficients (``entropy_coef`` ...), so schedules resume exactly.
+        env_state: batched env state ``[N, ...]`` (sharded over devices).
+        key: PRNG key of the next iteration.
+        iteration: number of iterations done.
+    """
+
+    params: Any
+    opt_state: Any
+    normalizers: dict
+    shaping: tuple
+    hyper: dict
+    env_state: Any
+    key: PRNGKey
+    iteration: Array
+
+
+class IterationOutput(NamedTuple):
+    """What the host needs after an iteration (one device-to-host transfer).
+
+    Attributes:
+        metrics: scalar losses and statistics (``value``, ``surrogate``, ``entropy``, ``learning_rate`` ...).
+        episodes: per-step episode outcomes ``[T, N]`` for the last-100-episodes statistics.
+        episode_extras: ``Episode_Reward/<term>`` and ``Episode_Termination/<term>`` means over the
+            episodes that ended in this iteration, plus ``episode_count``.
+        finite: name -> bool, whether each checked quantity was free of NaN/inf.
+    """
+
+    metrics: dict
+    episodes: EpisodeLog
+    episode_extras: dict
+    finite: dict
+
+
+# Order in which non-finite quantities are reported (the first offender is named).
+FINITE_CHECKS = ("observations", "rewards", "values", "loss", "params")
+
+
+def _all_finite(tree, axis_name) -> Array:
+    ok = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)] or [True]))
+    return jax.lax.pmin(ok.astype(jnp.int32), axis_name) > 0
+
+
+def _episode_extras(infos, axis_name) -> dict:
+    """Means over the episodes that ended in the rollout, combined over devices."""
+    done = infos.done.astype(jnp.float32)
+    count = jax.lax.psum(jnp.sum(done), axis_name)
+    denom = jnp.maximum(count, 1.0)
+    out = {"episode_count": count}
+    for name, sums in infos.episode_sums.items():
+        out[f"Episode_Reward/{name}"] = jax.lax.psum(jnp.sum(sums * done), axis_name) / denom
+    for name, fired in infos.termination_terms.items():
+        ended = jnp.logical_and(fired, infos.done).astype(jnp.float32)
+        out[f"Episode_Termination/{name}"] = jax.lax.psum(jnp.sum(ended), axis_name) / denom
+    return out
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Static pieces of a run and its pure ``init`` / ``iteration`` functions.
+
+    Build it with :func:`make_trainer`; ``iteration`` is jitted once per trainer.
+    """
+
+    env: Any
+    networks: ActorCritic
+    cfg: Any
+    tx: Any
+    mesh: Mesh
+    init: Callable[[PRNGKey], TrainState]
+    iteration: Callable[[TrainState], tuple[TrainState, IterationOutput]]
+
+
+def _batch_from_rollout(tr, advantages, returns) -> Batch:
+    return Batch(obs=tr.obs, actions=tr.actions, old_log_probs=tr.log_probs, old_values=tr.values,
+                 advantages=advantages, returns=returns, old_mean=tr.action_mean, old_std=tr.action_std,
+                 dones=tr.dones, hidden=tr.hidden)
+
+
+def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.RewardShaper] | None = None,
+                 terms: Sequence[LossTerm] | None = None, augment=None, mesh: Mesh | None = None) -> Trainer:
+    """Assembles the PPO iteration for a batched env.
+
+    Args:
+        cfg: a ``TrainConfig`` (``algorithm`` and ``runner`` sections are used here).
+        env: an ``envs.core.VecEnv`` whose ``num_envs`` is the *global* batch.
+        networks: the actor-critic.
+        shapers: rollout-side reward shapers (default: timeout bootstrap only).
+        terms: PPO loss terms (default: surrogate, value, entropy).
+        augment: minibatch augmentation (``Batch -> Batch``).
+        mesh: device mesh (default: :func:`parallel.make_mesh` with ``runner.num_devices``).
+    """
+    alg, run = cfg.algorithm, cfg.runner
+    mesh = mesh or parallel.make_mesh(run.num_devices)
+    parallel.check_divisible(env.num_envs, mesh)
+    axis = parallel.AXIS
+    shapers = list(shapers if shapers is not None else [shaping.timeout_bootstrap(alg.gamma)])
+    tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm, alg.grad_clip_mode, alg.optimizer)
+    rollout = make_rollout_fn(env, networks, run.num_steps_per_env)
+    update = ppo.make_update_fn(alg, networks, tx, terms=terms, augment=augment, axis_name=axis)
+    until = run.normalizer_until
+
+    def local_iteration(state: TrainState):
+        key, key_roll, key_update = jax.random.split(state.key, 3)
+        n_local = jax.tree.leaves(state.env_state)[0].shape[0]
+        env_ids = jax.lax.axis_index(axis) * n_local + jnp.arange(n_local)
+        # Collect T steps on this device's envs.
+        env_state, tr, infos = rollout(state.params, state.normalizers, state.env_state, key_roll, env_ids)
+        last_values = networks.value(state.params, state.normalizers, env_state.obs)
+        # Rollout-side shaping (timeout bootstrap, ...), then GAE.
+        shaping_states, rewards, shaping_metrics = shaping.apply_shapers(shapers, state.shaping, tr)
+        advantages, returns = gae.compute_gae(rewards, tr.values, tr.dones, last_values, alg.gamma, alg.lam)
+        shaping_states = shaping.update_shapers(shapers, shaping_states, returns)
+        # Epochs x minibatches of PPO.
+        batch = _batch_from_rollout(tr, advantages, returns)
+        params, opt_state, metrics = update(state.params, state.opt_state, state.normalizers, state.hyper,
+                                            batch, key_update)
+        # Normalisers see every stored observation once per iteration (RSL-RL 5.5).
+        normalizers = {
+            name: normalization.update(state.normalizers[name], x, until, axis)
+            for name, x in networks.normalizer_inputs(tr.obs).items()
+        }
+        metrics = dict(metrics, **shaping_metrics, mean_std=jnp.mean(networks.action_std(params)),
+                       mean_step_reward=jax.lax.pmean(jnp.mean(tr.rewards), axis))
+        finite = {
+            "observations": _all_finite(tr.obs, axis),
+            "rewards": _all_finite(tr.rewards, axis),
+            "values": _all_finite(tr.values, axis),
+            "loss": _all_finite(metrics, axis),
+            "params": _all_finite(params, axis),
+        }
+        new_state = TrainState(params=params, opt_state=opt_state, normalizers=normalizers, shaping=shaping_states,
+                               hyper=state.hyper, env_state=env_state, key=key, iteration=state.iteration + 1)
+        out = IterationOutput(metrics=metrics,
+                              episodes=EpisodeLog(infos.done, infos.episode_return, infos.episode_length),
+                              episode_extras=_episode_extras(infos, axis), finite=finite)
+        return new_state, out
+
+    state_spec = _state_spec()
+    out_spec = IterationOutput(metrics=P(), episodes=P(None, axis), episode_extras=P(), finite=P())
+    sharded = jax.shard_map(local_iteration, mesh=mesh, in_specs=(state_spec,), out_specs=(state_spec, out_spec),
+                            check_vma=False)
+    iteration = jax.jit(sharded)
+
+    def init(key: PRNGKey) -> TrainState:
+        key_params, key_env, key_next = jax.random.split(key, 3)
+        params = networks.init(key_params)
+        env_keys = jax.random.split(key_env, env.num_envs)
+        env_state = jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh))(env_keys)
+        state = TrainState(
+            params=params, opt_state=tx.init(params), normalizers=networks.init_normalizers(),
+            shaping=shaping.init_shapers(shapers), hyper={"entropy_coef": jnp.asarray(alg.entropy_coef, jnp.float32)},
+            env_state=env_state, key=key_next, iteration=jnp.zeros((), jnp.int32),
+        )
+        return place_state(state, mesh)
+
+    return Trainer(env=env, networks=networks, cfg=cfg, tx=tx, mesh=mesh, init=init, iteration=iteration)
+
+
+def _state_spec() -> TrainState:
+    """Partition spec prefix of a :class:`TrainState`: env state split over devices, the rest replicated."""
+    return TrainState(params=P(), opt_state=P(), normalizers=P(), shaping=P(), hyper=P(),
+                      env_state=P(parallel.AXIS), key=P(), iteration=P())
+
+
+def place_state(state: TrainState, mesh: Mesh) -> TrainState:
+    """Puts a (host or device) train state onto ``mesh`` with the trainer's shardings."""
+    rep, env_sh = parallel.replicated(mesh), parallel.env_sharded(mesh)
+    placed = jax.device_put(state.replace(env_state=None), rep)
+    return placed.replace(env_state=jax.device_put(state.env_state, env_sh))

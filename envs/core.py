@@ -1,0 +1,212 @@
+"""Environment state, the pure batched env, auto-reset and episode statistics.
+
+A task implements a *single-environment* ``reset(key)`` / ``step(state, action)`` pair that returns
+an :class:`EnvState`. :class:`VecEnv` turns it into a batched env with
+
+* a time limit (``time_out`` kept apart from ``terminated``),
+* auto-reset (the observation returned for a finished env is the first one of its next episode,
+  as in Isaac Lab and RSL-RL),
+* per-term episode sums, so ``Episode_Reward/<name>`` and ``Episode_Termination/<name>`` come for free.
+
+Everything is a pure function of pytrees; there is no hidden state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from agile_jax.types import Array, Env, Observation, PRNGKey
+
+TERMINATION_TYPES = ("time_out", "bad", "good", "neutral")
+
+
+@struct.dataclass
+class EnvState:
+    """State of one environment (add a leading ``[N]`` axis when batched).
+
+    Attributes:
+        data: physics state (``mjx.Data`` for MJX tasks, any pytree otherwise).
+        obs: observation groups after this step, e.g. ``{"policy": [D], "critic": [Dc]}``.
+        reward: total reward of this step, already weighted (and scaled by dt where the task says so).
+        terminated: the task ended the episode (fall, tilt, ...), bool.
+        time_out: the episode was truncated by a time limit, bool.
+        reward_terms: name -> weighted value of each reward term at this step.
+        termination_terms: name -> bool, which termination terms fired at this step.
+        info: task-carried values (rng key, command, last action, delay buffers, ...).
+        step_count: control steps since the episode started (int32), managed by :class:`VecEnv`.
+        episode_return: running sum of ``reward`` over the episode, managed by :class:`VecEnv`.
+        episode_sums: running per-term sums of ``reward_terms``, managed by :class:`VecEnv`.
+    """
+
+    data: Any
+    obs: Observation
+    reward: Array
+    terminated: Array
+    time_out: Array
+    reward_terms: dict[str, Array]
+    termination_terms: dict[str, Array]
+    info: dict[str, Any]
+    step_count: Array = struct.field(default_factory=lambda: jnp.zeros((), jnp.int32))
+    episode_return: Array = struct.field(default_factory=lambda: jnp.zeros((), jnp.float32))
+    episode_sums: dict[str, Array] = struct.field(default_factory=dict)
+
+
+class TerminationSpec(NamedTuple):
+    """How a termination term is treated by the learner (AGILE's ``DoneTermCfg``).
+
+    Attributes:
+        type: ``"time_out"`` (truncation, bootstrapped), ``"bad"`` / ``"good"`` (bootstrapped,
+            then minus / plus ``sigma``), or ``"neutral"`` (a plain terminal state).
+        sigma: value offset for good/bad terminations (AGILE's default 5.0).
+    """
+
+    type: str = "neutral"
+    sigma: float = 5.0
+
+
+class StepInfo(NamedTuple):
+    """What :meth:`VecEnv.step` reports besides the next state, each ``[N]`` (dicts of ``[N]``).
+
+    ``episode_*`` fields hold the statistics of the episode that just ended and are meaningful
+    only where ``done`` is true.
+    """
+
+    reward: Array
+    terminated: Array
+    time_out: Array
+    done: Array
+    episode_return: Array
+    episode_length: Array
+    episode_sums: dict[str, Array]
+    termination_terms: dict[str, Array]
+    bad_termination_sigma: Array
+    good_termination_sigma: Array
+
+
+def _termination_sigmas(terms: dict[str, Array], specs: dict[str, TerminationSpec]) -> tuple[Array, Array]:
+    """Max sigma over fired good / bad terms per env (AGILE's VecEnv wrapper), ``[N]`` each."""
+    some = next(iter(terms.values())) if terms else None
+    zeros = jnp.zeros(some.shape if some is not None else (), jnp.float32)
+    bad, good = zeros, zeros
+    for name, fired in terms.items():
+        spec = specs.get(name, TerminationSpec())
+        if spec.type == "bad":
+            bad = jnp.maximum(bad, jnp.where(fired, spec.sigma, 0.0))
+        elif spec.type == "good":
+            good = jnp.maximum(good, jnp.where(fired, spec.sigma, 0.0))
+    return bad, good
+
+
+class VecEnv:
+    """A batch of ``num_envs`` copies of a single-env task, with time limit and auto-reset.
+
+    Args:
+        env: the single-environment task (see :class:`agile_jax.types.Env`).
+        num_envs: batch size of this (per-device) env batch.
+        termination_specs: optional per-term :class:`TerminationSpec`; terms missing here are
+            neutral. A task may also expose ``termination_specs`` itself.
+        init_at_random_ep_len: start episodes at a random ``step_count`` after the first reset so
+            that resets spread out over time (RSL-RL's ``init_at_random_ep_len``).
+    """
+
+    def __init__(
+        self,
+        env: Env,
+        num_envs: int,
+        termination_specs: dict[str, TerminationSpec] | None = None,
+        init_at_random_ep_len: bool = False,
+    ):
+        self.env = env
+        self.num_envs = num_envs
+        self.termination_specs = dict(getattr(env, "termination_specs", {}) or {})
+        self.termination_specs.update(termination_specs or {})
+        for name, spec in self.termination_specs.items():
+            if spec.type not in TERMINATION_TYPES:
+                raise ValueError(f"termination '{name}': unknown type '{spec.type}', expected one of {TERMINATION_TYPES}")
+        self.init_at_random_ep_len = init_at_random_ep_len
+
+    # -- metadata passthrough ---------------------------------------------------------------------
+    @property
+    def observation_shapes(self):
+        return self.env.observation_shapes
+
+    @property
+    def action_size(self) -> int:
+        return self.env.action_size
+
+    @property
+    def max_episode_length(self) -> int:
+        return self.env.max_episode_length
+
+    # -- pure functions ---------------------------------------------------------------------------
+    def reset(self, keys: PRNGKey) -> EnvState:
+        """Resets every env. ``keys``: ``[N]`` keys (one per env, so batches shard without changing results)."""
+        state = jax.vmap(self._reset_one)(keys)
+        if self.init_at_random_ep_len:
+            offsets = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 7), (), 0, self.max_episode_length))(keys)
+            state = state.replace(step_count=offsets.astype(jnp.int32))
+        return state
+
+    def _reset_one(self, key: PRNGKey) -> EnvState:
+        state = self.env.reset(key)
+        zeros = jnp.zeros((), jnp.float32)
+        return state.replace(
+            step_count=jnp.zeros((), jnp.int32),
+            episode_return=zeros,
+            episode_sums={k: zeros for k in state.reward_terms},
+        )
+
+    def step(self, state: EnvState, actions: Array) -> tuple[EnvState, StepInfo]:
+        """Steps every env ``[N]`` with ``actions`` ``[N, A]``; finished envs are reset in place."""
+        return jax.vmap(self._step_one)(state, actions)
+
+    def _step_one(self, state: EnvState, action: Array) -> tuple[EnvState, StepInfo]:
+        # Physics and task terms.
+        nxt = self.env.step(state, action)
+        step_count = state.step_count + 1
+        # Time limit: a truncation, never a termination.
+        time_out = jnp.logical_or(nxt.time_out, step_count >= self.max_episode_length)
+        terminated = jnp.logical_and(nxt.terminated, jnp.logical_not(time_out))
+        done = jnp.logical_or(terminated, time_out)
+        term_terms = dict(nxt.termination_terms)
+        if "time_out" in term_terms or not term_terms:
+            term_terms["time_out"] = time_out
+        # Episode bookkeeping (before the reset wipes it).
+        ep_return = state.episode_return + nxt.reward
+        ep_sums = {k: state.episode_sums[k] + v for k, v in nxt.reward_terms.items()}
+        bad, good = _termination_sigmas(
+            {k: jnp.logical_and(v, terminated) for k, v in term_terms.items() if k != "time_out"},
+            self.termination_specs,
+        )
+        info = StepInfo(
+            reward=nxt.reward,
+            terminated=terminated,
+            time_out=time_out,
+            done=done,
+            episode_return=ep_return,
+            episode_length=step_count,
+            episode_sums=ep_sums,
+            termination_terms=term_terms,
+            bad_termination_sigma=bad,
+            good_termination_sigma=good,
+        )
+        # Auto-reset: finished envs start their next episode; the key comes from the env's own rng.
+        running = nxt.replace(
+            terminated=terminated,
+            time_out=time_out,
+            step_count=step_count,
+            episode_return=ep_return,
+            episode_sums=ep_sums,
+        )
+        fresh = self._reset_one(jax.random.fold_in(nxt.info["rng"], 1))
+        new_state = jax.tree.map(lambda f, r: jnp.where(done, f, r), fresh, running)
+        # Keep the step's flags and reward visible on the returned state.
+        new_state = new_state.replace(
+            reward=nxt.reward, terminated=terminated, time_out=time_out,
+            reward_terms=nxt.reward_terms, termination_terms=nxt.termination_terms,
+        )
+        return new_state, info
