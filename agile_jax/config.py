@@ -157,8 +157,8 @@ def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         expected = _expected_type(cfg, key)
-        raise ConfigError(f"bad value for config key '{key}': {err.msg if hasattr(err, 'msg') else err}"
-                          f"{expected}") from None
+        reason = str(getattr(err, "msg", err)).splitlines()[0]
+        raise ConfigError(f"bad value for config key '{key}': {reason}{expected}") from None
 
 
 def _expected_type(cfg: Any, key: str) -> str:

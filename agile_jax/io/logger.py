@@ -1,0 +1,87 @@
+"""TensorBoard logging under RSL-RL 5.x tag names, and the console progress bar."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import numpy as np
+
+
+class EpisodeTracker:
+    """The last ``maxlen`` finished episodes' returns and lengths (RSL-RL's ``rewbuffer`` / ``lenbuffer``)."""
+
+    def __init__(self, maxlen: int = 100):
+        self.returns: collections.deque = collections.deque(maxlen=maxlen)
+        self.lengths: collections.deque = collections.deque(maxlen=maxlen)
+
+    def add(self, done: np.ndarray, episode_return: np.ndarray, episode_length: np.ndarray) -> None:
+        """Adds the episodes that ended in a ``[T, N]`` rollout, in time order."""
+        mask = np.asarray(done, bool)
+        self.returns.extend(np.asarray(episode_return)[mask].tolist())
+        self.lengths.extend(np.asarray(episode_length)[mask].tolist())
+
+    @property
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.returns)) if self.returns else None
+
+    @property
+    def mean_length(self) -> float | None:
+        return float(np.mean(self.lengths)) if self.lengths else None
+
+
+class Logger:
+    """Writes scalars with tensorboardX (``logger="tensorboard"``) or nowhere (``"none"``)."""
+
+    def __init__(self, log_dir: str | None, kind: str = "tensorboard"):
+        self.writer = None
+        self.start_time = time.time()
+        if log_dir and kind == "tensorboard":
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=log_dir, flush_secs=10)
+        elif kind not in ("tensorboard", "none"):
+            raise ValueError(f"unknown runner.logger '{kind}', expected 'tensorboard' or 'none'")
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is None:
+            return
+        for tag, value in values.items():
+            if value is not None and np.isfinite(value):
+                self.writer.add_scalar(tag, float(value), step)
+        # Wall-time series as RSL-RL writes them.
+        elapsed = int(time.time() - self.start_time)
+        for tag in ("Train/mean_reward", "Train/mean_episode_length"):
+            if values.get(tag) is not None:
+                self.writer.add_scalar(f"{tag}/time", float(values[tag]), elapsed)
+
+    def text(self, tag: str, text: str) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, text)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+def iteration_scalars(metrics: dict, episode_extras: dict, tracker: EpisodeTracker, iteration_time: float,
+                      samples: int) -> dict[str, float]:
+    """Maps one iteration's outputs to RSL-RL 5.x tags."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if key == "mean_std":
+            out["Policy/mean_std"] = value
+        elif key == "mean_step_reward":
+            out["Train/mean_step_reward"] = value
+        elif key.startswith("Train/") or key.startswith("Loss/"):
+            out[key] = value
+        else:
+            out[f"Loss/{key}"] = value
+    if episode_extras.get("episode_count", 0) > 0:
+        out.update({k: v for k, v in episode_extras.items() if k != "episode_count"})
+    out["Train/mean_reward"] = tracker.mean_return
+    out["Train/mean_episode_length"] = tracker.mean_length
+    out["Perf/total_fps"] = samples / max(iteration_time, 1e-9)
+    out["Perf/iteration_time"] = iteration_time
+    return out

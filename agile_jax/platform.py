@@ -1,0 +1,32 @@
+"""Process-level JAX settings shared by the command-line tools, tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "agile_jax", "xla")
+
+
+def enable_compilation_cache(cache_dir: str | None = None) -> str:
+    """Turns on JAX's persistent compilation cache (MJX programs take tens of seconds to compile on CPU).
+
+    The directory comes from ``cache_dir``, else ``$AGILE_JAX_CACHE_DIR``, else ``~/.cache/agile_jax/xla``.
+    """
+    import jax
+
+    path = cache_dir or os.environ.get("AGILE_JAX_CACHE_DIR") or DEFAULT_CACHE_DIR
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def accelerator_notice() -> str | None:
+    """A one-line notice when JAX has no accelerator, else ``None``."""
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return None
+    return (f"No GPU/TPU found: JAX runs on {os.cpu_count()} CPU cores. Training works but is slow; "
+            "scale it down with e.g. num_envs=64 (install the 'cuda' extra on a GPU machine).")

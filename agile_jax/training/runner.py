@@ -1,0 +1,180 @@
+"""``OnPolicyRunner``: the only impure loop (logging, checkpoints, progress, NaN guard).
+
+Mirrors RSL-RL's runner API: ``learn(num_learning_iterations)``, ``save(path)``, ``load(path)``,
+``get_inference_policy()``. All training math happens inside ``Trainer.iteration``, a pure jitted
+function of the :class:`TrainState`; this class only moves that state along, reads metrics once per
+iteration, and writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from agile_jax import config as config_lib
+from agile_jax.io import checkpoint as ckpt
+from agile_jax.io.logger import EpisodeTracker, Logger, iteration_scalars
+from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
+from agile_jax.training.iteration import FINITE_CHECKS, TrainState, make_trainer, place_state
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A NaN or inf appeared; training stopped without overwriting the last good checkpoint."""
+
+
+def make_networks(cfg, env) -> ActorCritic:
+    """The actor-critic of ``cfg.policy`` for ``env``'s observation groups and action size."""
+    pol = cfg.policy
+    if pol.class_name != "ActorCritic":
+        raise config_lib.ConfigError(f"unknown policy.class_name '{pol.class_name}'; available: ['ActorCritic']")
+    groups = resolve_obs_groups(cfg.runner.obs_groups, list(env.observation_shapes))
+    return ActorCritic(
+        obs_shapes=dict(env.observation_shapes), obs_groups=groups, action_size=env.action_size,
+        actor_hidden_dims=tuple(pol.actor_hidden_dims), critic_hidden_dims=tuple(pol.critic_hidden_dims),
+        activation=pol.activation, init_noise_std=pol.init_noise_std, noise_std_type=pol.noise_std_type,
+        actor_obs_normalization=pol.actor_obs_normalization, critic_obs_normalization=pol.critic_obs_normalization,
+    )
+
+
+class OnPolicyRunner:
+    """Trains a PPO policy on a batched env.
+
+    Args:
+        env: an ``envs.core.VecEnv`` (global batch).
+        cfg: a :class:`agile_jax.config.TrainConfig`.
+        log_dir: run directory for TensorBoard files, ``config.yaml`` and checkpoints; ``None``: nothing
+            is written (as in RSL-RL).
+        shapers, terms, augment: extension hooks forwarded to :func:`make_trainer`.
+    """
+
+    def __init__(self, env, cfg, log_dir: str | None = None, shapers=None, terms=None, augment=None, mesh=None):
+        self.env, self.cfg, self.log_dir = env, cfg, log_dir
+        self.networks = make_networks(cfg, env)
+        self.trainer = make_trainer(cfg, env, self.networks, shapers=shapers, terms=terms, augment=augment,
+                                    mesh=mesh)
+        self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
+        self.tracker = EpisodeTracker()
+        self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
+        self.logger: Logger | None = None
+        self._last_saved: int | None = None
+        if log_dir:
+            os.makedirs(log_dir, exist_ok=True)
+            with open(os.path.join(log_dir, "config.yaml"), "w") as f:
+                f.write(config_lib.to_yaml(cfg))
+
+    @property
+    def current_learning_iteration(self) -> int:
+        return int(self.state.iteration)
+
+    # -- training -----------------------------------------------------------------------------------
+    def learn(self, num_learning_iterations: int) -> None:
+        """Runs ``num_learning_iterations`` iterations, logging and checkpointing along the way."""
+        run = self.cfg.runner
+        if self.log_dir and self.logger is None:
+            self.logger = Logger(self.log_dir, run.logger)
+        samples = run.num_steps_per_env * self.env.num_envs
+        start = self.current_learning_iteration
+        bar = _progress(num_learning_iterations, start, run.progress_bar and self.log_dir is not None)
+        try:
+            for _ in range(num_learning_iterations):
+                t0 = time.time()
+                new_state, out = self.trainer.iteration(self.state)
+                out = jax.device_get(out)  # the one host sync per iteration
+                elapsed = time.time() - t0
+                it = int(new_state.iteration)
+                if run.check_for_nan:
+                    self._check_finite(out.finite, it)
+                self.state = new_state
+                self.tracker.add(out.episodes.done, out.episodes.episode_return, out.episodes.episode_length)
+                scalars = iteration_scalars(_to_float(out.metrics), _to_float(out.episode_extras), self.tracker,
+                                            elapsed, samples)
+                if self.logger:
+                    self.logger.scalars(scalars, it)
+                _update_progress(bar, scalars)
+                if self.checkpointer and (it % run.save_interval == 0):
+                    self.save()
+            if self.checkpointer:
+                self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+            if self.checkpointer:
+                self.checkpointer.wait()
+            if self.logger:
+                self.logger.writer and self.logger.writer.flush()
+
+    def _check_finite(self, finite: dict, iteration: int) -> None:
+        bad = next((name for name in FINITE_CHECKS if not bool(finite[name])), None)
+        if bad is None:
+            return
+        where = ""
+        if self.checkpointer:
+            self.save()  # self.state is still the last good state
+            where = f"; the last good state (iteration {self.current_learning_iteration}) is saved in " \
+                    f"{self.checkpointer.directory}"
+        raise TrainingDivergedError(
+            f"non-finite {bad} (NaN or inf) at iteration {iteration}{where}. Lower the learning rate, check the "
+            "environment's observations/rewards, or enable observation normalisation."
+        )
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save(self, path: str | None = None) -> str:
+        """Saves the full train state (to the run's checkpoints, or to the run directory ``path``)."""
+        checkpointer = self.checkpointer if path is None else ckpt.Checkpointer(path, self.cfg.runner.keep_checkpoints)
+        if checkpointer is None:
+            raise ValueError("this runner has no log_dir; pass a path to save()")
+        it = self.current_learning_iteration
+        if path is None and self._last_saved == it:
+            return os.path.join(checkpointer.directory, str(it))
+        out = checkpointer.save(it, self.state, {"config": config_lib.to_yaml(self.cfg)})
+        if path is None:
+            self._last_saved = it
+        else:
+            checkpointer.close()
+        return out
+
+    def load(self, path: str, iteration: int | None = None) -> dict:
+        """Restores a train state saved by :meth:`save` (run dir or its ``checkpoints`` dir)."""
+        if self.checkpointer:
+            self.checkpointer.wait()
+        restored, meta = ckpt.restore(path, iteration, jax.device_get(self.state))
+        self.state = place_state(restored, self.trainer.mesh)
+        self._last_saved = None
+        return meta
+
+    # -- inference ----------------------------------------------------------------------------------
+    def get_inference_policy(self, deterministic: bool = True):
+        """A jitted ``policy(obs, key=None) -> actions`` with the current params and normalisers."""
+        make_policy = make_inference_fn(self.networks)
+        return jax.jit(make_policy(self.state.params, self.state.normalizers, deterministic))
+
+    def close(self) -> None:
+        if self.checkpointer:
+            self.checkpointer.close()
+        if self.logger:
+            self.logger.close()
+
+
+def _to_float(tree: dict) -> dict[str, float]:
+    return {k: float(np.asarray(v)) for k, v in tree.items()}
+
+
+def _progress(total: int, start: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"iter {start}+", unit="it", dynamic_ncols=True)
+
+
+def _update_progress(bar, scalars: dict) -> None:
+    if bar is None:
+        return
+    reward, length = scalars.get("Train/mean_reward"), scalars.get("Train/mean_episode_length")
+    bar.set_postfix(fps=f"{scalars['Perf/total_fps']:.0f}", reward="-" if reward is None else f"{reward:.2f}",
+                    ep_len="-" if length is None else f"{length:.0f}", refresh=False)
+    bar.update(1)

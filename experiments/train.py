@@ -1,0 +1,110 @@
+"""Train a policy: ``python experiments/train.py config=<preset> [key=value ...] [--resume]``.
+
+Examples::
+
+    python experiments/train.py config=t1_velocity
+    python experiments/train.py config=t1_velocity num_envs=256 algorithm.learning_rate=3e-4
+    python experiments/train.py config=cartpole_balance --resume            # continue the latest run
+    python experiments/train.py config=cartpole_balance load_run=2026-11-22_10-00-00 load_checkpoint=40
+
+Overrides use RSL-RL's names (``runner.max_iterations``, ``algorithm.num_mini_batches`` ...); a unique
+leaf name such as ``num_envs`` or ``max_iterations`` is accepted on its own. A resumed run writes into a
+new run directory and leaves the old one untouched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from agile_jax import config as config_lib  # noqa: E402
+from agile_jax import platform  # noqa: E402
+
+DEFAULT_PRESET = "cartpole_balance"
+
+
+def parse_args(argv: list[str]) -> tuple[str, list[str], bool]:
+    """Splits argv into ``(preset, overrides, resume)``."""
+    preset, overrides, resume = DEFAULT_PRESET, [], False
+    for arg in argv:
+        if arg in ("--resume", "resume=true", "resume=True"):
+            resume = True
+        elif arg in ("-h", "--help"):
+            print(__doc__)
+            raise SystemExit(0)
+        elif arg.startswith("config="):
+            preset = arg.split("=", 1)[1]
+        elif arg.startswith("--"):
+            raise config_lib.ConfigError(f"unknown flag '{arg}'; flags: --resume, --help; settings are key=value")
+        else:
+            overrides.append(arg)
+    return preset, overrides, resume
+
+
+def build_config(argv: list[str]):
+    """The merged :class:`TrainConfig` for a command line."""
+    from experiments.configs import get_preset
+
+    preset, overrides, resume = parse_args(argv)
+    cfg = config_lib.apply_overrides(get_preset(preset), overrides)
+    if resume:
+        cfg.runner.resume = True
+    return cfg
+
+
+def find_resume_dir(cfg, experiment_dir: str) -> str:
+    """The run directory to resume from (``load_run`` name or path, else the newest run)."""
+    run = cfg.runner
+    if run.load_run:
+        path = run.load_run if os.path.isdir(run.load_run) else os.path.join(experiment_dir, run.load_run)
+        if not os.path.isdir(path):
+            raise config_lib.ConfigError(f"load_run='{run.load_run}' not found (looked in {experiment_dir})")
+        return path
+    runs = sorted(d for d in os.listdir(experiment_dir) if os.path.isdir(os.path.join(experiment_dir, d, "checkpoints"))) \
+        if os.path.isdir(experiment_dir) else []
+    if not runs:
+        raise config_lib.ConfigError(f"--resume: no earlier run with checkpoints in {experiment_dir}")
+    return os.path.join(experiment_dir, runs[-1])
+
+
+def main(argv: list[str]) -> int:
+    try:
+        cfg = build_config(argv)
+    except config_lib.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    platform.enable_compilation_cache()
+    from agile_jax.training.runner import OnPolicyRunner
+    from experiments.configs import make_env
+
+    notice = platform.accelerator_notice()
+    if notice:
+        print(notice)
+    run = cfg.runner
+    experiment_dir = os.path.abspath(os.path.join(run.log_root, run.experiment_name))
+    resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    log_dir = os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else ""))
+    env = make_env(cfg)
+    print(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; logging to {log_dir}")
+    runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
+    if resume_dir:
+        meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
+        print(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
+    remaining = max(run.max_iterations - runner.current_learning_iteration, 0)
+    try:
+        runner.learn(remaining)
+    finally:
+        runner.close()
+    print(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "
+          f"{runner.tracker.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
