@@ -6,7 +6,8 @@ behaviour, just the vocabulary both sides speak.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
 
 import jax
 

@@ -126,7 +126,8 @@ class VecEnv:
         self.termination_specs.update(termination_specs or {})
         for name, spec in self.termination_specs.items():
             if spec.type not in TERMINATION_TYPES:
-                raise ValueError(f"termination '{name}': unknown type '{spec.type}', expected one of {TERMINATION_TYPES}")
+                raise ValueError(
+                    f"termination '{name}': unknown type '{spec.type}', expected one of {TERMINATION_TYPES}")
         self.init_at_random_ep_len = init_at_random_ep_len
 
     # -- metadata passthrough ---------------------------------------------------------------------
@@ -147,7 +148,10 @@ class VecEnv:
         """Resets every env. ``keys``: ``[N]`` keys (one per env, so batches shard without changing results)."""
         state = jax.vmap(self._reset_one)(keys)
         if self.init_at_random_ep_len:
-            offsets = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 7), (), 0, self.max_episode_length))(keys)
+            def offset(k):
+                return jax.random.randint(jax.random.fold_in(k, 7), (), 0, self.max_episode_length)
+
+            offsets = jax.vmap(offset)(keys)
             state = state.replace(step_count=offsets.astype(jnp.int32))
         return state
 
@@ -172,16 +176,14 @@ class VecEnv:
         time_out = jnp.logical_or(nxt.time_out, step_count >= self.max_episode_length)
         terminated = jnp.logical_and(nxt.terminated, jnp.logical_not(time_out))
         done = jnp.logical_or(terminated, time_out)
-        term_terms = dict(nxt.termination_terms)
-        if "time_out" in term_terms or not term_terms:
-            term_terms["time_out"] = time_out
+        # A failure on the last step of the time limit counts as a time-out only (as `terminated` does).
+        term_terms = {k: jnp.logical_and(v, terminated) for k, v in nxt.termination_terms.items() if k != "time_out"}
+        term_terms["time_out"] = time_out
         # Episode bookkeeping (before the reset wipes it).
         ep_return = state.episode_return + nxt.reward
         ep_sums = {k: state.episode_sums[k] + v for k, v in nxt.reward_terms.items()}
-        bad, good = _termination_sigmas(
-            {k: jnp.logical_and(v, terminated) for k, v in term_terms.items() if k != "time_out"},
-            self.termination_specs,
-        )
+        bad, good = _termination_sigmas({k: v for k, v in term_terms.items() if k != "time_out"},
+                                        self.termination_specs)
         info = StepInfo(
             reward=nxt.reward,
             terminated=terminated,
@@ -207,6 +209,6 @@ class VecEnv:
         # Keep the step's flags and reward visible on the returned state.
         new_state = new_state.replace(
             reward=nxt.reward, terminated=terminated, time_out=time_out,
-            reward_terms=nxt.reward_terms, termination_terms=nxt.termination_terms,
+            reward_terms=nxt.reward_terms, termination_terms=term_terms,
         )
         return new_state, info

@@ -65,8 +65,10 @@ def find_resume_dir(cfg, experiment_dir: str) -> str:
         if not os.path.isdir(path):
             raise config_lib.ConfigError(f"load_run='{run.load_run}' not found (looked in {experiment_dir})")
         return path
-    runs = sorted(d for d in os.listdir(experiment_dir) if os.path.isdir(os.path.join(experiment_dir, d, "checkpoints"))) \
-        if os.path.isdir(experiment_dir) else []
+    runs = []
+    if os.path.isdir(experiment_dir):
+        runs = sorted(d for d in os.listdir(experiment_dir)
+                      if os.path.isdir(os.path.join(experiment_dir, d, "checkpoints")))
     if not runs:
         raise config_lib.ConfigError(f"--resume: no earlier run with checkpoints in {experiment_dir}")
     return os.path.join(experiment_dir, runs[-1])
@@ -91,7 +93,8 @@ def main(argv: list[str]) -> int:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     log_dir = os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else ""))
     env = make_env(cfg)
-    print(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; logging to {log_dir}")
+    print(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; "
+          f"logging to {log_dir}")
     runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
     if resume_dir:
         meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)

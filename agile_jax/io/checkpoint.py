@@ -88,7 +88,7 @@ class Checkpointer:
 
 
 def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, dict]:
-    """Restores checkpoint ``iteration`` (latest if ``None``) of ``<run_dir>/checkpoints`` into ``template``'s structure.
+    """Restores checkpoint ``iteration`` (latest if ``None``) into the structure of ``template``.
 
     Args:
         directory: the checkpoints directory (or a run directory containing ``checkpoints/``).

@@ -50,7 +50,8 @@ def entropy(std: Array) -> Array:
 def kl(mean_old: Array, std_old: Array, mean_new: Array, std_new: Array) -> Array:
     """``KL(N(mean_old, std_old) || N(mean_new, std_new))`` summed over the action axis -> ``[...]``."""
     return jnp.sum(
-        jnp.log(std_new / std_old) + (jnp.square(std_old) + jnp.square(mean_old - mean_new)) / (2.0 * jnp.square(std_new))
+        jnp.log(std_new / std_old)
+        + (jnp.square(std_old) + jnp.square(mean_old - mean_new)) / (2.0 * jnp.square(std_new))
         - 0.5,
         axis=-1,
     )

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import field
 
 import jax
 import jax.numpy as jnp
 import mujoco
+import numpy as np
 from mujoco import mjx
 
 from agile_jax.types import Array, Observation, PRNGKey
@@ -55,7 +57,7 @@ CARTPOLE_XML = """
 """
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class CartpoleConfig:
     """Settings of the cartpole task.
 
@@ -66,6 +68,7 @@ class CartpoleConfig:
             (m, rad) and velocities (m/s, rad/s).
         cart_limit: the episode ends when ``|x|`` exceeds this (m).
         pole_angle_limit: balance only: the episode ends when ``|theta|`` exceeds this (rad).
+        num_envs: batch size used by the presets and ``VecEnv``.
         action_scale: factor from the clipped action in ``[-1, 1]`` to the motor control.
         timestep: physics timestep (s).
         n_substeps: physics steps per control step (control dt = ``timestep * n_substeps``).
@@ -86,12 +89,10 @@ class CartpoleConfig:
     gear: float = 10.0
     centered_scale: float = 1.0
     velocity_scale: float = 5.0
-    reward_weights: tuple[tuple[str, float], ...] = (
-        ("upright", 0.6),
-        ("centered", 0.2),
-        ("small_control", 0.1),
-        ("small_velocity", 0.1),
+    reward_weights: dict[str, float] = field(
+        default_factory=lambda: {"upright": 0.6, "centered": 0.2, "small_control": 0.1, "small_velocity": 0.1}
     )
+    num_envs: int = 256
 
 
 # -- state accessors ------------------------------------------------------------------------------
@@ -180,11 +181,16 @@ class CartpoleBalance:
             raise ValueError(f"unknown reward terms {sorted(unknown)}, expected some of {sorted(REWARD_FUNCTIONS)}")
         self.dt = cfg.timestep * cfg.n_substeps
         self.max_episode_length = int(round(cfg.episode_length_s / self.dt))
-        # Physics model: compiled once, the MJX copy and a template data are shared by all calls.
+        # Physics model: compiled once, the MJX copy is shared by all calls.
         xml = CARTPOLE_XML.format(timestep=cfg.timestep, gear=cfg.gear, rail=cfg.cart_limit + 0.5)
         self.mj_model = mujoco.MjModel.from_xml_string(xml)
         self.mjx_model = mjx.put_model(self.mj_model)
-        self._data0 = mjx.make_data(self.mjx_model)
+        # Template data at the nominal pose, with its kinematics computed once on the host.
+        self.qpos0 = np.array([0.0, np.pi if cfg.swing_up else 0.0], np.float32)
+        mj_data = mujoco.MjData(self.mj_model)
+        mj_data.qpos[:] = self.qpos0
+        mujoco.mj_forward(self.mj_model, mj_data)
+        self._data0 = mjx.put_data(self.mj_model, mj_data)
 
     # -- protocol ---------------------------------------------------------------------------------
     def reset(self, key: PRNGKey) -> EnvState:
@@ -197,12 +203,13 @@ class CartpoleBalance:
             The first :class:`EnvState` of the episode (zero reward, nothing terminated).
         """
         rng, key_pos, key_vel = jax.random.split(key, 3)
-        # Initial joint state: nominal pose plus uniform noise.
+        # Initial joint state: nominal pose plus uniform noise. Derived quantities (body poses, ...)
+        # stay those of the nominal pose until the first mjx.step recomputes them, which keeps the
+        # reset (evaluated every step by VecEnv's auto-reset) cheap.
         noise = self.cfg.reset_noise_scale
-        qpos0 = jnp.array([0.0, jnp.pi if self.cfg.swing_up else 0.0], jnp.float32)
-        qpos = qpos0 + jax.random.uniform(key_pos, (2,), jnp.float32, -noise, noise)
+        qpos = jnp.asarray(self.qpos0) + jax.random.uniform(key_pos, (2,), jnp.float32, -noise, noise)
         qvel = jax.random.uniform(key_vel, (2,), jnp.float32, -noise, noise)
-        data = mjx.forward(self.mjx_model, self._data0.replace(qpos=qpos, qvel=qvel))
+        data = self._data0.replace(qpos=qpos, qvel=qvel)
         # Zero reward and termination terms with the structure every step returns.
         zero = jnp.zeros((), jnp.float32)
         no = jnp.zeros((), jnp.bool_)
