@@ -28,8 +28,14 @@ class CheckpointError(RuntimeError):
 
 
 def _to_storable(tree):
-    """Typed PRNG keys become their raw ``uint32`` data (Orbax stores plain arrays)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    """Typed PRNG keys become their raw ``uint32`` data; empty arrays (Orbax refuses them) become ``None``."""
+
+    def convert(x):
+        if np.size(x) == 0:
+            return None
+        return jax.random.key_data(x) if _is_key(x) else x
+
+    return jax.tree.map(convert, tree)
 
 
 def _is_key(x) -> bool:
@@ -37,7 +43,17 @@ def _is_key(x) -> bool:
 
 
 def _from_storable(stored, template):
-    return jax.tree.map(lambda s, t: jax.random.wrap_key_data(s) if _is_key(t) else s, stored, template)
+    """Inverse of :func:`_to_storable`, using ``template`` for the keys and the empty arrays."""
+    leaves, treedef = jax.tree.flatten(template)
+    saved = iter(jax.tree.leaves(stored))
+    out = []
+    for leaf in leaves:
+        if np.size(leaf) == 0:
+            out.append(leaf)
+        else:
+            value = next(saved)
+            out.append(jax.random.wrap_key_data(value) if _is_key(leaf) else value)
+    return jax.tree.unflatten(treedef, out)
 
 
 def tree_signature(tree) -> dict[str, str]:
