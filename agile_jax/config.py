@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -36,6 +36,36 @@ class PolicyConfig:
 
 
 @dataclass
+class SymmetryConfig:
+    """AGILE/RSL-RL ``symmetry_cfg``; the mirror functions come from the env (``mirror_obs`` / ``mirror_actions``)."""
+
+    enabled: bool = False
+    use_data_augmentation: bool = True
+    use_mirror_loss: bool = False
+    mirror_loss_coeff: float = 0.0
+
+
+@dataclass
+class L2C2Config:
+    """AGILE ``l2c2_cfg``."""
+
+    enabled: bool = False
+    lambda_actor: float = 1.0
+    lambda_critic: float = 0.1
+
+
+@dataclass
+class RewardNormalizationConfig:
+    """AGILE ``reward_normalization_cfg`` (``None`` disables a sub-feature)."""
+
+    enabled: bool = False
+    decay: float = 0.999
+    epsilon: float = 1e-2
+    return_scale_decay: Optional[float] = 0.999  # noqa: UP045 (OmegaConf needs Optional)
+    outlier_threshold: Optional[float] = 10.0  # noqa: UP045
+
+
+@dataclass
 class AlgorithmConfig:
     """PPO hyperparameters with RSL-RL's names and defaults."""
 
@@ -56,6 +86,9 @@ class AlgorithmConfig:
     normalize_advantage_per_mini_batch: bool = False
     # RSL-RL 5.x clips actor and critic gradients separately; AGILE clips them jointly.
     grad_clip_mode: str = "per_network"  # "per_network" | "joint"
+    symmetry_cfg: SymmetryConfig = field(default_factory=SymmetryConfig)
+    l2c2_cfg: L2C2Config = field(default_factory=L2C2Config)
+    reward_normalization_cfg: RewardNormalizationConfig = field(default_factory=RewardNormalizationConfig)
 
 
 @dataclass
@@ -82,6 +115,12 @@ class RunnerConfig:
     load_run: str = ""  # run directory name (or path); "" with resume=True: the latest run
     load_checkpoint: int = -1  # iteration to load; -1: the latest
     progress_bar: bool = True
+    # Entropy-coefficient annealing (AGILE runner fields).
+    enable_entropy_coef_annealing: bool = False
+    entropy_coef_annealing_start_progress: float = 0.1
+    enable_entropy_coef_annealing_success_rate: float = 0.8
+    entropy_annealing_decay_rate: Optional[float] = None  # noqa: UP045 (None: linear decay)
+    min_entropy_coef: float = 0.0
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """PPO loss terms as pure functions, and their ``LossTerm`` wrappers.
 
-A loss term has the signature ``term(params, batch, forward, hyper, key) -> (loss, metrics)`` and
+A loss term has the signature ``term(params, batch, forward, ctx, key) -> (loss, metrics)`` and
 returns its contribution already multiplied by its coefficient; the PPO loss is their sum
 (``loss = sum_k coef_k * term_k``). ``forward`` holds the network outputs of the (possibly
-augmented) minibatch, computed once and shared by every term.
+augmented) minibatch, computed once and shared by every term; ``ctx`` holds the scheduled coefficients
+of the train state (``entropy_coef`` ...) and the observation normalisers (``normalizers``).
 """
 
 from __future__ import annotations

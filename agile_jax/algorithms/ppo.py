@@ -101,9 +101,10 @@ def make_update_fn(
         num_original = mb.actions.shape[0]
         full = augment(mb)
         out = forward(networks, params, normalizers, full, num_original)
+        ctx = dict(hyper, normalizers=normalizers)  # what terms may read besides params and batch
         total, metrics = 0.0, {}
         for i, term in enumerate(terms):
-            loss, m = term(params, full, out, hyper, jax.random.fold_in(key, i))
+            loss, m = term(params, full, out, ctx, jax.random.fold_in(key, i))
             total = total + loss
             metrics.update(m)
         # KL(old || new) on the original rows only, for the learning-rate rule.

@@ -107,14 +107,15 @@ class Trainer:
     iteration: Callable[[TrainState], tuple[TrainState, IterationOutput]]
 
 
-def _batch_from_rollout(tr, advantages, returns) -> Batch:
+def _batch_from_rollout(tr, advantages, returns, extras: dict) -> Batch:
     return Batch(obs=tr.obs, actions=tr.actions, old_log_probs=tr.log_probs, old_values=tr.values,
                  advantages=advantages, returns=returns, old_mean=tr.action_mean, old_std=tr.action_std,
-                 dones=tr.dones, hidden=tr.hidden)
+                 dones=tr.dones, hidden=tr.hidden, extras=extras)
 
 
 def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.RewardShaper] | None = None,
-                 terms: Sequence[LossTerm] | None = None, augment=None, mesh: Mesh | None = None) -> Trainer:
+                 terms: Sequence[LossTerm] | None = None, augment=None, batch_extras: Sequence[Callable] = (),
+                 mesh: Mesh | None = None) -> Trainer:
     """Assembles the PPO iteration for a batched env.
 
     Args:
@@ -124,6 +125,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         shapers: rollout-side reward shapers (default: timeout bootstrap only).
         terms: PPO loss terms (default: surrogate, value, entropy).
         augment: minibatch augmentation (``Batch -> Batch``).
+        batch_extras: ``(rollout, last_obs) -> dict`` of ``[T, N, ...]`` arrays merged into ``Batch.extras``.
         mesh: device mesh (default: :func:`parallel.make_mesh` with ``runner.num_devices``).
     """
     alg, run = cfg.algorithm, cfg.runner
@@ -148,7 +150,10 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         advantages, returns = gae.compute_gae(rewards, tr.values, tr.dones, last_values, alg.gamma, alg.lam)
         shaping_states = shaping.update_shapers(shapers, shaping_states, returns)
         # Epochs x minibatches of PPO.
-        batch = _batch_from_rollout(tr, advantages, returns)
+        extras = {}
+        for build in batch_extras:
+            extras.update(build(tr, env_state.obs))
+        batch = _batch_from_rollout(tr, advantages, returns, extras)
         params, opt_state, metrics = update(state.params, state.opt_state, state.normalizers, state.hyper,
                                             batch, key_update)
         # Normalisers see every stored observation once per iteration (RSL-RL 5.5).

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 
 from agile_jax import config as config_lib
+from agile_jax.extensions import Extensions, build_extensions
+from agile_jax.extensions.entropy import anneal_entropy_coef
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import EpisodeTracker, Logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
@@ -48,14 +50,18 @@ class OnPolicyRunner:
         cfg: a :class:`agile_jax.config.TrainConfig`.
         log_dir: run directory for TensorBoard files, ``config.yaml`` and checkpoints; ``None``: nothing
             is written (as in RSL-RL).
-        shapers, terms, augment: extension hooks forwarded to :func:`make_trainer`.
+        mirror_obs, mirror_actions: mirror functions for ``symmetry_cfg`` (default: the env's own).
+        extensions: prebuilt :class:`agile_jax.extensions.Extensions` (default: from the config blocks).
+        mesh: device mesh for data-parallel training (default: ``runner.num_devices`` devices).
     """
 
-    def __init__(self, env, cfg, log_dir: str | None = None, shapers=None, terms=None, augment=None, mesh=None):
+    def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
+                 extensions: Extensions | None = None, mesh=None):
         self.env, self.cfg, self.log_dir = env, cfg, log_dir
         self.networks = make_networks(cfg, env)
-        self.trainer = make_trainer(cfg, env, self.networks, shapers=shapers, terms=terms, augment=augment,
-                                    mesh=mesh)
+        ext = extensions or build_extensions(cfg, env, self.networks, mirror_obs, mirror_actions)
+        self.trainer = make_trainer(cfg, env, self.networks, shapers=ext.shapers, terms=ext.terms,
+                                    augment=ext.augment, batch_extras=ext.batch_extras, mesh=mesh)
         self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
         self.tracker = EpisodeTracker()
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
@@ -82,6 +88,7 @@ class OnPolicyRunner:
         try:
             for _ in range(num_learning_iterations):
                 t0 = time.time()
+                self._anneal_entropy()
                 new_state, out = self.trainer.iteration(self.state)
                 out = jax.device_get(out)  # the one host sync per iteration
                 elapsed = time.time() - t0
@@ -90,8 +97,8 @@ class OnPolicyRunner:
                     self._check_finite(out.finite, it)
                 self.state = new_state
                 self.tracker.add(out.episodes.done, out.episodes.episode_return, out.episodes.episode_length)
-                scalars = iteration_scalars(_to_float(out.metrics), _to_float(out.episode_extras), self.tracker,
-                                            elapsed, samples)
+                metrics = dict(_to_float(out.metrics), **{"Train/entropy_coef": float(self.state.hyper["entropy_coef"])})
+                scalars = iteration_scalars(metrics, _to_float(out.episode_extras), self.tracker, elapsed, samples)
                 if self.logger:
                     self.logger.scalars(scalars, it)
                 _update_progress(bar, scalars)
@@ -106,6 +113,19 @@ class OnPolicyRunner:
                 self.checkpointer.wait()
             if self.logger:
                 self.logger.writer and self.logger.writer.flush()
+
+    def _anneal_entropy(self) -> None:
+        """AGILE's entropy-coefficient schedule, decided on the host once per iteration before the rollout."""
+        run = self.cfg.runner
+        if not run.enable_entropy_coef_annealing:
+            return
+        coef = float(self.state.hyper["entropy_coef"])
+        new = anneal_entropy_coef(coef, self.cfg.algorithm.entropy_coef, self.current_learning_iteration,
+                                  run.max_iterations, self.tracker.mean_length, self.env.max_episode_length, run)
+        if new != coef:
+            hyper = dict(self.state.hyper, entropy_coef=jax.device_put(np.float32(new),
+                                                                       self.state.hyper["entropy_coef"].sharding))
+            self.state = self.state.replace(hyper=hyper)
 
     def _check_finite(self, finite: dict, iteration: int) -> None:
         bad = next((name for name in FINITE_CHECKS if not bool(finite[name])), None)
@@ -130,7 +150,9 @@ class OnPolicyRunner:
         it = self.current_learning_iteration
         if path is None and self._last_saved == it:
             return os.path.join(checkpointer.directory, str(it))
-        out = checkpointer.save(it, self.state, {"config": config_lib.to_yaml(self.cfg)})
+        meta = {"config": config_lib.to_yaml(self.cfg), "episode_returns": list(self.tracker.returns),
+                "episode_lengths": list(self.tracker.lengths)}
+        out = checkpointer.save(it, self.state, meta)
         if path is None:
             self._last_saved = it
         else:
@@ -143,6 +165,10 @@ class OnPolicyRunner:
             self.checkpointer.wait()
         restored, meta = ckpt.restore(path, iteration, jax.device_get(self.state))
         self.state = place_state(restored, self.trainer.mesh)
+        # The last-100-episodes buffer gates entropy annealing; restoring it keeps resumes exact.
+        self.tracker = EpisodeTracker()
+        self.tracker.returns.extend(meta.get("episode_returns", []))
+        self.tracker.lengths.extend(meta.get("episode_lengths", []))
         self._last_saved = None
         return meta
 

@@ -33,7 +33,9 @@ def probe_lowest_z(geom_xpos: Array, geom_xmat: Array, p: ContactProbe) -> Array
 
 
 def probes_touching(geom_xpos: Array, geom_xmat: Array, probes: Sequence[ContactProbe], margin: float) -> Array:
-    """Per-probe floor-contact flags ``[P]``."""
+    """Per-probe floor-contact flags ``[P]`` (``[0]`` without probes)."""
+    if not probes:
+        return jnp.zeros((0,), bool)
     return jnp.stack([probe_lowest_z(geom_xpos, geom_xmat, p) <= margin for p in probes])
 
 

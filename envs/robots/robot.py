@@ -197,7 +197,7 @@ def build_robot(name: str, model: mujoco.MjModel, joint_order: Sequence[str], gr
         model: compiled MJX-friendly model (one torque motor per joint, named after it).
         joint_order: all hinge joints in Isaac Lab order.
         groups: actuator groups.
-        **kw: ``action_joints``, ``random_joints`` (names), ``default_pos`` (name -> value), body names
+        **kw: ``action_joints``, ``random_joints`` (names), ``default_pos`` (regex -> value, else 0), body names
             ``root``, ``yaw``, ``tilt``, ``feet`` (2), ``wrench``, ``extremities``, ``illegal_bodies``,
             ``foot_geoms`` (2 lists), probes ``illegal_probes`` / ``undesired_probes`` (ContactProbe),
             mirror rules ``mirror`` (kwargs of :func:`joint_mirror`).
@@ -206,7 +206,10 @@ def build_robot(name: str, model: mujoco.MjModel, joint_order: Sequence[str], gr
     jid = [model.joint(n).id for n in names]
     act = actuator_arrays(names, groups)
     index = {n: i for i, n in enumerate(names)}
-    default_pos = np.asarray([kw["default_pos"].get(n, 0.0) for n in names], np.float32)
+    table = kw["default_pos"]
+    default_pos = np.asarray(
+        [next((v for p, v in table.items() if re.fullmatch(p, n)), 0.0) for n in names], np.float32
+    )
     bodies = lambda ns: np.asarray([model.body(n).id for n in ns], np.int32)  # noqa: E731
     foot_geoms = np.asarray([[model.geom(g).id for g in side] for side in kw["foot_geoms"]], np.int32)
     foot_radius = float(model.geom_size[foot_geoms[0, 0], 0])

@@ -61,6 +61,18 @@ class PointMass:
             info={"rng": key},
         )
 
+    # -- left-right symmetry: reflection x -> -x (an exact symmetry of these dynamics) ------------------
+    @staticmethod
+    def mirror_actions(actions):
+        """Mirrors actions ``[..., 2]``: the x force changes sign."""
+        return actions * jnp.array([-1.0, 1.0])
+
+    @staticmethod
+    def mirror_obs(obs: dict) -> dict:
+        """Mirrors every observation group (``policy`` ``[..., 4]``, ``critic`` ``[..., 5]``)."""
+        signs = {"policy": jnp.array([-1.0, 1.0, -1.0, 1.0]), "critic": jnp.array([-1.0, 1.0, -1.0, 1.0, 1.0])}
+        return {name: x * signs[name] for name, x in obs.items()}
+
     def step(self, state: EnvState, action) -> EnvState:
         """Semi-implicit Euler with a clipped force; reward favours being close to the origin."""
         force = jnp.clip(action, -1.0, 1.0) * self.cfg.action_scale

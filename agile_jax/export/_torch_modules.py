@@ -1,0 +1,71 @@
+"""``torch.nn.Module`` twins of the exported policies (imported only when torch is installed).
+
+They are scripted with ``torch.jit.script``; the saved archive carries their TorchScript code, so it
+loads with plain ``torch.jit.load`` where this package is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from agile_jax.export.spec import PolicySpec
+
+
+class CReLU(nn.Module):
+    """``concat(relu(x), relu(-x))`` over the last axis (doubles the width), as agile_jax's ``crelu``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.relu(x), torch.relu(-x)], dim=-1)
+
+
+def make_activation(name: str) -> nn.Module:
+    """The torch module computing agile_jax's activation ``name`` (Flax GELU is the tanh approximation)."""
+    table = {
+        "elu": lambda: nn.ELU(), "selu": lambda: nn.SELU(), "relu": lambda: nn.ReLU(), "crelu": CReLU,
+        "lrelu": lambda: nn.LeakyReLU(0.01), "tanh": lambda: nn.Tanh(), "sigmoid": lambda: nn.Sigmoid(),
+        "softplus": lambda: nn.Softplus(), "gelu": lambda: nn.GELU(approximate="tanh"), "swish": lambda: nn.SiLU(),
+        "mish": lambda: nn.Mish(), "identity": lambda: nn.Identity(),
+    }
+    if name not in table:
+        raise ValueError(f"activation '{name}' has no torch equivalent here; supported: {sorted(table)}")
+    return table[name]()
+
+
+class MLPPolicy(nn.Module):
+    """Deterministic MLP policy with the observation normaliser as buffers.
+
+    ``forward(obs [B, D]) -> actions [B, A]``; ``reset()`` is a no-op kept for the deployment interface
+    shared with recurrent policies.
+    """
+
+    def __init__(self, spec: PolicySpec):
+        super().__init__()
+        mean = spec.obs_mean if spec.normalized else np.zeros(spec.obs_dim, np.float32)
+        denom = spec.obs_denominator if spec.normalized else np.ones(spec.obs_dim, np.float32)
+        # Normaliser buffers: (x - mean) / (std + eps) with the denominator precomputed in float32.
+        self.register_buffer("obs_mean", torch.from_numpy(np.array(mean, np.float32)))
+        self.register_buffer("obs_denominator", torch.from_numpy(np.array(denom, np.float32)))
+        # Linear layers with weight = kernel.T, one activation module between them.
+        layers: list[nn.Module] = []
+        for i, (kernel, bias) in enumerate(spec.layers):
+            linear = nn.Linear(kernel.shape[0], kernel.shape[1])
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.T)))
+                linear.bias.copy_(torch.from_numpy(np.array(bias)))
+            layers.append(linear)
+            if i < len(spec.layers) - 1:
+                layers.append(make_activation(spec.activation))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mlp((obs - self.obs_mean) / self.obs_denominator)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        """Clears recurrent state (nothing to clear for an MLP)."""
+        pass
+
+
+MODULE_BUILDERS = {"mlp": MLPPolicy}

@@ -1,0 +1,200 @@
+"""``policy.onnx`` built directly from the params with ``onnx.helper`` (no torch, no tracing).
+
+The MLP graph is ``obs [B, D] -> Sub(mean) -> Div(std + eps) -> [MatMul -> Add -> act] x n -> MatMul -> Add
+-> actions [B, A]``, weights as initializers. ``B`` is 1 by default (static, like AGILE, Playground and
+RSL-RL exports) or a symbolic ``batch`` dimension. The default opset is 11; the IR version is picked by
+``helper.make_model_gen_version`` (``make_model`` would stamp an IR that onnxruntime refuses).
+
+Inputs/outputs are assembled generically: ``obs`` plus ``<s>_in`` for each recurrent state of the spec, and
+``actions`` plus ``<s>_out``; a recurrent policy only adds a body builder to ``BODY_BUILDERS``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from agile_jax.export.spec import PolicySpec
+
+DEFAULT_OPSET = 11
+MIN_OPSET = 11
+PRODUCER = "agile_jax"
+
+_SELU_ALPHA = 1.6732632423543772
+_SELU_GAMMA = 1.0507009873554805
+
+
+class UnsupportedActivationError(ValueError):
+    """The policy's activation has no ONNX lowering here."""
+
+
+class GraphBuilder:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self, opset: int):
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        """Adds a float32 initializer and returns its name."""
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs) -> str:
+        """Adds one node and returns its (single) output name."""
+        output = output or self.fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=self.fresh(f"n_{op_type}"), **attrs))
+        return output
+
+
+# -- activations ----------------------------------------------------------------------------------
+
+
+def _gelu_tanh(g: GraphBuilder, x: str) -> str:
+    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, Flax's default (approximate) GELU."""
+    cube = g.op("Mul", [g.op("Mul", [x, x]), x])
+    inner = g.op("Add", [x, g.op("Mul", [cube, g.const(g.fresh("gelu_c"), np.array(0.044715))])])
+    t = g.op("Tanh", [g.op("Mul", [inner, g.const(g.fresh("gelu_k"), np.array(math.sqrt(2.0 / math.pi)))])])
+    cdf = g.op("Mul", [g.op("Add", [t, g.const(g.fresh("one"), np.array(1.0))]),
+                       g.const(g.fresh("half"), np.array(0.5))])
+    return g.op("Mul", [x, cdf])
+
+
+ACTIVATIONS: dict[str, Callable[[GraphBuilder, str], str]] = {
+    "elu": lambda g, x: g.op("Elu", [x], alpha=1.0),
+    "selu": lambda g, x: g.op("Selu", [x], alpha=_SELU_ALPHA, gamma=_SELU_GAMMA),
+    "relu": lambda g, x: g.op("Relu", [x]),
+    "crelu": lambda g, x: g.op("Concat", [g.op("Relu", [x]), g.op("Relu", [g.op("Neg", [x])])], axis=-1),
+    "lrelu": lambda g, x: g.op("LeakyRelu", [x], alpha=0.01),
+    "tanh": lambda g, x: g.op("Tanh", [x]),
+    "sigmoid": lambda g, x: g.op("Sigmoid", [x]),
+    "softplus": lambda g, x: g.op("Softplus", [x]),
+    "gelu": _gelu_tanh,
+    "swish": lambda g, x: g.op("Mul", [x, g.op("Sigmoid", [x])]),
+    "mish": lambda g, x: (g.op("Mish", [x]) if g.opset >= 18
+                          else g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x])])])),
+    "identity": lambda g, x: x,
+}
+
+
+def activation(g: GraphBuilder, name: str, x: str) -> str:
+    """Applies the activation ``name`` to ``x``; unknown names raise :class:`UnsupportedActivationError`."""
+    if name not in ACTIVATIONS:
+        raise UnsupportedActivationError(
+            f"activation '{name}' cannot be exported to ONNX; supported: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name](g, x)
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+
+def _mlp_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
+    """Normaliser + MLP: ``{"obs": name} -> {"actions": name}``."""
+    x = inputs["obs"]
+    # Normaliser baked in, with the same arithmetic as the JAX policy.
+    if spec.normalized:
+        x = g.op("Sub", [x, g.const("obs_mean", spec.obs_mean)])
+        x = g.op("Div", [x, g.const("obs_denominator", spec.obs_denominator)])
+    # Dense layers; no activation after the last one.
+    last = len(spec.layers) - 1
+    for i, (kernel, bias) in enumerate(spec.layers):
+        x = g.op("MatMul", [x, g.const(f"mlp.{i}.kernel", kernel)])
+        x = g.op("Add", [x, g.const(f"mlp.{i}.bias", bias)], output="actions" if i == last else None)
+        if i < last:
+            x = activation(g, spec.activation, x)
+    return {"actions": x}
+
+
+BODY_BUILDERS: dict[str, Callable[[GraphBuilder, PolicySpec, dict[str, str]], dict[str, str]]] = {"mlp": _mlp_body}
+
+
+# -- model ----------------------------------------------------------------------------------------
+
+
+def io_names(spec: PolicySpec) -> tuple[list[str], list[str]]:
+    """Graph input and output names: ``obs`` (+ ``<s>_in``) and ``actions`` (+ ``<s>_out``)."""
+    return (["obs"] + [f"{s.name}_in" for s in spec.state], ["actions"] + [f"{s.name}_out" for s in spec.state])
+
+
+def model_metadata(spec: PolicySpec, opset: int, dynamic_batch: bool) -> dict[str, str]:
+    """String key/values stored in ``metadata_props`` (and mirrored in the doc string)."""
+    meta = {"producer": PRODUCER, "obs_dim": str(spec.obs_dim), "action_dim": str(spec.action_dim),
+            "opset": str(opset), "batch": "dynamic" if dynamic_batch else "1",
+            "network": json.dumps(spec.describe())}
+    for key, value in spec.metadata.items():
+        meta[key] = value if isinstance(value, str) else json.dumps(value)
+    return meta
+
+
+def build_model(spec: PolicySpec, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False) -> onnx.ModelProto:
+    """The checked ONNX model of ``spec``.
+
+    Args:
+        spec: the policy.
+        opset: default-domain opset (>= 11).
+        dynamic_batch: symbolic ``batch`` first dimension instead of a static 1.
+
+    Raises:
+        UnsupportedActivationError: the activation has no ONNX lowering.
+        ValueError: unknown spec kind or an opset this onnx package cannot write.
+    """
+    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset {opset} is outside [{MIN_OPSET}, {onnx.defs.onnx_opset_version()}]")
+    if spec.kind not in BODY_BUILDERS:
+        raise ValueError(f"no ONNX builder for policy kind '{spec.kind}'; available: {sorted(BODY_BUILDERS)}")
+    g = GraphBuilder(opset)
+    batch = "batch" if dynamic_batch else 1
+    in_names, out_names = io_names(spec)
+    # Inputs and outputs: observation/action plus the recurrent state pairs.
+    in_shapes = [[batch, spec.obs_dim]] + [list(s.shape) for s in spec.state]
+    out_shapes = [[batch, spec.action_dim]] + [list(s.shape) for s in spec.state]
+    outputs = BODY_BUILDERS[spec.kind](g, spec, dict(zip(["obs"] + [s.name for s in spec.state], in_names)))
+    assert list(outputs.values()) == out_names, (outputs, out_names)
+    meta = model_metadata(spec, opset, dynamic_batch)
+    graph = helper.make_graph(
+        g.nodes, f"{PRODUCER}_{spec.kind}_policy",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(in_names, in_shapes)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(out_names, out_shapes)],
+        initializer=g.initializers,
+        doc_string=f"Deterministic policy exported by {PRODUCER}: " + json.dumps(meta, sort_keys=True),
+    )
+    model = helper.make_model_gen_version(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                          producer_name=PRODUCER, doc_string=graph.doc_string)
+    helper.set_model_props(model, meta)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export_onnx(spec: PolicySpec, path: str, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False) -> str:
+    """Writes ``build_model(spec, ...)`` to ``path`` and returns the path."""
+    onnx.save_model(build_model(spec, opset, dynamic_batch), path)
+    return path
+
+
+def run_onnx(path: str, obs: np.ndarray) -> np.ndarray:
+    """Actions ``[N, A]`` of an exported (stateless) policy for ``obs`` ``[N, D]`` with onnxruntime.
+
+    A static-batch model is run one row at a time.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    obs = np.asarray(obs, np.float32)
+    if isinstance(inp.shape[0], int):
+        rows = [obs[i:i + inp.shape[0]] for i in range(0, len(obs), inp.shape[0])]
+        return np.concatenate([session.run(None, {inp.name: r})[0] for r in rows], axis=0)
+    return session.run(None, {inp.name: obs})[0]

@@ -1,0 +1,136 @@
+"""Framework-neutral description of a deterministic policy, the common input of every exporter.
+
+A :class:`PolicySpec` holds NumPy copies of everything the deployed graph needs: the observation
+normaliser, the layers and the activation. The ONNX and TorchScript builders read only this, so a new
+network kind (a recurrent student, say) adds one spec ``kind`` plus one body builder per format, and
+declares its carried state in ``state`` (``h`` -> inputs ``h_in`` / outputs ``h_out``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.normalization import NormalizerState
+from agile_jax.types import Params
+
+NORMALIZER_EPS = 1e-2
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One recurrent state tensor carried between calls.
+
+    Attributes:
+        name: base name; the graph reads ``<name>_in`` and writes ``<name>_out`` (``h``, ``c``).
+        shape: full shape including the batch axis, e.g. ``(layers, 1, hidden)`` as in RSL-RL.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A deterministic policy ``obs [B, D] -> actions [B, A]`` as plain arrays.
+
+    Attributes:
+        kind: network kind; ``"mlp"`` today.
+        obs_dim: width ``D`` of the concatenated observation.
+        action_dim: width ``A`` of the action.
+        layers: ``(kernel [in, out], bias [out])`` per Dense layer, float32.
+        activation: RSL-RL activation name used between layers.
+        obs_mean: normaliser mean ``[D]`` or ``None`` (no normaliser).
+        obs_denominator: ``sqrt(var) + eps`` ``[D]`` or ``None``.
+        obs_groups: env observation groups concatenated into ``obs``, in order.
+        obs_group_dims: flattened width of each of ``obs_groups``.
+        state: recurrent state tensors (empty for an MLP).
+        metadata: free-form strings/numbers recorded in the exported files.
+    """
+
+    kind: str
+    obs_dim: int
+    action_dim: int
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
+    activation: str
+    obs_mean: np.ndarray | None = None
+    obs_denominator: np.ndarray | None = None
+    obs_groups: tuple[str, ...] = ("policy",)
+    obs_group_dims: tuple[int, ...] = ()
+    state: tuple[StateSpec, ...] = ()
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def hidden_dims(self) -> tuple[int, ...]:
+        """Output widths of all layers but the last."""
+        return tuple(int(b.shape[0]) for _, b in self.layers[:-1])
+
+    @property
+    def normalized(self) -> bool:
+        return self.obs_mean is not None
+
+    def describe(self) -> dict:
+        """A JSON-friendly summary (layout, not weights)."""
+        return {
+            "kind": self.kind, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+            "hidden_dims": list(self.hidden_dims), "activation": self.activation,
+            "obs_normalization": self.normalized, "normalizer_eps": NORMALIZER_EPS,
+            "obs_groups": list(self.obs_groups), "obs_group_dims": list(self.obs_group_dims),
+            "state": [{"name": s.name, "shape": list(s.shape)} for s in self.state],
+        }
+
+
+def mlp_layers(mlp_params: Mapping) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """``(kernel, bias)`` pairs of a Flax MLP's ``Dense_0 .. Dense_k`` in order.
+
+    Args:
+        mlp_params: ``{"params": {"Dense_i": {"kernel": [in, out], "bias": [out]}}}`` (or the inner dict).
+    """
+    inner = mlp_params.get("params", mlp_params)
+    count = len([k for k in inner if k.startswith("Dense_")])
+    if count == 0 or any(f"Dense_{i}" not in inner for i in range(count)):
+        raise ValueError(f"expected Flax MLP params Dense_0..Dense_k, got keys {sorted(inner)}")
+    return tuple(
+        (np.asarray(inner[f"Dense_{i}"]["kernel"], np.float32), np.asarray(inner[f"Dense_{i}"]["bias"], np.float32))
+        for i in range(count)
+    )
+
+
+def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str, NormalizerState],
+                metadata: Mapping | None = None) -> PolicySpec:
+    """The deterministic actor of ``networks`` (Gaussian mean, normaliser baked in) as a :class:`PolicySpec`.
+
+    Args:
+        networks: the actor-critic structure.
+        params: ``{"actor": {"mlp": ..., "std": [A]}, ...}``.
+        normalizers: ``{"actor": NormalizerState}`` when the actor normalises its input.
+        metadata: extra entries for the exported files (e.g. ``{"joint_names": [...]}``).
+    """
+    layers = mlp_layers(params["actor"]["mlp"])
+    groups = tuple(networks.obs_groups["actor"])
+    dims = tuple(int(np.prod(networks.obs_shapes[g])) for g in groups)
+    mean = denom = None
+    if "actor" in normalizers:
+        state = normalizers["actor"]
+        # Same float32 arithmetic as normalization.normalize: (x - mean) / (sqrt(var) + eps).
+        mean = np.asarray(state.mean, np.float32)
+        denom = np.sqrt(np.asarray(state.var, np.float32)) + np.float32(NORMALIZER_EPS)
+    spec = PolicySpec(kind="mlp", obs_dim=sum(dims), action_dim=int(networks.action_size), layers=layers,
+                      activation=networks.activation.lower(), obs_mean=mean, obs_denominator=denom,
+                      obs_groups=groups, obs_group_dims=dims, metadata=dict(metadata or {}))
+    _check_layers(spec)
+    return spec
+
+
+def _check_layers(spec: PolicySpec) -> None:
+    """Refuses layer shapes that do not chain from ``obs_dim`` to ``action_dim``."""
+    width = spec.obs_dim
+    for i, (kernel, bias) in enumerate(spec.layers):
+        if kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
+            raise ValueError(f"layer {i}: kernel {kernel.shape} / bias {bias.shape} do not follow width {width}")
+        width = kernel.shape[1] * (2 if spec.activation == "crelu" and i < len(spec.layers) - 1 else 1)
+    if width != spec.action_dim:
+        raise ValueError(f"the last layer outputs {width} values but the policy has {spec.action_dim} actions")

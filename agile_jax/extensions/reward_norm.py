@@ -1,0 +1,102 @@
+"""AGILE's ``ReturnVarianceNormalization`` as a rollout-side reward shaper.
+
+State (scalars over all envs): EMA ``mean`` (init 0), ``var`` (init 1) of the raw rewards and the
+return-scale ``correction`` (init 1). Per env step, in order:
+
+1. clip the raw rewards to ``mean +- thr (std + eps)`` (outliers) and fold their batch mean / biased
+   variance into the EMAs (``decay``);
+2. ``scale = std * 1/sqrt(1 - gamma^2) * correction + eps``; ``r_hat = r / scale``, clipped to
+   ``mean / scale +- thr`` (the mean is not subtracted).
+
+Once per rollout, after GAE: ``correction <- d_r correction + (1 - d_r) std(returns) correction``. For
+stationary rewards ``std(returns) * correction`` is invariant, so the correction converges without
+oscillating and the normalised returns approach unit variance. ``outlier_threshold=None`` disables
+clipping and ``return_scale_decay=None`` disables the correction, as in AGILE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from agile_jax.algorithms.shaping import RewardShaper
+from agile_jax.types import Array, Transition
+
+
+@struct.dataclass
+class RewardNormState:
+    mean: Array
+    var: Array
+    correction: Array
+
+    @property
+    def std(self) -> Array:
+        return jnp.sqrt(self.var)
+
+
+def init() -> RewardNormState:
+    return RewardNormState(mean=jnp.zeros((), jnp.float32), var=jnp.ones((), jnp.float32),
+                           correction=jnp.ones((), jnp.float32))
+
+
+def _global_mean(x: Array, axis_name: str | None) -> Array:
+    m = jnp.mean(x)
+    return jax.lax.pmean(m, axis_name) if axis_name else m
+
+
+def step(state: RewardNormState, rewards: Array, gamma: float, decay: float, epsilon: float,
+         outlier_threshold: float | None, axis_name: str | None = None) -> tuple[RewardNormState, Array]:
+    """Updates the statistics with one env step's rewards ``[N]`` and returns them normalised."""
+    clipped = rewards
+    if outlier_threshold is not None:
+        half = outlier_threshold * (state.std + epsilon)
+        clipped = jnp.clip(rewards, state.mean - half, state.mean + half)
+    # Batch moments over every env (all devices), then the EMA update, before normalising.
+    m = _global_mean(clipped, axis_name)
+    v = _global_mean(jnp.square(clipped - m), axis_name)
+    mean = decay * state.mean + (1.0 - decay) * m
+    var = decay * state.var + (1.0 - decay) * v
+    new = state.replace(mean=mean, var=var)
+    scale = new.std * (1.0 / math.sqrt(1.0 - gamma**2)) * new.correction + epsilon
+    out = rewards / scale
+    if outlier_threshold is not None:
+        out = jnp.clip(out, mean / scale - outlier_threshold, mean / scale + outlier_threshold)
+    return new, out
+
+
+def update_correction(state: RewardNormState, returns: Array, return_scale_decay: float | None,
+                      axis_name: str | None = None) -> RewardNormState:
+    """Return-scale correction from the (unbiased) std of all GAE returns of the rollout."""
+    if return_scale_decay is None:
+        return state
+    n = jnp.asarray(returns.size, jnp.float32)
+    total = jnp.sum(returns)
+    if axis_name:
+        n, total = jax.lax.psum(n, axis_name), jax.lax.psum(total, axis_name)
+    sq = jnp.sum(jnp.square(returns - total / n))
+    if axis_name:
+        sq = jax.lax.psum(sq, axis_name)
+    std = jnp.maximum(jnp.sqrt(sq / (n - 1.0)), 1e-6)
+    ideal = std * state.correction
+    return state.replace(correction=return_scale_decay * state.correction + (1.0 - return_scale_decay) * ideal)
+
+
+def make_shaper(gamma: float, decay: float = 0.999, epsilon: float = 1e-2, return_scale_decay: float | None = 0.999,
+                outlier_threshold: float | None = 10.0, axis_name: str | None = None) -> RewardShaper:
+    """The reward normaliser as a :class:`RewardShaper` (metrics ``Train/reward_scale``, ``Train/return_correction``)."""
+
+    def apply(state: RewardNormState, rewards: Array, rollout: Transition):
+        def body(s, r):
+            return step(s, r, gamma, decay, epsilon, outlier_threshold, axis_name)
+
+        state, normalised = jax.lax.scan(body, state, rewards)
+        scale = state.std * (1.0 / math.sqrt(1.0 - gamma**2)) * state.correction + epsilon
+        return state, normalised, {"Train/reward_scale": scale, "Train/reward_std": state.std}
+
+    def update(state: RewardNormState, returns: Array):
+        return update_correction(state, returns, return_scale_decay, axis_name)
+
+    return RewardShaper("reward_normalization", init, apply, update)

@@ -1,0 +1,86 @@
+"""Left-right symmetry: minibatch augmentation and the mirror loss (RSL-RL / AGILE ``symmetry_cfg``).
+
+The mirror functions come from the environment (``env.mirror_obs(obs_dict) -> obs_dict`` acting on every
+observation group, ``env.mirror_actions(actions) -> actions``) or from the user; both must be pure and
+act on the last axis so any leading batch axes pass through.
+
+* Augmentation (``Batch -> Batch``): the minibatch becomes ``[original; mirrored]``; old log-probs,
+  old values, advantages and returns are repeated, so a mirrored action is scored against the old
+  log-prob of its original. Entropy and the KL of the learning-rate rule use the original half (the
+  PPO update takes them from the first ``B`` rows).
+* Mirror loss: ``MSE(mean(mirror(obs)), mirror(stop_gradient(mean(obs))))``, added with
+  ``mirror_loss_coeff`` when ``use_mirror_loss``, otherwise computed for logging only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from agile_jax.algorithms.losses import Batch, Forward
+from agile_jax.types import Array, Observation
+
+MirrorObs = Callable[[Observation], Observation]
+MirrorActions = Callable[[Array], Array]
+
+
+def _cat(a, b):
+    return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
+
+
+def _repeat(x):
+    return jnp.concatenate([x, x], axis=0)
+
+
+def make_augment(mirror_obs: MirrorObs, mirror_actions: MirrorActions) -> Callable[[Batch], Batch]:
+    """``Batch [B] -> Batch [2B]`` with the mirrored copies after the originals (``extras`` untouched)."""
+
+    def augment(batch: Batch) -> Batch:
+        return batch._replace(
+            obs=_cat(batch.obs, mirror_obs(batch.obs)),
+            actions=_cat(batch.actions, mirror_actions(batch.actions)),
+            old_log_probs=_repeat(batch.old_log_probs),
+            old_values=_repeat(batch.old_values),
+            advantages=_repeat(batch.advantages),
+            returns=_repeat(batch.returns),
+            old_mean=_repeat(batch.old_mean),
+            old_std=_repeat(batch.old_std),
+            dones=_repeat(batch.dones),
+        )
+
+    return augment
+
+
+def mirror_loss(mean_on_mirrored: Array, mean_on_original: Array, mirror_actions: MirrorActions) -> Array:
+    """``MSE(mean(mirror(obs)), mirror(mean(obs)))`` with the target held fixed (stop-gradient)."""
+    target = jax.lax.stop_gradient(mirror_actions(mean_on_original))
+    return jnp.mean(jnp.square(mean_on_mirrored - target))
+
+
+def make_mirror_loss_term(networks, mirror_obs: MirrorObs, mirror_actions: MirrorActions, coeff: float,
+                          use_mirror_loss: bool, augmented: bool):
+    """Loss term logged as ``mirror``; it contributes ``coeff * loss`` only when ``use_mirror_loss``.
+
+    Args:
+        networks: the actor-critic (used for an extra forward pass when the batch is not augmented).
+        mirror_obs, mirror_actions: the mirror functions.
+        coeff: ``mirror_loss_coeff``.
+        use_mirror_loss: add the loss to the objective (otherwise it is only logged, detached).
+        augmented: the batch the term sees is ``[original; mirrored]`` (augmentation on), so the means of
+            the forward pass are reused.
+    """
+
+    def term(params, batch: Batch, forward: Forward, hyper, key):
+        if augmented:
+            half = forward.mean.shape[0] // 2
+            mean_orig, mean_mirr = forward.mean[:half], forward.mean[half:]
+        else:
+            mean_orig = forward.mean
+            mean_mirr = networks.actor_mean(params, hyper["normalizers"], mirror_obs(batch.obs))
+        loss = mirror_loss(mean_mirr, mean_orig, mirror_actions)
+        weighted = coeff * loss if use_mirror_loss else 0.0 * jax.lax.stop_gradient(loss)
+        return weighted, {"mirror": jax.lax.stop_gradient(loss)}
+
+    return term

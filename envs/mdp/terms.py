@@ -1,0 +1,91 @@
+"""Name -> term tables: reward terms with weights and curricula, resolved against a robot's joint names."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from agile_jax.types import Array
+from envs.mdp import rewards
+from envs.robots.robot import select_joints
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardTerm:
+    """One reward term: a function of :mod:`envs.mdp.rewards`, its weight and keyword parameters.
+
+    A ``joints`` parameter holds joint-name regexes; it is resolved to indices into the robot's joint order.
+    """
+
+    func: str
+    weight: float
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightRamp:
+    """Isaac Lab's ``update_reward_weight_step``: weight ramps linearly to ``terminal_weight`` (control steps)."""
+
+    start_step: int
+    num_steps: int
+    terminal_weight: float
+
+
+def resolve_rewards(
+    table: Mapping[str, RewardTerm], joint_names: tuple[str, ...]
+) -> dict[str, Callable[[rewards.Signals], Array]]:
+    """Binds each term's parameters; terms with zero weight are dropped.
+
+    Raises:
+        ValueError: unknown reward function or a ``joints`` pattern that matches nothing.
+    """
+    out = {}
+    for name, term in table.items():
+        if term.weight == 0.0:
+            continue
+        fn = getattr(rewards, term.func, None)
+        if fn is None:
+            raise ValueError(f"reward '{name}': unknown function '{term.func}'")
+        params = dict(term.params)
+        if "joints" in params:
+            picked = select_joints(joint_names, params["joints"])
+            if not picked:
+                raise ValueError(f"reward '{name}': joints {params['joints']} match nothing")
+            params["joints"] = np.asarray([joint_names.index(j) for j in picked], np.int32)
+        out[name] = functools.partial(fn, **params)
+    return out
+
+
+def reward_weights(
+    table: Mapping[str, RewardTerm], ramps: Mapping[str, WeightRamp], common_step: Array
+) -> dict[str, Array]:
+    """Weight of every non-zero term at the global control step ``common_step`` (curricula applied)."""
+    out = {}
+    for name, term in table.items():
+        if term.weight == 0.0:
+            continue
+        ramp = ramps.get(name)
+        if ramp is None:
+            out[name] = jnp.asarray(term.weight, jnp.float32)
+        else:
+            out[name] = rewards.linear_ramp(
+                common_step.astype(jnp.float32), ramp.start_step, ramp.num_steps, term.weight, ramp.terminal_weight
+            )
+    return out
+
+
+def weighted_rewards(
+    fns: Mapping[str, Callable[[rewards.Signals], Array]], weights: Mapping[str, Array], sig: rewards.Signals,
+    dt: float,
+) -> dict[str, Array]:
+    """``weight * term * dt`` per term, NaN/inf replaced by 0 (Isaac Lab's ``RewardManager``)."""
+    out = {}
+    for name, fn in fns.items():
+        value = jnp.nan_to_num(fn(sig).astype(jnp.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        out[name] = weights[name] * value * dt
+    return out

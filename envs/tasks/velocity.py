@@ -1,0 +1,441 @@
+"""AGILE's velocity-tracking task (``Velocity-T1-v0`` and ``Velocity-G1-History-v0``) on flat ground in MJX.
+
+One :class:`VelocityEnv` class implements both robots; :func:`T1VelocityConfig` and :func:`G1VelocityConfig`
+give AGILE's tables. The env is a single, pure environment (``reset(key)``, ``step(state, action)``); batch it
+with :class:`envs.core.VecEnv`. Per control step (50 Hz = 4 physics steps of 5 ms):
+
+1. leg targets ``clip(default + scale * a)`` (Isaac Lab clips the processed target), arms/head follow the
+   random-target motion, the waist (T1) is held at its default;
+2. each physics step runs the delayed DC-motor PD (:mod:`envs.mdp.actuators`) and ``mjx.step``;
+3. terminations and rewards (weights x dt) are computed, then commands are resampled, pushes and
+   external wrenches fire, and observations are taken.
+
+Observation layout (per frame, oldest -> newest over the ``[H, 45]`` policy history; AGILE's term-major
+export order is :func:`envs.mdp.observations.term_major`):
+
+* policy ``[5, 45]``: base_ang_vel x0.2 (3), projected_gravity (3), velocity_commands (3),
+  joint_pos_rel of the action joints (12), joint_vel_rel x0.05 (12), last action (12); noise before scale;
+* critic ``[70]``: velocity_commands (3), base_lin_vel (3), base_ang_vel (3), projected_gravity (3),
+  joint_pos_rel of all joints (23), joint_vel_rel x0.1 (23), last action (12); no noise.
+
+State carried in ``info``: ``rng``, ``command``/``command_time`` (s to resample), ``last_action``,
+``prev_action_rate``, ``delay`` (physics steps per joint), ``delay_line``, ``fresh`` (first step of an
+episode), ``motion`` (random arm motion), ``domain`` (per-env model parameters, see
+:mod:`envs.mdp.events`), ``push_time``/``wrench_time``/``wrench`` (interval events), ``history`` (policy
+frames), ``root_vel`` (for the root acceleration), ``common_step`` (global control step for the curricula;
+write it with :func:`set_common_step`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from mujoco import mjx
+
+from agile_jax.types import Array, PRNGKey
+from envs.core import EnvState, TerminationSpec
+from envs.mdp import actuators, commands, contacts, events, random_motion, symmetry, terms
+from envs.mdp import observations as obs_terms
+from envs.mdp import terminations as term_fns
+from envs.mdp import math as mmath
+from envs.mdp.rewards import Signals
+from envs.mdp.terms import RewardTerm, WeightRamp
+from envs.robots import assets, g1, t1
+from envs.robots.robot import Robot
+
+_T1_LEGS = t1.LEG_JOINTS
+_G1_CTRL = g1.CONTROLLED_JOINTS
+T1_REWARDS = {
+    "termination_penalty": RewardTerm("is_terminated", -100.0),
+    "track_lin_vel_xy_exp": RewardTerm("track_lin_vel_xy_exp", 5.0, {"std": 0.2}),
+    "track_ang_vel": RewardTerm("track_ang_vel_z_exp", 5.0, {"std": 0.2}),
+    "base_height": RewardTerm("base_height_exp", 2.0, {"target_height": t1.DEFAULT_TRUNK_HEIGHT, "std": 0.1}),
+    "orientation": RewardTerm("flat_orientation_l2", -5.0),
+    "torques": RewardTerm("joint_torques_l2", -1e-4, {"joints": _T1_LEGS}),
+    "ankle_torques": RewardTerm("joint_torques_l2", -1e-4, {"joints": (".*Ankle.*",)}),
+    "ankle_roll_torques": RewardTerm("joint_torques_l2", -2e-3, {"joints": (".*Ankle_Roll",)}),
+    "lin_vel_z": RewardTerm("lin_vel_z_l2", -0.5),
+    "ang_vel_xy": RewardTerm("ang_vel_xy_l2", -0.5),
+    "dof_vel": RewardTerm("joint_vel_l2", -2e-4, {"joints": (".*",)}),
+    "action_rate": RewardTerm("action_rate_l2", -0.5),
+    "action_rate_rate": RewardTerm("action_rate_rate_l2", -0.05),
+    "dof_pos_limits": RewardTerm("joint_pos_limits", -1.0, {"joints": (".*",)}),
+    "dof_vel_limits": RewardTerm("joint_vel_limits", -1.0, {"joints": (".*",), "soft_ratio": 0.9}),
+    "torque_limits": RewardTerm("applied_torque_limits", -0.01, {"joints": (".*",)}),
+    "collision": RewardTerm("undesired_contacts", -0.2),
+    "feet_slip": RewardTerm("feet_slip", -0.1),
+    "feet_roll": RewardTerm("feet_roll_l2", -0.1),
+    "feet_yaw_diff": RewardTerm("feet_yaw_diff_l2", -0.2),
+    "feet_yaw_mean": RewardTerm("feet_yaw_mean_vs_base", -4.0),
+    "root_acc": RewardTerm("body_acc_l2", -2e-5),
+    "feet_distance": RewardTerm("feet_distance_from_ref", -0.2, {"ref_distance": 0.2}),
+}
+G1_REWARDS = {
+    "termination_penalty": RewardTerm("is_terminated", -100.0),
+    "track_lin_vel_xy_exp": RewardTerm("track_lin_vel_xy_exp", 5.0, {"std": 0.2}),
+    "track_ang_vel": RewardTerm("track_ang_vel_z_exp", 5.0, {"std": 0.2}),
+    "base_height": RewardTerm("base_height_exp", 2.5, {"target_height": g1.DEFAULT_PELVIS_HEIGHT, "std": 0.1}),
+    "orientation": RewardTerm("flat_body_orientation_exp", 5.0, {"std": float(np.radians(10.0))}),
+    "torques": RewardTerm("joint_torques_l2", -5e-5, {"joints": _G1_CTRL}),
+    "ankle_torques": RewardTerm("joint_torques_l2", -1e-4, {"joints": (".*ankle.*",)}),
+    "ankle_roll_torques": RewardTerm("joint_torques_l2", -1e-3, {"joints": (".*ankle_roll.*",)}),
+    "lin_vel_z": RewardTerm("lin_vel_z_l2", -0.25),
+    "ang_vel_xy": RewardTerm("ang_vel_xy_l2", -0.25),
+    "dof_vel": RewardTerm("joint_vel_l2", -1e-4, {"joints": _G1_CTRL}),
+    "action_rate": RewardTerm("action_rate_l2", -0.25),
+    "action_rate_rate": RewardTerm("action_rate_rate_l2", -0.025),
+    "dof_pos_limits": RewardTerm("joint_pos_limits", -0.5, {"joints": _G1_CTRL}),
+    "dof_vel_limits": RewardTerm("joint_vel_limits", -0.5, {"joints": _G1_CTRL, "soft_ratio": 0.9}),
+    "torque_limits": RewardTerm("applied_torque_limits", -0.005, {"joints": _G1_CTRL}),
+    "feet_slip": RewardTerm("feet_slip", -0.05),
+    "feet_roll": RewardTerm("feet_roll_l2", -0.05),
+    "feet_yaw_diff": RewardTerm("feet_yaw_diff_l2", -0.1),
+    "feet_yaw_mean": RewardTerm("feet_yaw_mean_vs_base", -2.0),
+    "root_acc": RewardTerm("body_acc_l2", -1e-5),
+    "feet_distance": RewardTerm("feet_distance_from_ref", -0.1, {"ref_distance": 0.2}),
+    "jumping": RewardTerm("jumping", -20.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class T1VelocityConfig:
+    """All knobs of the velocity task; the defaults are AGILE's ``T1LowerVelocityEnvCfg`` on flat ground.
+
+    Attributes:
+        robot: ``"t1"`` or ``"g1"``.
+        impl: ``mjx.put_model`` implementation, ``"jax"`` or ``"warp"``.
+        sim_dt / decimation: physics step (s) and physics steps per control step.
+        solver: MuJoCo solver options (``timestep`` is overridden by ``sim_dt``).
+        episode_length_s: time limit (enforced by ``VecEnv``).
+        action_scale / action_clip: leg target ``default + scale * a``, clipped to ``action_clip``.
+        clip_processed_actions: clip the target (Isaac Lab ``JointAction``) instead of the raw action.
+        implicit_damping: integrate the PD damping implicitly (MuJoCo joint damping + Euler damping).
+        random_arm_motion: move the non-policy joints (arms, head) to random targets.
+        history_length / obs_noise: policy history frames and observation corruption.
+        rewards / curricula: reward table (weights before x dt) and weight ramps by global control step.
+        termination_types: ``term -> (type, sigma)`` of :class:`envs.core.TerminationSpec` (time_out excluded).
+        limit_angle / base_height_threshold / illegal_contact_min_height: termination thresholds.
+        contact_margin: geometric contact distance (m) for feet and trunk probes.
+        orientation_bodies: bodies of the exp orientation reward.
+        init_height_offset: spawn height above the resting height of the default pose (m).
+    """
+
+    robot: str = "t1"
+    impl: str = "jax"
+    sim_dt: float = 0.005
+    decimation: int = 4
+    solver: assets.SolverOptions = assets.SolverOptions()
+    episode_length_s: float = 30.0
+    action_scale: float = 1.0
+    action_clip: tuple[float, float] | None = (-1.0, 1.0)
+    clip_processed_actions: bool = True
+    implicit_damping: bool = True
+    random_arm_motion: bool = True
+    history_length: int = 5
+    obs_noise: bool = True
+    soft_joint_pos_limit_factor: float = 0.9
+    commands: commands.CommandConfig = commands.CommandConfig()
+    domain: events.DomainConfig = events.DomainConfig()
+    random_motion: random_motion.RandomMotionConfig = random_motion.RandomMotionConfig()
+    rewards: Mapping[str, RewardTerm] = dataclasses.field(default_factory=lambda: dict(T1_REWARDS))
+    curricula: Mapping[str, WeightRamp] = dataclasses.field(
+        default_factory=lambda: {"action_rate": WeightRamp(50_000, 100_000, -2.0),
+                                 "action_rate_rate": WeightRamp(60_000, 100_000, -1.0)})
+    termination_types: Mapping[str, tuple[str, float]] = dataclasses.field(
+        default_factory=lambda: {k: ("neutral", 5.0) for k in ("base_orientation", "illegal_contacts",
+                                                               "illegal_base_height")})
+    limit_angle: float = float(np.radians(30.0))
+    base_height_threshold: float = t1.DEFAULT_TRUNK_HEIGHT - 0.3
+    illegal_contact_min_height: float = 0.45
+    contact_margin: float = 0.005
+    orientation_bodies: tuple[str, ...] = ("Trunk",)
+    init_height_offset: float = 0.045
+
+
+@dataclasses.dataclass(frozen=True)
+class G1VelocityConfig(T1VelocityConfig):
+    """AGILE's ``G1LowerVelocityHistoryEnvCfg`` (14 controlled joints, action scale 0.5) on flat ground."""
+
+    robot: str = "g1"
+    action_scale: float = 0.5
+    action_clip: tuple[float, float] | None = (-10.0, 10.0)
+    domain: events.DomainConfig = events.DomainConfig(root_mass_add=(-1.0, 5.0),
+                                                      root_com=((-0.15, 0.25), (-0.05, 0.05), (-0.15, 0.15)))
+    rewards: Mapping[str, RewardTerm] = dataclasses.field(default_factory=lambda: dict(G1_REWARDS))
+    curricula: Mapping[str, WeightRamp] = dataclasses.field(
+        default_factory=lambda: {"action_rate": WeightRamp(50_000, 100_000, -1.0),
+                                 "action_rate_rate": WeightRamp(60_000, 100_000, -0.5)})
+    base_height_threshold: float = g1.DEFAULT_PELVIS_HEIGHT - 0.3
+    orientation_bodies: tuple[str, ...] = ("pelvis", "torso_link")
+
+
+VelocityConfig = T1VelocityConfig
+
+
+def make_robot(cfg: VelocityConfig) -> Robot:
+    """The robot tables and MJX-friendly model named by ``cfg.robot``."""
+    solver = dataclasses.replace(cfg.solver, timestep=cfg.sim_dt, eulerdamp=cfg.implicit_damping)
+    builders = {"t1": t1.t1_robot, "g1": g1.g1_robot}
+    if cfg.robot not in builders:
+        raise ValueError(f"unknown robot '{cfg.robot}', expected one of {sorted(builders)}")
+    return builders[cfg.robot](solver)
+
+
+def set_common_step(state: EnvState, step: int | Array) -> EnvState:
+    """Writes the global control-step count (drives the action-rate curricula) into a (batched) state."""
+    cur = state.info["common_step"]
+    return state.replace(info={**state.info, "common_step": jnp.broadcast_to(jnp.asarray(step, jnp.int32), cur.shape)})
+
+
+class VelocityEnv:
+    """Velocity tracking with AGILE's MDP for the robot named in ``cfg.robot`` (see the module docstring)."""
+
+    def __init__(self, cfg: VelocityConfig):
+        self.cfg = cfg
+        self.robot = robot = make_robot(cfg)
+        self.mjx_model = mjx.put_model(robot.model, impl=cfg.impl)
+        self._data0 = mjx.make_data(self.mjx_model, impl=cfg.impl)
+        self.ctrl_dt = cfg.sim_dt * cfg.decimation
+        self.max_episode_length = int(round(cfg.episode_length_s / self.ctrl_dt))
+        self.action_size = len(robot.action_idx)
+        na, nj = self.action_size, robot.num_joints
+        self.policy_layout = (
+            obs_terms.ObsTerm("base_ang_vel", 3, 0.2, 0.2), obs_terms.ObsTerm("projected_gravity", 3, 1.0, 0.05),
+            obs_terms.ObsTerm("velocity_commands", 3), obs_terms.ObsTerm("joint_pos", na, 1.0, 0.01),
+            obs_terms.ObsTerm("joint_vel", na, 0.05, 1.5), obs_terms.ObsTerm("actions", na),
+        )
+        self.critic_layout = (
+            obs_terms.ObsTerm("velocity_commands", 3), obs_terms.ObsTerm("base_lin_vel", 3),
+            obs_terms.ObsTerm("base_ang_vel", 3), obs_terms.ObsTerm("projected_gravity", 3),
+            obs_terms.ObsTerm("joint_pos_all", nj), obs_terms.ObsTerm("joint_vel_all", nj, 0.1),
+            obs_terms.ObsTerm("actions", na),
+        )
+        self.observation_shapes = {
+            "policy": (cfg.history_length, obs_terms.layout_size(self.policy_layout)),
+            "critic": (obs_terms.layout_size(self.critic_layout),),
+        }
+        self._reward_fns = terms.resolve_rewards(cfg.rewards, robot.joint_names)
+        self.reward_names = tuple(self._reward_fns)
+        self.termination_names = ("time_out", "base_orientation", "illegal_contacts", "illegal_base_height")
+        self.termination_specs = {"time_out": TerminationSpec("time_out")}
+        self.termination_specs.update({k: TerminationSpec(*v) for k, v in cfg.termination_types.items()})
+        soft = cfg.soft_joint_pos_limit_factor
+        mid, half = (robot.lower + robot.upper) / 2, (robot.upper - robot.lower) / 2
+        self._soft_lower, self._soft_upper = mid - soft * half, mid + soft * half
+        self._root_ids = np.asarray(robot.model.body_rootid[robot.feet_bodies], np.int32)
+        self._orientation_bodies = np.asarray([robot.model.body(n).id for n in cfg.orientation_bodies], np.int32)
+        act = symmetry.JointMirror(robot.mirror_action.perm, robot.mirror_action.sign)
+        self._mirror_policy = symmetry.concat_mirror(
+            [(3, symmetry.BASE_ANG_VEL), (3, symmetry.PROJECTED_GRAVITY), (3, symmetry.VELOCITY_COMMANDS),
+             (na, act), (na, act), (na, act)]
+        )
+        self._mirror_critic = symmetry.concat_mirror(
+            [(3, symmetry.VELOCITY_COMMANDS), (3, symmetry.BASE_LIN_VEL), (3, symmetry.BASE_ANG_VEL),
+             (3, symmetry.PROJECTED_GRAVITY), (nj, robot.mirror_all), (nj, robot.mirror_all), (na, act)]
+        )
+
+    # -- mirror maps (pure, last axis) -------------------------------------------------------------
+    def mirror_actions(self, actions: Array) -> Array:
+        """Left-right mirror of actions ``[..., A]``."""
+        return self.robot.mirror_action(actions)
+
+    def mirror_obs(self, obs: Mapping[str, Array]) -> dict[str, Array]:
+        """Left-right mirror of observation groups (policy frame by frame over ``[..., H, D]``; critic ``[..., D]``)."""
+        return symmetry.group_mirror({"policy": self._mirror_policy, "critic": self._mirror_critic})(obs)
+
+    # -- reset -----------------------------------------------------------------------------------
+    def reset(self, key: PRNGKey) -> EnvState:
+        """A new episode: randomised domain, root pose/velocity, joint pose, command, delays and timers."""
+        cfg, robot = self.cfg, self.robot
+        ks = jax.random.split(key, 10)
+        domain = events.sample_domain(ks[0], robot, cfg.domain) if cfg.domain.randomize else None
+        domain = domain if domain is not None else events.nominal_domain(robot)
+        root_q, root_qd = events.sample_root_state(ks[1], robot.stand_height + cfg.init_height_offset, cfg.domain)
+        default = jnp.asarray(robot.default_pos)
+        q = events.sample_joint_pos(ks[2], default, self._soft_lower, self._soft_upper, cfg.domain.reset_joint_scale)
+        qpos = jnp.asarray(self._data0.qpos).at[0:7].set(root_q).at[robot.qpos_adr].set(q)
+        data = self._data0.replace(qpos=qpos, qvel=jnp.zeros_like(self._data0.qvel).at[0:6].set(root_qd))
+        cmd = commands.sample_command(ks[3], cfg.commands)
+        zeros_a = jnp.zeros(self.action_size, jnp.float32)
+        wrench = jnp.zeros((1 + len(robot.extremity_bodies), 6), jnp.float32)
+        info = {
+            "rng": ks[9], "command": cmd.command, "command_time": cmd.time_left, "last_action": zeros_a,
+            "prev_action_rate": zeros_a,
+            "delay": actuators.sample_delays(ks[4], robot.delay_group, robot.group_max_delay),
+            "delay_line": actuators.fill_delay_line(default, robot.max_delay), "fresh": jnp.asarray(True),
+            "motion": random_motion.init_motion(ks[5], default[robot.random_idx], cfg.random_motion),
+            "domain": domain, "wrench": wrench,
+            "push_time": jax.random.uniform(ks[6], (), jnp.float32, *cfg.domain.push_interval),
+            "wrench_time": jax.random.uniform(ks[7], (), jnp.float32, *cfg.domain.wrench_interval),
+            "root_vel": self._root_vel_w(data), "common_step": jnp.zeros((), jnp.int32),
+        }
+        frame = self._policy_frame(ks[8], data, info)
+        info["history"] = obs_terms.fill_history(frame, cfg.history_length)
+        obs = {"policy": info["history"], "critic": self._critic_obs(data, info)}
+        zero = jnp.zeros((), jnp.float32)
+        return EnvState(
+            data=data, obs=obs, reward=zero, terminated=jnp.asarray(False), time_out=jnp.asarray(False),
+            reward_terms={k: zero for k in self.reward_names},
+            termination_terms={k: jnp.asarray(False) for k in self.termination_names}, info=info,
+        )
+
+    # -- step ------------------------------------------------------------------------------------
+    def step(self, state: EnvState, action: Array) -> EnvState:
+        """One control step (see the module docstring for the order of operations)."""
+        info = dict(state.info)
+        rng, k_motion, k_cmd, k_event, k_obs = jax.random.split(info["rng"], 5)
+        model, motor = self._model_and_motor(info["domain"])
+        target, info["motion"] = self._joint_targets(k_motion, info, action)
+        line = jnp.where(info["fresh"], actuators.fill_delay_line(target, self.robot.max_delay), info["delay_line"])
+        data, line, computed, applied = self._physics(model, motor, state.data, info, line, target)
+        info.update(delay_line=line, fresh=jnp.asarray(False), rng=rng)
+        term_terms = self._terminations(data)
+        terminated = term_terms["base_orientation"] | term_terms["illegal_contacts"] | term_terms["illegal_base_height"]
+        sig = self._signals(data, info, action, computed, applied, terminated)
+        weights = terms.reward_weights(self.cfg.rewards, self.cfg.curricula, info["common_step"])
+        reward_terms = terms.weighted_rewards(self._reward_fns, weights, sig, self.ctrl_dt)
+        # Bookkeeping for the next step's rate terms and accelerations.
+        info.update(
+            prev_action_rate=action - info["last_action"], last_action=action, root_vel=self._root_vel_w(data),
+            common_step=info["common_step"] + 1,
+        )
+        # Commands are resampled after the rewards, then interval events fire (Isaac Lab order).
+        cmd = commands.update_command(k_cmd, commands.CommandState(info["command"], info["command_time"]),
+                                      self.ctrl_dt, self.cfg.commands)
+        info.update(command=cmd.command, command_time=cmd.time_left)
+        data, info = self._interval_events(k_event, data, info)
+        info["history"] = obs_terms.push_history(info["history"], self._policy_frame(k_obs, data, info))
+        obs = {"policy": info["history"], "critic": self._critic_obs(data, info)}
+        reward = sum(reward_terms.values(), jnp.zeros((), jnp.float32))
+        return state.replace(
+            data=data, obs=obs, reward=reward, terminated=terminated, time_out=jnp.asarray(False),
+            reward_terms=reward_terms, termination_terms=term_terms, info=info,
+        )
+
+    def _model_and_motor(self, domain: events.DomainParams) -> tuple[mjx.Model, actuators.MotorParams]:
+        """The env's batched-model view and its (randomised) motor constants."""
+        r = self.robot
+        kd = jnp.asarray(r.kd) * domain.kd_scale
+        damping = None
+        if self.cfg.implicit_damping:
+            damping = jnp.zeros(r.model.nv, jnp.float32).at[r.dof_adr].set(kd)
+        model = events.apply_domain(self.mjx_model, domain, damping)
+        motor = actuators.MotorParams(
+            jnp.asarray(r.kp) * domain.kp_scale, kd, jnp.asarray(r.effort_limit), jnp.asarray(r.velocity_limit),
+            jnp.asarray(r.saturation),
+        )
+        return model, motor
+
+    def _joint_targets(self, key: PRNGKey, info: dict, action: Array) -> tuple[Array, random_motion.RandomMotionState]:
+        """Position targets of all joints ``[J]``: policy legs, random-motion arms/head, held waist."""
+        cfg, r = self.cfg, self.robot
+        default = jnp.asarray(r.default_pos)
+        a = action if cfg.clip_processed_actions or cfg.action_clip is None else jnp.clip(action, *cfg.action_clip)
+        legs = default[r.action_idx] + cfg.action_scale * a
+        if cfg.clip_processed_actions and cfg.action_clip is not None:
+            legs = jnp.clip(legs, *cfg.action_clip)
+        motion = info["motion"]
+        if cfg.random_arm_motion:
+            motion = random_motion.step_motion(
+                key, motion, jnp.asarray(r.lower[r.random_idx]), jnp.asarray(r.upper[r.random_idx]), self.ctrl_dt,
+                cfg.random_motion,
+            )
+        target = default.at[r.action_idx].set(legs).at[r.random_idx].set(motion.position)
+        return target, motion
+
+    def _physics(self, model, motor, data, info, line, target):
+        """``decimation`` physics steps of delayed DC-motor PD; returns data, delay line and last torques ``[J]``."""
+        r = self.robot
+        xfrc = events.wrench_to_xfrc(info["wrench"], self._wrench_bodies, data.xquat, r.model.nbody)
+
+        def substep(carry, _):
+            d, ln = carry
+            qd = d.qvel[r.dof_adr]
+            ln, computed, applied = actuators.motor_substep(ln, target, info["delay"], d.qpos[r.qpos_adr], qd, motor)
+            # With implicit damping MuJoCo subtracts kd * qd_next itself; add the explicit share back.
+            ctrl = applied + motor.kd * qd if self.cfg.implicit_damping else applied
+            d = d.replace(ctrl=jnp.zeros_like(d.ctrl).at[r.actuator_id].set(ctrl), xfrc_applied=xfrc)
+            return (mjx.step(model, d), ln), (computed, applied)
+
+        (data, line), (computed, applied) = jax.lax.scan(substep, (data, line), None, length=self.cfg.decimation)
+        return data, line, computed[-1], applied[-1]
+
+    @property
+    def _wrench_bodies(self) -> np.ndarray:
+        return np.concatenate([[self.robot.wrench_body], self.robot.extremity_bodies]).astype(np.int32)
+
+    def _terminations(self, data: mjx.Data) -> dict[str, Array]:
+        """AGILE's termination terms (``time_out`` is left to the time limit of :class:`envs.core.VecEnv`)."""
+        cfg, r = self.cfg, self.robot
+        touching = contacts.probes_touching(data.geom_xpos, data.geom_xmat, r.illegal_contact_probes, cfg.contact_margin)
+        return {
+            "time_out": jnp.asarray(False),
+            "base_orientation": term_fns.bad_orientation(data.qpos[3:7], cfg.limit_angle),
+            "illegal_contacts": term_fns.illegal_ground_contact(
+                touching, data.xpos[r.illegal_contact_bodies, 2], cfg.illegal_contact_min_height),
+            "illegal_base_height": term_fns.illegal_base_height(data.qpos[2], cfg.base_height_threshold),
+        }
+
+    def _signals(self, data, info, action, computed, applied, terminated) -> Signals:
+        """Quantities shared by the reward terms."""
+        r, cfg = self.robot, self.cfg
+        qpos, qvel = data.qpos, data.qvel
+        return Signals(
+            command=info["command"], lin_vel_b=obs_terms.base_lin_vel(qpos, qvel), ang_vel_b=obs_terms.base_ang_vel(qvel),
+            gravity_b=obs_terms.projected_gravity(qpos), root_pos=qpos[0:3], root_quat=qpos[3:7],
+            root_acc=(self._root_vel_w(data) - info["root_vel"]) / self.ctrl_dt,
+            joint_pos=qpos[r.qpos_adr], joint_vel=qvel[r.dof_adr], default_pos=jnp.asarray(r.default_pos),
+            soft_lower=jnp.asarray(self._soft_lower), soft_upper=jnp.asarray(self._soft_upper),
+            velocity_limit=jnp.asarray(r.velocity_limit), computed_torque=computed, applied_torque=applied,
+            action=action, prev_action=info["last_action"], prev_action_rate=info["prev_action_rate"],
+            feet_pos=data.xpos[r.feet_bodies],
+            feet_vel=contacts.body_lin_vel_w(data.xpos, data.subtree_com, data.cvel, r.feet_bodies, self._root_ids),
+            feet_quat=data.xquat[r.feet_bodies],
+            feet_contact=contacts.foot_contact(data.geom_xpos, r.foot_geoms, r.foot_radius, cfg.contact_margin),
+            yaw_body_quat=data.xquat[r.yaw_body], orientation_quats=data.xquat[self._orientation_bodies],
+            undesired_contact=contacts.probes_touching(
+                data.geom_xpos, data.geom_xmat, r.undesired_contact_probes, cfg.contact_margin),
+            terminated=terminated,
+        )
+
+    def _interval_events(self, key: PRNGKey, data: mjx.Data, info: dict):
+        """Velocity pushes and new external wrenches when their per-env timers expire."""
+        dc = self.cfg.domain
+        k_pt, k_pv, k_wt, k_wv = jax.random.split(key, 4)
+        fire, info["push_time"] = events.interval_timer(k_pt, info["push_time"], self.ctrl_dt, dc.push_interval)
+        if dc.push:
+            pushed = events.push_velocity(k_pv, data.qvel, data.qpos[3:7], dc.push_lin_vel, dc.push_ang_vel)
+            data = data.replace(qvel=jnp.where(fire, pushed, data.qvel))
+        fire, info["wrench_time"] = events.interval_timer(k_wt, info["wrench_time"], self.ctrl_dt, dc.wrench_interval)
+        if dc.wrench:
+            fresh = events.sample_wrenches(k_wv, len(self.robot.extremity_bodies), dc)
+            info["wrench"] = jnp.where(fire, fresh, info["wrench"])
+        return data, info
+
+    # -- observations ----------------------------------------------------------------------------
+    def _root_vel_w(self, data: mjx.Data) -> Array:
+        """Root 6-D velocity in the world frame ``[6]`` (linear, angular)."""
+        return jnp.concatenate([data.qvel[0:3], mmath.quat_rotate(data.qpos[3:7], data.qvel[3:6])])
+
+    def _term_values(self, data: mjx.Data, info: dict) -> dict[str, Array]:
+        r = self.robot
+        q = data.qpos[r.qpos_adr] - jnp.asarray(r.default_pos)
+        qd = data.qvel[r.dof_adr]
+        return {
+            "base_ang_vel": obs_terms.base_ang_vel(data.qvel), "projected_gravity": obs_terms.projected_gravity(data.qpos),
+            "base_lin_vel": obs_terms.base_lin_vel(data.qpos, data.qvel), "velocity_commands": info["command"],
+            "joint_pos": q[r.action_idx], "joint_vel": qd[r.action_idx], "joint_pos_all": q, "joint_vel_all": qd,
+            "actions": info["last_action"],
+        }
+
+    def _policy_frame(self, key: PRNGKey, data: mjx.Data, info: dict) -> Array:
+        """One noisy policy frame ``[45]``."""
+        return obs_terms.assemble(self._term_values(data, info), self.policy_layout, key if self.cfg.obs_noise else None)
+
+    def _critic_obs(self, data: mjx.Data, info: dict) -> Array:
+        """Noise-free critic observation ``[70]``."""
+        return obs_terms.assemble(self._term_values(data, info), self.critic_layout, None)
