@@ -86,7 +86,7 @@ def update_correction(state: RewardNormState, returns: Array, return_scale_decay
 
 def make_shaper(gamma: float, decay: float = 0.999, epsilon: float = 1e-2, return_scale_decay: float | None = 0.999,
                 outlier_threshold: float | None = 10.0, axis_name: str | None = None) -> RewardShaper:
-    """The reward normaliser as a :class:`RewardShaper` (metrics ``Train/reward_scale``, ``Train/return_correction``)."""
+    """The reward normaliser as a :class:`RewardShaper` (logs ``Train/reward_scale``, ``Train/return_correction``)."""
 
     def apply(state: RewardNormState, rewards: Array, rollout: Transition):
         def body(s, r):
@@ -94,7 +94,8 @@ def make_shaper(gamma: float, decay: float = 0.999, epsilon: float = 1e-2, retur
 
         state, normalised = jax.lax.scan(body, state, rewards)
         scale = state.std * (1.0 / math.sqrt(1.0 - gamma**2)) * state.correction + epsilon
-        return state, normalised, {"Train/reward_scale": scale, "Train/reward_std": state.std}
+        return state, normalised, {"Train/reward_scale": scale, "Train/reward_std": state.std,
+                                   "Train/return_correction": state.correction}
 
     def update(state: RewardNormState, returns: Array):
         return update_correction(state, returns, return_scale_decay, axis_name)

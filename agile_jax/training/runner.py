@@ -97,7 +97,8 @@ class OnPolicyRunner:
                     self._check_finite(out.finite, it)
                 self.state = new_state
                 self.tracker.add(out.episodes.done, out.episodes.episode_return, out.episodes.episode_length)
-                metrics = dict(_to_float(out.metrics), **{"Train/entropy_coef": float(self.state.hyper["entropy_coef"])})
+                metrics = _to_float(out.metrics)
+                metrics["Train/entropy_coef"] = float(self.state.hyper["entropy_coef"])
                 scalars = iteration_scalars(metrics, _to_float(out.episode_extras), self.tracker, elapsed, samples)
                 if self.logger:
                     self.logger.scalars(scalars, it)
