@@ -21,7 +21,8 @@ def test_overrides_merge_with_types():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("algorithm.learning_rat=1", "unknown config key 'algorithm.learning_rat'; did you mean 'algorithm.learning_rate'"),
+        ("algorithm.learning_rat=1",
+         "unknown config key 'algorithm.learning_rat'; did you mean 'algorithm.learning_rate'"),
         ("num_mini_batch=2", "did you mean 'algorithm.num_mini_batches'"),
         ("algorithm.num_mini_batches=two", "bad value for config key 'algorithm.num_mini_batches'.*expected int"),
         ("gamma", "not of the form key=value"),

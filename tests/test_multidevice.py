@@ -30,8 +30,8 @@ SCRIPT = textwrap.dedent(
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(flat1, flat2))
     obs_diff = float(np.max(np.abs(np.asarray(results[1].env_state.obs["policy"])
                                    - np.asarray(results[2].env_state.obs["policy"]))))
-    norm_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(jax.device_get(results[1].normalizers)),
-                                                                jax.tree.leaves(jax.device_get(results[2].normalizers))))
+    norms = [jax.tree.leaves(jax.device_get(results[n].normalizers)) for n in (1, 2)]
+    norm_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(*norms))
     print(json.dumps({"param_diff": diff, "obs_diff": obs_diff, "norm_diff": norm_diff}))
     """
 )

@@ -97,7 +97,7 @@ def _compare(paths: Mapping[str, str], sets: Mapping, networks: ActorCritic, ref
     for fmt, path in paths.items():
         errors[fmt] = {}
         for name, obs in sets.items():
-            flat = np.asarray(concat_groups(obs, list(obs), networks.obs_shapes))
+            flat = np.asarray(concat_groups(obs, networks.obs_groups["actor"], networks.obs_shapes))
             errors[fmt][name] = float(np.max(np.abs(RUNNERS[fmt](path, flat) - reference[name])))
     return errors
 
@@ -167,6 +167,7 @@ def export_policy(networks: ActorCritic, params: Params, normalizers: Mapping, o
         paths = _write(spec, tmp, formats, {"opset": opset, "dynamic_batch": dynamic_batch})
         errors = _compare(paths, sets, networks, reference)
         report = _report(spec, errors, sets, reference, formats, tol, opset, dynamic_batch, meta, out_dir)
+        report["ir_version"] = onnx.ir_version(paths["onnx"]) if "onnx" in paths else None
         if not report["passed"]:
             raise ExportParityError(_failure_message(report, out_dir), report)
         desc = io_descriptor.describe(spec, env, joint_names, {f: FILES[f] for f in formats}, dynamic_batch)

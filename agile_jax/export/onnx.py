@@ -182,6 +182,11 @@ def export_onnx(spec: PolicySpec, path: str, opset: int = DEFAULT_OPSET, dynamic
     return path
 
 
+def ir_version(path: str) -> int:
+    """The IR version stamped in an ONNX file."""
+    return int(onnx.load_model(path, load_external_data=False).ir_version)
+
+
 def run_onnx(path: str, obs: np.ndarray) -> np.ndarray:
     """Actions ``[N, A]`` of an exported (stateless) policy for ``obs`` ``[N, D]`` with onnxruntime.
 
