@@ -52,7 +52,7 @@ class MLPPolicy(nn.Module):
         for i, (kernel, bias) in enumerate(spec.layers):
             linear = nn.Linear(kernel.shape[0], kernel.shape[1])
             with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.T)))
+                linear.weight.copy_(torch.from_numpy(np.array(kernel.T, np.float32, order="C")))
                 linear.bias.copy_(torch.from_numpy(np.array(bias)))
             layers.append(linear)
             if i < len(spec.layers) - 1:

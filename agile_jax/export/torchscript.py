@@ -15,7 +15,7 @@ class TorchUnavailableError(ImportError):
     """TorchScript export needs torch."""
 
 
-def _torch():
+def require_torch():
     try:
         import torch
     except ImportError as err:
@@ -27,18 +27,18 @@ def _torch():
 
 def build_module(spec: PolicySpec):
     """The eager ``torch.nn.Module`` equivalent of ``spec`` (eval mode)."""
-    _torch()
+    require_torch()
     from agile_jax.export import _torch_modules
 
     if spec.kind not in _torch_modules.MODULE_BUILDERS:
         raise ValueError(f"no TorchScript builder for policy kind '{spec.kind}'; "
                          f"available: {sorted(_torch_modules.MODULE_BUILDERS)}")
-    return _torch_modules.MODULE_BUILDERS[spec.kind](spec).eval()
+    return _torch_modules.MODULE_BUILDERS[spec.kind](spec).eval().requires_grad_(False)
 
 
 def export_torchscript(spec: PolicySpec, path: str) -> str:
     """Scripts ``build_module(spec)`` and saves it to ``path``; returns the path."""
-    torch = _torch()
+    torch = require_torch()
     scripted = torch.jit.script(build_module(spec))
     scripted.save(path)
     return path
@@ -46,9 +46,9 @@ def export_torchscript(spec: PolicySpec, path: str) -> str:
 
 def run_torchscript(path: str, obs: np.ndarray) -> np.ndarray:
     """Actions ``[N, A]`` of a saved (stateless) TorchScript policy for ``obs`` ``[N, D]``."""
-    torch = _torch()
+    torch = require_torch()
     module = torch.jit.load(path, map_location="cpu")
     module.eval()
     with torch.no_grad():
         module.reset()
-        return module(torch.from_numpy(np.asarray(obs, np.float32))).numpy()
+        return module(torch.from_numpy(np.array(obs, np.float32))).numpy()

@@ -255,6 +255,18 @@ class CartpoleBalance:
             info={**state.info, "rng": rng, "last_action": action},
         )
 
+    # -- left-right symmetry: the reflection x -> -x, theta -> -theta ---------------------------------
+    @staticmethod
+    def mirror_actions(actions: Array) -> Array:
+        """Mirrors actions ``[..., 1]``: the motor force changes sign."""
+        return -actions
+
+    @staticmethod
+    def mirror_obs(obs: Observation) -> Observation:
+        """Mirrors every group ``[..., 5]`` = (x, cos, sin, x_dot, theta_dot): all but cos change sign."""
+        signs = jnp.array([-1.0, 1.0, -1.0, -1.0, -1.0])
+        return {name: x * signs for name, x in obs.items()}
+
     # -- task terms -------------------------------------------------------------------------------
     def _observe(self, data: mjx.Data) -> Observation:
         """Policy and critic observations, ``[5]`` each."""

@@ -1,0 +1,241 @@
+"""An ONNX policy graph as a pure JAX function (ours, RSL-RL's ``export_policy_to_onnx``, ``torch.onnx.export``).
+
+The graph is walked node by node at trace time: initializers and ``Constant`` outputs stay NumPy arrays
+(so ``Shape``/``Reshape``/``Slice`` arithmetic is folded statically), everything that touches an input
+becomes ``jax.numpy``. The result is jittable and differentiable. Weights stored as external data
+(``policy.onnx.data``, as torch 2.13 writes them) are loaded from beside the file. Operators outside
+:data:`SUPPORTED_OPS` are refused up front with their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+class UnsupportedOnnxOperatorError(ValueError):
+    """The graph uses operators this importer does not implement."""
+
+
+def _xp(*values):
+    """NumPy when every value is static (folded at trace time), else ``jax.numpy``."""
+    return np if all(v is None or isinstance(v, (np.ndarray, np.generic)) for v in values) else jnp
+
+
+def _static(value, what: str) -> np.ndarray:
+    if not isinstance(value, (np.ndarray, np.generic)):
+        raise ValueError(f"{what} must be a constant (initializer or Constant node) to import the graph into JAX")
+    return np.asarray(value)
+
+
+def _binary(fn_name: str):
+    def op(inputs, attrs, opset):
+        a, b = inputs
+        xp = _xp(a, b)
+        if fn_name == "divide" and np.issubdtype(a.dtype, np.integer):
+            return xp.trunc(a / b).astype(a.dtype)  # ONNX integer Div truncates
+        return getattr(xp, fn_name)(a, b)
+
+    return op
+
+
+def _unary(fn: Callable):
+    return lambda inputs, attrs, opset: fn(inputs[0], attrs)
+
+
+def _gemm(inputs, attrs, opset):
+    a, b = inputs[0], inputs[1]
+    c = inputs[2] if len(inputs) > 2 else None
+    xp = _xp(a, b, c)
+    a = a.T if attrs.get("transA", 0) else a
+    b = b.T if attrs.get("transB", 0) else b
+    y = attrs.get("alpha", 1.0) * xp.matmul(a, b)
+    return y if c is None else y + attrs.get("beta", 1.0) * c
+
+
+def _reshape(inputs, attrs, opset):
+    x, shape = inputs[0], [int(s) for s in _static(inputs[1], "Reshape shape")]
+    if not attrs.get("allowzero", 0):
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return _xp(x).reshape(x, shape)
+
+
+def _flatten(inputs, attrs, opset):
+    x, axis = inputs[0], attrs.get("axis", 1)
+    axis = axis + x.ndim if axis < 0 else axis
+    return _xp(x).reshape(x, (int(np.prod(x.shape[:axis])), -1))
+
+
+def _slice(inputs, attrs, opset):
+    x = inputs[0]
+    if opset < 10:
+        starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs.get("axes"), None
+    else:
+        starts, ends = _static(inputs[1], "Slice starts"), _static(inputs[2], "Slice ends")
+        axes = _static(inputs[3], "Slice axes") if len(inputs) > 3 and inputs[3] is not None else None
+        steps = _static(inputs[4], "Slice steps") if len(inputs) > 4 and inputs[4] is not None else None
+    axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        dim = x.shape[axis]
+        # ONNX clamps out-of-range bounds (INT64_MAX ends mean "to the end").
+        index[axis] = slice(int(np.clip(start, -dim, dim)), int(np.clip(end, -dim - 1, dim)), step)
+    return x[tuple(index)]
+
+
+def _axes(inputs, attrs, opset, name: str):
+    if opset >= 13 and len(inputs) > 1 and inputs[1] is not None:
+        return [int(a) for a in _static(inputs[1], f"{name} axes")]
+    return attrs.get("axes")
+
+
+def _squeeze(inputs, attrs, opset):
+    x, axes = inputs[0], _axes(inputs, attrs, opset, "Squeeze")
+    return _xp(x).squeeze(x, axis=None if axes is None else tuple(axes))
+
+
+def _unsqueeze(inputs, attrs, opset):
+    x, axes = inputs[0], _axes(inputs, attrs, opset, "Unsqueeze")
+    out_rank = x.ndim + len(axes)
+    for axis in sorted(a + out_rank if a < 0 else a for a in axes):
+        x = _xp(x).expand_dims(x, axis)
+    return x
+
+
+def _clip(inputs, attrs, opset):
+    x = inputs[0]
+    lo = inputs[1] if opset >= 11 and len(inputs) > 1 else attrs.get("min")
+    hi = inputs[2] if opset >= 11 and len(inputs) > 2 else attrs.get("max")
+    return _xp(x, lo, hi).clip(x, lo, hi)
+
+
+def _gelu(x, attrs):
+    return jax.nn.gelu(x, approximate=attrs.get("approximate", "none") == "tanh")
+
+
+def _elu(x, attrs):
+    alpha = attrs.get("alpha", 1.0)
+    return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0.0)))
+
+
+def _celu(x, attrs):
+    alpha = attrs.get("alpha", 1.0)
+    return jnp.maximum(x, 0.0) + jnp.minimum(0.0, alpha * jnp.expm1(jnp.minimum(x, 0.0) / alpha))
+
+
+_OPS: dict[str, Callable] = {
+    "Add": _binary("add"), "Sub": _binary("subtract"), "Mul": _binary("multiply"), "Div": _binary("divide"),
+    "Pow": _binary("power"), "MatMul": lambda i, a, o: _xp(*i).matmul(i[0], i[1]), "Gemm": _gemm,
+    "Neg": _unary(lambda x, a: -x), "Sqrt": _unary(lambda x, a: _xp(x).sqrt(x)),
+    "Exp": _unary(lambda x, a: _xp(x).exp(x)), "Log": _unary(lambda x, a: _xp(x).log(x)),
+    "Abs": _unary(lambda x, a: _xp(x).abs(x)), "Reciprocal": _unary(lambda x, a: 1.0 / x),
+    "Relu": _unary(lambda x, a: jnp.maximum(x, 0.0)), "Elu": _unary(_elu), "Celu": _unary(_celu),
+    "LeakyRelu": _unary(lambda x, a: jnp.where(x >= 0, x, a.get("alpha", 0.01) * x)),
+    "Selu": _unary(lambda x, a: a.get("gamma", 1.05070102214813232421875) * jnp.where(
+        x > 0, x, a.get("alpha", 1.67326319217681884765625) * jnp.expm1(jnp.minimum(x, 0.0)))),
+    "Tanh": _unary(lambda x, a: jnp.tanh(x)), "Sigmoid": _unary(lambda x, a: jax.nn.sigmoid(x)),
+    "Softplus": _unary(lambda x, a: jax.nn.softplus(x)), "Mish": _unary(lambda x, a: x * jnp.tanh(jax.nn.softplus(x))),
+    "Gelu": _unary(_gelu), "Erf": _unary(lambda x, a: jax.scipy.special.erf(x)),
+    "Identity": _unary(lambda x, a: x), "Flatten": _flatten, "Reshape": _reshape, "Slice": _slice,
+    "Concat": lambda i, a, o: _xp(*i).concatenate(i, axis=a["axis"]), "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
+    "Shape": lambda i, a, o: np.asarray(i[0].shape, np.int64)[a.get("start", 0):a.get("end")],
+    "Gather": lambda i, a, o: _xp(*i).take(i[0], np.asarray(i[1]) if _xp(i[1]) is np else i[1], axis=a.get("axis", 0)),
+    "Cast": lambda i, a, o: i[0].astype(helper.tensor_dtype_to_np_dtype(a["to"])),
+    "Clip": _clip,
+}
+SUPPORTED_OPS = tuple(sorted([*_OPS, "Constant"]))
+
+
+def _constant(node: onnx.NodeProto) -> np.ndarray:
+    """The value of a ``Constant`` node."""
+    attr = node.attribute[0]
+    value = helper.get_attribute_value(attr)
+    if attr.name == "value":
+        return numpy_helper.to_array(value)
+    dtype = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64}
+    if attr.name not in dtype:
+        raise UnsupportedOnnxOperatorError(f"Constant node '{node.name}' with attribute '{attr.name}'")
+    return np.asarray(value, dtype[attr.name])
+
+
+def _check_supported(graph: onnx.GraphProto) -> None:
+    unsupported = sorted({f"{n.domain + '.' if n.domain not in ('', 'ai.onnx') else ''}{n.op_type}"
+                          for n in graph.node
+                          if n.domain not in ("", "ai.onnx") or (n.op_type not in _OPS and n.op_type != "Constant")})
+    if unsupported:
+        raise UnsupportedOnnxOperatorError(
+            f"the ONNX graph uses operators the JAX importer does not support: {unsupported}; "
+            f"supported: {list(SUPPORTED_OPS)}")
+
+
+class OnnxPolicy:
+    """A loaded ONNX graph: ``apply(*inputs) -> tuple(outputs)`` in JAX (jittable).
+
+    Attributes:
+        input_names, output_names: graph inputs (initializers excluded) and outputs, in order.
+        input_shapes: per input, its dims (``None`` for symbolic ones).
+        opset: default-domain opset of the model.
+        metadata: the model's ``metadata_props``.
+    """
+
+    def __init__(self, model: onnx.ModelProto):
+        if model.functions:
+            import onnx.inliner
+
+            model = onnx.inliner.inline_local_functions(model)
+        graph = model.graph
+        _check_supported(graph)
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self._consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self._nodes = list(graph.node)
+        self.input_names = [i.name for i in graph.input if i.name not in self._consts]
+        self.output_names = [o.name for o in graph.output]
+        self.input_shapes = [[d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+                             for i in graph.input if i.name not in self._consts]
+        self.metadata = {p.key: p.value for p in model.metadata_props}
+
+    def apply(self, *inputs: Any) -> tuple[jax.Array, ...]:
+        """Runs the graph on ``inputs`` (in ``input_names`` order)."""
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"the graph takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
+        values: dict[str, Any] = dict(self._consts)
+        values.update({n: jnp.asarray(x) for n, x in zip(self.input_names, inputs)})
+        for node in self._nodes:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+            if node.op_type == "Constant":
+                out = _constant(node)
+            else:
+                args = [values[name] if name else None for name in node.input]
+                out = _OPS[node.op_type](args, attrs, self.opset)
+            values[node.output[0]] = out
+        return tuple(jnp.asarray(values[name]) for name in self.output_names)
+
+    def __call__(self, obs: Any) -> jax.Array:
+        """First output for a single-input graph (``obs -> actions``)."""
+        return self.apply(obs)[0]
+
+
+def load_onnx_policy(source: str | onnx.ModelProto) -> OnnxPolicy:
+    """An :class:`OnnxPolicy` from a file (external data next to it is loaded) or a ``ModelProto``.
+
+    Raises:
+        UnsupportedOnnxOperatorError: the graph uses operators outside :data:`SUPPORTED_OPS`.
+    """
+    model = onnx.load_model(source) if isinstance(source, str) else source
+    return OnnxPolicy(model)
+
+
+def as_jax_policy(source: str | onnx.ModelProto, input_names: Sequence[str] | None = None):
+    """A jitted ``obs -> actions`` function of a single-input ONNX policy."""
+    policy = load_onnx_policy(source)
+    if input_names is not None and list(input_names) != policy.input_names:
+        raise ValueError(f"expected inputs {list(input_names)}, the graph has {policy.input_names}")
+    return jax.jit(policy.__call__)
