@@ -89,6 +89,7 @@ class AlgorithmConfig:
     symmetry_cfg: SymmetryConfig = field(default_factory=SymmetryConfig)
     l2c2_cfg: L2C2Config = field(default_factory=L2C2Config)
     reward_normalization_cfg: RewardNormalizationConfig = field(default_factory=RewardNormalizationConfig)
+    critic_warmup_steps: int = 0  # AGILE: value-only gradient steps before the policy terms fade in
 
 
 @dataclass

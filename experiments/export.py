@@ -11,9 +11,10 @@ Writes ``policy.onnx``, ``policy.pt``, ``policy.yaml`` (IO descriptor), ``networ
 reproduces the JAX policy on random observations, the checkpoint's env observations and a short
 deterministic rollout; a mismatch writes nothing and exits with status 1.
 
-Options: ``out``, ``format`` (``onnx,torchscript``), ``opset`` (11), ``dynamic_batch`` (false), ``tol``
-(1e-5), ``checkpoint`` (iteration; default the newest), ``rollout_steps`` (16), ``config`` (preset whose
-env config class to use, when it cannot be told from ``config.yaml``).
+Options: ``ckpt`` (the directory, instead of the positional argument), ``out``, ``format``
+(``onnx,torchscript``), ``opset`` (11), ``dynamic_batch`` (false), ``tol`` (1e-5), ``checkpoint`` (iteration;
+default the newest), ``rollout_steps`` (16), ``config`` (preset whose env config class to use, when it cannot
+be told from ``config.yaml``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ if ROOT not in sys.path:
 from agile_jax import config as config_lib  # noqa: E402
 from agile_jax import platform  # noqa: E402
 
-DEFAULTS = {"out": "", "format": "onnx,torchscript", "opset": "11", "dynamic_batch": "false", "tol": "1e-5",
+DEFAULTS = {"ckpt": "", "out": "", "format": "onnx,torchscript", "opset": "11", "dynamic_batch": "false", "tol": "1e-5",
             "checkpoint": "-1", "rollout_steps": "16", "config": ""}
 
 
@@ -52,6 +53,9 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, str]]:
             path = arg
         else:
             raise config_lib.ConfigError(f"unexpected argument '{arg}' (one run or checkpoint directory)")
+    if path is not None and options["ckpt"]:
+        raise config_lib.ConfigError("give the directory either as the argument or as ckpt=..., not both")
+    path = path or options["ckpt"] or None
     if path is None:
         raise config_lib.ConfigError("give the run directory (or its checkpoints/<iteration> directory)")
     return path, options

@@ -17,8 +17,15 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from agile_jax.export import ExportParityError, export_policy, export_runner, policy_spec  # noqa: E402
-from agile_jax.export import _torch_modules, io_descriptor, onnx_import  # noqa: E402
+from agile_jax.export import (  # noqa: E402  # noqa: E402
+    ExportParityError,
+    _torch_modules,
+    export_policy,
+    export_runner,
+    io_descriptor,
+    onnx_import,
+    policy_spec,
+)
 from agile_jax.export import onnx as onnx_export  # noqa: E402
 from agile_jax.export.onnx import UnsupportedActivationError, build_model  # noqa: E402
 from agile_jax.export.torchscript import build_module  # noqa: E402

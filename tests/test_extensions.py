@@ -240,3 +240,33 @@ def test_extension_state_resumes_exactly(tmp_path):
                     jax.tree.leaves(second.state.params) + jax.tree.leaves(second.state.shaping)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert float(straight.state.hyper["entropy_coef"]) == float(second.state.hyper["entropy_coef"])
+
+
+# -- critic warm-up -------------------------------------------------------------------------------------
+
+
+def test_critic_warmup_scale_and_learning_rate():
+    from agile_jax.extensions import critic_warmup
+
+    scale = [float(critic_warmup.policy_scale(jnp.int32(k), 4)) for k in (0, 3, 4, 5, 6, 8, 20)]
+    assert scale == [0.0, 0.0, 0.0, 0.25, 0.5, 1.0, 1.0]
+    hook = critic_warmup.make_lr_hook(4)
+    lrs = [float(hook(jnp.float32(3e-3), {"num_updates": jnp.int32(k)})) for k in (3, 4, 7, 8)]
+    assert lrs == [np.float32(3e-3), np.float32(1e-5), np.float32(1e-5), np.float32(3e-3)]
+
+
+def test_critic_warmup_freezes_the_actor_during_the_value_phase():
+    cfg = point_mass_config()
+    cfg.algorithm.critic_warmup_steps = 8  # 2 epochs x 2 minibatches = 4 steps per iteration
+    runner = OnPolicyRunner(point_mass_env(cfg), cfg)
+    actor0 = jax.tree.map(np.asarray, runner.state.params["actor"])
+    critic0 = jax.tree.map(np.asarray, runner.state.params["critic"])
+    runner.learn(2)  # 8 value-only steps
+    assert int(runner.state.hyper["num_updates"]) == 8
+    for a, b in zip(jax.tree.leaves(actor0), jax.tree.leaves(runner.state.params["actor"])):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(critic0),
+                                                                     jax.tree.leaves(runner.state.params["critic"])))
+    runner.learn(1)  # ramp phase: the actor starts moving
+    assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(actor0),
+                                                                     jax.tree.leaves(runner.state.params["actor"])))

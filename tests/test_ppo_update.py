@@ -49,8 +49,9 @@ def test_adaptive_lr_is_decided_per_minibatch():
     mean = net.actor_mean(params, {}, b.obs)
     b = b._replace(old_mean=mean, old_std=jnp.broadcast_to(net.action_std(params), mean.shape))
     update = jax.jit(ppo.make_update_fn(cfg, net, tx))
-    _, opt_state, metrics = update(params, tx.init(params), {}, {"entropy_coef": jnp.float32(0.0)}, b,
-                                   jax.random.key(2))
+    hyper = {"entropy_coef": jnp.float32(0.0), "num_updates": jnp.int32(0)}
+    _, opt_state, hyper, metrics = update(params, tx.init(params), {}, hyper, b, jax.random.key(2))
+    assert int(hyper["num_updates"]) == 4
     # 4 minibatch steps: first KL == 0 (no change), then KL > 2*desired three times -> lr / 1.5^3.
     assert float(metrics["learning_rate"]) == np.float32(np.float32(np.float32(np.float32(1e-3) / 1.5) / 1.5) / 1.5)
     assert float(optim.get_learning_rate(opt_state)) == float(metrics["learning_rate"])
@@ -59,8 +60,8 @@ def test_adaptive_lr_is_decided_per_minibatch():
 def test_fixed_schedule_keeps_learning_rate():
     cfg, net, params, tx = _setup(learning_rate=1e-3, schedule="fixed")
     update = jax.jit(ppo.make_update_fn(cfg, net, tx))
-    _, _, metrics = update(params, tx.init(params), {}, {"entropy_coef": jnp.float32(0.01)}, _batch(),
-                           jax.random.key(2))
+    hyper = {"entropy_coef": jnp.float32(0.01), "num_updates": jnp.int32(0)}
+    _, _, _, metrics = update(params, tx.init(params), {}, hyper, _batch(), jax.random.key(2))
     assert float(metrics["learning_rate"]) == np.float32(1e-3)
     assert set(metrics) >= {"surrogate", "value", "entropy", "kl", "learning_rate"}
 
@@ -70,10 +71,10 @@ def test_update_reduces_value_loss_on_fixed_batch():
     b = _batch()
     b = b._replace(returns=b.obs["policy"].sum(-1))  # a target the critic can fit
     update = jax.jit(ppo.make_update_fn(cfg, net, tx))
-    hyper = {"entropy_coef": jnp.float32(0.0)}
+    hyper = {"entropy_coef": jnp.float32(0.0), "num_updates": jnp.int32(0)}
     opt_state = tx.init(params)
     first = None
     for i in range(30):
-        params, opt_state, m = update(params, opt_state, {}, hyper, b, jax.random.key(i))
+        params, opt_state, _, m = update(params, opt_state, {}, hyper, b, jax.random.key(i))
         first = first if first is not None else float(m["value"])
     assert float(m["value"]) < 0.5 * first

@@ -1,7 +1,7 @@
 """The PPO update as a pure function: minibatching, the loss-term sum, the adaptive-KL step.
 
 ``make_update_fn(cfg, networks, tx, terms=..., augment=...)`` returns
-``update(params, opt_state, normalizers, hyper, batch, key) -> (params, opt_state, metrics)`` over a
+``update(params, opt_state, normalizers, hyper, batch, key) -> (params, opt_state, hyper, metrics)`` over a
 time-major rollout batch ``[T, N, ...]``. Epochs x minibatches run inside ``lax.scan``; one
 permutation is drawn per update and reused by every epoch (RSL-RL). Extensions plug in as extra loss
 terms and as a ``Batch -> Batch`` augmentation; the update itself has no per-extension branches.
@@ -28,6 +28,7 @@ class SGDCarry(NamedTuple):
 
     params: Any
     opt_state: Any
+    hyper: Any
 
 
 def default_terms(cfg) -> list[LossTerm]:
@@ -69,6 +70,7 @@ def make_update_fn(
     terms: Sequence[LossTerm] | None = None,
     augment: Callable[[Batch], Batch] | None = None,
     minibatch_fn: Callable[[Batch, PRNGKey, int], Batch] = flat_minibatches,
+    lr_hooks: Sequence[Callable] = (),
     axis_name: str | None = None,
 ):
     """Builds the PPO update.
@@ -80,11 +82,13 @@ def make_update_fn(
         terms: loss terms; defaults to :func:`default_terms`. Extensions append theirs.
         augment: ``Batch -> Batch`` applied to each minibatch before the forward pass (symmetry).
         minibatch_fn: splits the rollout batch into minibatches (recurrent policies use trajectories).
+        lr_hooks: ``(lr, hyper) -> lr`` applied before the adaptive rule (e.g. AGILE's critic warm-up).
         axis_name: data-parallel axis; gradients, KL and metrics are averaged over it.
 
     Returns:
-        ``update(params, opt_state, normalizers, hyper, batch, key) -> (params, opt_state, metrics)``;
-        ``batch`` is time-major ``[T, N, ...]`` with raw advantages (normalised here).
+        ``update(params, opt_state, normalizers, hyper, batch, key) -> (params, opt_state, hyper, metrics)``;
+        ``batch`` is time-major ``[T, N, ...]`` with raw advantages (normalised here); ``hyper["num_updates"]``
+        counts gradient steps.
     """
     terms = list(default_terms(cfg) if terms is None else terms)
     augment = augment or (lambda b: b)
@@ -114,19 +118,23 @@ def make_update_fn(
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def sgd_step(normalizers, hyper, carry: SGDCarry, xs):
+    def sgd_step(normalizers, carry: SGDCarry, xs):
         mb, key = xs
+        hyper = carry.hyper
         (_, (metrics, kl_mean)), grads = grad_fn(carry.params, normalizers, hyper, mb, key)
         grads, kl_mean = pmean(grads), pmean(kl_mean)
-        opt_state = carry.opt_state
-        # Adaptive learning rate: decided on this minibatch, applied to this minibatch's step.
+        # Learning rate for this step: hooks, then the adaptive rule decided on this very minibatch.
+        lr = optim.get_learning_rate(carry.opt_state)
+        for hook in lr_hooks:
+            lr = hook(lr, hyper)
         if adaptive:
-            lr = optim.adaptive_learning_rate(optim.get_learning_rate(opt_state), kl_mean, cfg.desired_kl)
-            opt_state = optim.set_learning_rate(opt_state, lr)
+            lr = optim.adaptive_learning_rate(lr, kl_mean, cfg.desired_kl)
+        opt_state = optim.set_learning_rate(carry.opt_state, lr)
         updates, opt_state = tx.update(grads, opt_state, carry.params)
         params = optax.apply_updates(carry.params, updates)
+        hyper = dict(hyper, num_updates=hyper["num_updates"] + 1)
         metrics = dict(metrics, kl=kl_mean)
-        return SGDCarry(params, opt_state), pmean(metrics)
+        return SGDCarry(params, opt_state, hyper), pmean(metrics)
 
     def update(params, opt_state, normalizers, hyper, batch: Batch, key: PRNGKey):
         if not cfg.normalize_advantage_per_mini_batch:
@@ -136,12 +144,12 @@ def make_update_fn(
         step_keys = jax.random.split(key_terms, (cfg.num_learning_epochs, cfg.num_mini_batches))
 
         def epoch(carry, keys):
-            return jax.lax.scan(lambda c, xs: sgd_step(normalizers, hyper, c, xs), carry, (minibatches, keys))
+            return jax.lax.scan(lambda c, xs: sgd_step(normalizers, c, xs), carry, (minibatches, keys))
 
-        carry, metrics = jax.lax.scan(epoch, SGDCarry(params, opt_state), step_keys)
+        carry, metrics = jax.lax.scan(epoch, SGDCarry(params, opt_state, hyper), step_keys)
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics["learning_rate"] = optim.get_learning_rate(carry.opt_state)
-        return carry.params, carry.opt_state, metrics
+        return carry.params, carry.opt_state, carry.hyper, metrics
 
     return update
 

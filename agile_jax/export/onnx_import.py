@@ -146,7 +146,7 @@ _OPS: dict[str, Callable] = {
     "Identity": _unary(lambda x, a: x), "Flatten": _flatten, "Reshape": _reshape, "Slice": _slice,
     "Concat": lambda i, a, o: _xp(*i).concatenate(i, axis=a["axis"]), "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
     "Shape": lambda i, a, o: np.asarray(i[0].shape, np.int64)[a.get("start", 0):a.get("end")],
-    "Gather": lambda i, a, o: _xp(*i).take(i[0], np.asarray(i[1]) if _xp(i[1]) is np else i[1], axis=a.get("axis", 0)),
+    "Gather": lambda i, a, o: _xp(*i).take(i[0], i[1], axis=a.get("axis", 0)),
     "Cast": lambda i, a, o: i[0].astype(helper.tensor_dtype_to_np_dtype(a["to"])),
     "Clip": _clip,
 }

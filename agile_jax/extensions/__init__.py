@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from agile_jax.algorithms import ppo, shaping
-from agile_jax.extensions import l2c2, reward_norm, symmetry, termination
+from agile_jax.algorithms import shaping
+from agile_jax.algorithms.losses import entropy_term, make_surrogate_term, make_value_term
+from agile_jax.extensions import critic_warmup, l2c2, reward_norm, symmetry, termination
 from agile_jax.training.parallel import AXIS
 
 
@@ -22,6 +23,7 @@ class Extensions(NamedTuple):
     terms: list
     augment: Callable | None
     batch_extras: list
+    lr_hooks: list
 
 
 def find_mirror_functions(env, mirror_obs=None, mirror_actions=None):
@@ -44,7 +46,7 @@ def build_extensions(cfg, env, networks, mirror_obs=None, mirror_actions=None) -
     """
     alg = cfg.algorithm
     gamma = alg.gamma
-    shapers, terms, augment, extras = [], list(ppo.default_terms(alg)), None, []
+    shapers, terms, augment, extras, lr_hooks = [], _ppo_terms(alg), None, [], []
     rn = alg.reward_normalization_cfg
     if rn.enabled:
         shapers.append(reward_norm.make_shaper(gamma, rn.decay, rn.epsilon, rn.return_scale_decay,
@@ -62,4 +64,15 @@ def build_extensions(cfg, env, networks, mirror_obs=None, mirror_actions=None) -
             raise ValueError("l2c2_cfg is not available for recurrent policies; set algorithm.l2c2_cfg.enabled=false")
         terms.append(l2c2.make_l2c2_term(networks, alg.l2c2_cfg.lambda_actor, alg.l2c2_cfg.lambda_critic))
         extras.append(l2c2.pair_extras)
-    return Extensions(shapers=shapers, terms=terms, augment=augment, batch_extras=extras)
+    if alg.critic_warmup_steps > 0 and alg.schedule == "adaptive":
+        lr_hooks.append(critic_warmup.make_lr_hook(alg.critic_warmup_steps))
+    return Extensions(shapers=shapers, terms=terms, augment=augment, batch_extras=extras, lr_hooks=lr_hooks)
+
+
+def _ppo_terms(alg) -> list:
+    """Surrogate, value and entropy terms; the policy terms follow the critic warm-up when it is set."""
+    policy_terms = [make_surrogate_term(alg.clip_param), entropy_term]
+    if alg.critic_warmup_steps > 0:
+        policy_terms = [critic_warmup.scale_policy_term(t, alg.critic_warmup_steps) for t in policy_terms]
+    value = make_value_term(alg.clip_param, alg.value_loss_coef, alg.use_clipped_value_loss)
+    return [policy_terms[0], value, policy_terms[1]]

@@ -115,7 +115,7 @@ def _batch_from_rollout(tr, advantages, returns, extras: dict) -> Batch:
 
 def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.RewardShaper] | None = None,
                  terms: Sequence[LossTerm] | None = None, augment=None, batch_extras: Sequence[Callable] = (),
-                 mesh: Mesh | None = None) -> Trainer:
+                 lr_hooks: Sequence[Callable] = (), mesh: Mesh | None = None) -> Trainer:
     """Assembles the PPO iteration for a batched env.
 
     Args:
@@ -126,6 +126,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         terms: PPO loss terms (default: surrogate, value, entropy).
         augment: minibatch augmentation (``Batch -> Batch``).
         batch_extras: ``(rollout, last_obs) -> dict`` of ``[T, N, ...]`` arrays merged into ``Batch.extras``.
+        lr_hooks: ``(lr, hyper) -> lr`` applied per minibatch before the adaptive rule.
         mesh: device mesh (default: :func:`parallel.make_mesh` with ``runner.num_devices``).
     """
     alg, run = cfg.algorithm, cfg.runner
@@ -135,7 +136,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
     shapers = list(shapers if shapers is not None else [shaping.timeout_bootstrap(alg.gamma)])
     tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm, alg.grad_clip_mode, alg.optimizer)
     rollout = make_rollout_fn(env, networks, run.num_steps_per_env)
-    update = ppo.make_update_fn(alg, networks, tx, terms=terms, augment=augment, axis_name=axis)
+    update = ppo.make_update_fn(alg, networks, tx, terms=terms, augment=augment, lr_hooks=lr_hooks, axis_name=axis)
     until = run.normalizer_until
 
     def local_iteration(state: TrainState):
@@ -154,8 +155,8 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         for build in batch_extras:
             extras.update(build(tr, env_state.obs))
         batch = _batch_from_rollout(tr, advantages, returns, extras)
-        params, opt_state, metrics = update(state.params, state.opt_state, state.normalizers, state.hyper,
-                                            batch, key_update)
+        params, opt_state, hyper, metrics = update(state.params, state.opt_state, state.normalizers, state.hyper,
+                                                   batch, key_update)
         # Normalisers see every stored observation once per iteration (RSL-RL 5.5).
         normalizers = {
             name: normalization.update(state.normalizers[name], x, until, axis)
@@ -171,7 +172,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
             "params": _all_finite(params, axis),
         }
         new_state = TrainState(params=params, opt_state=opt_state, normalizers=normalizers, shaping=shaping_states,
-                               hyper=state.hyper, env_state=env_state, key=key, iteration=state.iteration + 1)
+                               hyper=hyper, env_state=env_state, key=key, iteration=state.iteration + 1)
         out = IterationOutput(metrics=metrics,
                               episodes=EpisodeLog(infos.done, infos.episode_return, infos.episode_length),
                               episode_extras=_episode_extras(infos, axis), finite=finite)
@@ -190,7 +191,8 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         env_state = jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh))(env_keys)
         state = TrainState(
             params=params, opt_state=tx.init(params), normalizers=networks.init_normalizers(),
-            shaping=shaping.init_shapers(shapers), hyper={"entropy_coef": jnp.asarray(alg.entropy_coef, jnp.float32)},
+            shaping=shaping.init_shapers(shapers),
+            hyper={"entropy_coef": jnp.asarray(alg.entropy_coef, jnp.float32), "num_updates": jnp.zeros((), jnp.int32)},
             env_state=env_state, key=key_next, iteration=jnp.zeros((), jnp.int32),
         )
         return place_state(state, mesh)

@@ -61,7 +61,8 @@ class OnPolicyRunner:
         self.networks = make_networks(cfg, env)
         ext = extensions or build_extensions(cfg, env, self.networks, mirror_obs, mirror_actions)
         self.trainer = make_trainer(cfg, env, self.networks, shapers=ext.shapers, terms=ext.terms,
-                                    augment=ext.augment, batch_extras=ext.batch_extras, mesh=mesh)
+                                    augment=ext.augment, batch_extras=ext.batch_extras, lr_hooks=ext.lr_hooks,
+                                    mesh=mesh)
         self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
         self.tracker = EpisodeTracker()
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None

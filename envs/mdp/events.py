@@ -63,6 +63,7 @@ class DomainParams:
     body_mass: Array
     body_inertia: Array
     body_ipos: Array
+    body_iquat: Array
     dof_armature: Array
     dof_frictionloss: Array
     kp_scale: Array
@@ -78,6 +79,7 @@ def nominal_domain(robot: Robot) -> DomainParams:
         body_mass=jnp.asarray(m.body_mass, jnp.float32),
         body_inertia=jnp.asarray(m.body_inertia, jnp.float32),
         body_ipos=jnp.asarray(m.body_ipos, jnp.float32),
+        body_iquat=jnp.asarray(m.body_iquat, jnp.float32),
         dof_armature=jnp.asarray(m.dof_armature, jnp.float32),
         dof_frictionloss=jnp.asarray(m.dof_frictionloss, jnp.float32),
         kp_scale=ones,
@@ -110,7 +112,8 @@ def sample_domain(key: PRNGKey, robot: Robot, cfg: DomainConfig) -> DomainParams
     armature = p.dof_armature.at[robot.dof_adr].multiply(_uniform(ks[5], (nj,), cfg.armature_scale))
     frictionloss = p.dof_frictionloss.at[robot.dof_adr].set(_uniform(ks[6], (nj,), cfg.joint_friction))
     return DomainParams(
-        geom_friction=friction, body_mass=mass, body_inertia=inertia, body_ipos=ipos, dof_armature=armature,
+        geom_friction=friction, body_mass=mass, body_inertia=inertia, body_ipos=ipos, body_iquat=p.body_iquat,
+        dof_armature=armature,
         dof_frictionloss=frictionloss, kp_scale=_uniform(ks[7], (nj,), cfg.kp_scale),
         kd_scale=_uniform(ks[8], (nj,), cfg.kd_scale),
     )
@@ -120,7 +123,7 @@ def apply_domain(model: mjx.Model, p: DomainParams, dof_damping: Array | None = 
     """``model`` with the env's randomised fields (and optional per-dof damping ``[nv]``) swapped in."""
     fields = {
         "geom_friction": p.geom_friction, "body_mass": p.body_mass, "body_inertia": p.body_inertia,
-        "body_ipos": p.body_ipos, "dof_armature": p.dof_armature, "dof_frictionloss": p.dof_frictionloss,
+        "body_ipos": p.body_ipos, "body_iquat": p.body_iquat, "dof_armature": p.dof_armature, "dof_frictionloss": p.dof_frictionloss,
     }
     if dof_damping is not None:
         fields["dof_damping"] = dof_damping
