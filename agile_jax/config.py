@@ -116,6 +116,9 @@ class RunnerConfig:
     load_run: str = ""  # run directory name (or path); "" with resume=True: the latest run
     load_checkpoint: int = -1  # iteration to load; -1: the latest
     progress_bar: bool = True
+    # One fused XLA program per iteration (fastest). False runs collection and learning as two programs and
+    # logs Perf/collection_time and Perf/learning_time separately.
+    fused_iteration: bool = True
     # Entropy-coefficient annealing (AGILE runner fields).
     enable_entropy_coef_annealing: bool = False
     entropy_coef_annealing_start_progress: float = 0.1

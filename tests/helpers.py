@@ -14,7 +14,7 @@ def point_mass_config(num_envs: int = 16, steps: int = 8, **alg) -> TrainConfig:
         policy=PolicyConfig(actor_hidden_dims=[32, 32], critic_hidden_dims=[32, 32], actor_obs_normalization=True,
                             critic_obs_normalization=True),
         algorithm=AlgorithmConfig(num_learning_epochs=2, num_mini_batches=2, **alg),
-        runner=RunnerConfig(num_steps_per_env=steps, save_interval=2, progress_bar=False, logger="none",
+        runner=RunnerConfig(num_steps_per_env=steps, save_interval=2, progress_bar=False, logger="tensorboard",
                             obs_groups={"actor": ["policy"], "critic": ["critic"]}),
     )
 

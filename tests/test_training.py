@@ -124,3 +124,20 @@ def test_inference_policy_is_deterministic_mean(runner_pair):
     obs = {"policy": jnp.ones((3, 4)), "critic": jnp.ones((3, 5))}
     expected = a.networks.actor_mean(a.state.params, a.state.normalizers, obs)
     np.testing.assert_array_equal(np.asarray(policy(obs)), np.asarray(expected))
+
+
+def test_split_iteration_equals_fused_and_times_both_halves(tmp_path):
+    cfg = point_mass_config()
+    fused = OnPolicyRunner(point_mass_env(cfg), cfg)
+    fused.learn(2)
+    cfg.runner.fused_iteration = False
+    split = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path))
+    split.learn(2)
+    split.close()
+    for a, b in zip(jax.tree.leaves(fused.state.params), jax.tree.leaves(split.state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert {"Perf/collection_time", "Perf/learning_time"} <= set(acc.Tags()["scalars"])

@@ -65,7 +65,7 @@ class Logger:
             self.writer.close()
 
 
-def iteration_scalars(metrics: dict, episode_extras: dict, tracker: EpisodeTracker, iteration_time: float,
+def iteration_scalars(metrics: dict, episode_extras: dict, tracker: EpisodeTracker, timing: dict[str, float],
                       samples: int) -> dict[str, float]:
     """Maps one iteration's outputs to RSL-RL 5.x tags."""
     out: dict[str, float] = {}
@@ -82,6 +82,9 @@ def iteration_scalars(metrics: dict, episode_extras: dict, tracker: EpisodeTrack
         out.update({k: v for k, v in episode_extras.items() if k != "episode_count"})
     out["Train/mean_reward"] = tracker.mean_return
     out["Train/mean_episode_length"] = tracker.mean_length
-    out["Perf/total_fps"] = samples / max(iteration_time, 1e-9)
-    out["Perf/iteration_time"] = iteration_time
+    out["Perf/total_fps"] = samples / max(timing["iteration"], 1e-9)
+    out["Perf/iteration_time"] = timing["iteration"]
+    for name in ("collection", "learning"):
+        if name in timing:
+            out[f"Perf/{name}_time"] = timing[name]
     return out

@@ -68,6 +68,14 @@ class IterationOutput(NamedTuple):
     finite: dict
 
 
+class Collected(NamedTuple):
+    """Output of the rollout half of an iteration."""
+
+    env_state: Any
+    transitions: Any
+    infos: Any
+
+
 # Order in which non-finite quantities are reported (the first offender is named).
 FINITE_CHECKS = ("observations", "rewards", "values", "loss", "params")
 
@@ -95,7 +103,9 @@ def _episode_extras(infos, axis_name) -> dict:
 class Trainer:
     """Static pieces of a run and its pure ``init`` / ``iteration`` functions.
 
-    Build it with :func:`make_trainer`; ``iteration`` is jitted once per trainer.
+    Build it with :func:`make_trainer`. ``iteration`` is the fused, jitted iteration; ``collect`` and
+    ``learn`` are its two halves as separate programs (``learn(state, collect(state))`` computes the same
+    iteration), for timing collection and learning separately.
     """
 
     env: Any
@@ -105,6 +115,8 @@ class Trainer:
     mesh: Mesh
     init: Callable[[PRNGKey], TrainState]
     iteration: Callable[[TrainState], tuple[TrainState, IterationOutput]]
+    collect: Callable[[TrainState], Collected]
+    learn: Callable[[TrainState, Collected], tuple[TrainState, IterationOutput]]
 
 
 def _batch_from_rollout(tr, advantages, returns, extras: dict) -> Batch:
@@ -139,12 +151,16 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
     update = ppo.make_update_fn(alg, networks, tx, terms=terms, augment=augment, lr_hooks=lr_hooks, axis_name=axis)
     until = run.normalizer_until
 
-    def local_iteration(state: TrainState):
-        key, key_roll, key_update = jax.random.split(state.key, 3)
+    def local_collect(state: TrainState) -> Collected:
+        _, key_roll, _ = jax.random.split(state.key, 3)
         n_local = jax.tree.leaves(state.env_state)[0].shape[0]
         env_ids = jax.lax.axis_index(axis) * n_local + jnp.arange(n_local)
         # Collect T steps on this device's envs.
-        env_state, tr, infos = rollout(state.params, state.normalizers, state.env_state, key_roll, env_ids)
+        return Collected(*rollout(state.params, state.normalizers, state.env_state, key_roll, env_ids))
+
+    def local_learn(state: TrainState, collected: Collected):
+        key, _, key_update = jax.random.split(state.key, 3)
+        env_state, tr, infos = collected
         last_values = networks.value(state.params, state.normalizers, env_state.obs)
         # Rollout-side shaping (timeout bootstrap, ...), then GAE.
         shaping_states, rewards, shaping_metrics = shaping.apply_shapers(shapers, state.shaping, tr)
@@ -178,11 +194,19 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
                               episode_extras=_episode_extras(infos, axis), finite=finite)
         return new_state, out
 
+    def local_iteration(state: TrainState):
+        return local_learn(state, local_collect(state))
+
     state_spec = _state_spec()
+    collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis))
     out_spec = IterationOutput(metrics=P(), episodes=P(None, axis), episode_extras=P(), finite=P())
-    sharded = jax.shard_map(local_iteration, mesh=mesh, in_specs=(state_spec,), out_specs=(state_spec, out_spec),
-                            check_vma=False)
-    iteration = jax.jit(sharded)
+
+    def sharded(fn, in_specs, out_specs):
+        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False))
+
+    iteration = sharded(local_iteration, (state_spec,), (state_spec, out_spec))
+    collect = sharded(local_collect, (state_spec,), collected_spec)
+    learn = sharded(local_learn, (state_spec, collected_spec), (state_spec, out_spec))
 
     def init(key: PRNGKey) -> TrainState:
         key_params, key_env, key_next = jax.random.split(key, 3)
@@ -197,7 +221,8 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         )
         return place_state(state, mesh)
 
-    return Trainer(env=env, networks=networks, cfg=cfg, tx=tx, mesh=mesh, init=init, iteration=iteration)
+    return Trainer(env=env, networks=networks, cfg=cfg, tx=tx, mesh=mesh, init=init, iteration=iteration,
+                   collect=collect, learn=learn)
 
 
 def _state_spec() -> TrainState:

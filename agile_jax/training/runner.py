@@ -88,11 +88,8 @@ class OnPolicyRunner:
         bar = _progress(num_learning_iterations, start, run.progress_bar and self.log_dir is not None)
         try:
             for _ in range(num_learning_iterations):
-                t0 = time.time()
                 self._anneal_entropy()
-                new_state, out = self.trainer.iteration(self.state)
-                out = jax.device_get(out)  # the one host sync per iteration
-                elapsed = time.time() - t0
+                new_state, out, timing = self._run_iteration()
                 it = int(new_state.iteration)
                 if run.check_for_nan:
                     self._check_finite(out.finite, it)
@@ -100,7 +97,7 @@ class OnPolicyRunner:
                 self.tracker.add(out.episodes.done, out.episodes.episode_return, out.episodes.episode_length)
                 metrics = _to_float(out.metrics)
                 metrics["Train/entropy_coef"] = float(self.state.hyper["entropy_coef"])
-                scalars = iteration_scalars(metrics, _to_float(out.episode_extras), self.tracker, elapsed, samples)
+                scalars = iteration_scalars(metrics, _to_float(out.episode_extras), self.tracker, timing, samples)
                 if self.logger:
                     self.logger.scalars(scalars, it)
                 _update_progress(bar, scalars)
@@ -115,6 +112,20 @@ class OnPolicyRunner:
                 self.checkpointer.wait()
             if self.logger:
                 self.logger.writer and self.logger.writer.flush()
+
+    def _run_iteration(self):
+        """One iteration, fused or as collect + learn; returns ``(state, host outputs, timing)``."""
+        t0 = time.time()
+        if self.cfg.runner.fused_iteration:
+            new_state, out = self.trainer.iteration(self.state)
+            out = jax.device_get(out)  # the one host sync per iteration
+            return new_state, out, {"iteration": time.time() - t0}
+        collected = jax.block_until_ready(self.trainer.collect(self.state))
+        t1 = time.time()
+        new_state, out = self.trainer.learn(self.state, collected)
+        out = jax.device_get(out)
+        t2 = time.time()
+        return new_state, out, {"iteration": t2 - t0, "collection": t1 - t0, "learning": t2 - t1}
 
     def _anneal_entropy(self) -> None:
         """AGILE's entropy-coefficient schedule, decided on the host once per iteration before the rollout."""
