@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
@@ -141,21 +140,24 @@ def test_adam_moments_are_written_for_rsl_rl(tmp_path):
 
 
 def test_activation_from_isaac_lab_params_and_name_mapping(tmp_path):
-    runner = make_runner(activation="crelu", learn=0)  # RSL-RL's crelu is CELU == ELU
+    runner = make_runner(activation="crelu", learn=0)  # RSL-RL's crelu is torch.nn.CELU
     os.makedirs(tmp_path / "params")
     (tmp_path / "params" / "agent.yaml").write_text(
         "actor:\n  class_name: MLPModel\n  activation: crelu\n  hidden_dims: !!python/tuple [32, 16]\n")
     runner.save(str(tmp_path / "model_0.pt"))
     ckpt = interop.load_checkpoint(str(tmp_path / "model_0.pt"))
-    assert ckpt.layout.activation == "elu"
+    assert ckpt.layout.activation == "crelu"
     obs = random_obs()
     actions, _ = jax_outputs(ckpt.layout.networks(), ckpt.params, ckpt.normalizers, obs)
     assert np.max(np.abs(actions - torch_outputs(runner, obs)[0])) < TOL
-    with pytest.raises(ValueError, match="exact \\(erf\\) GELU"):
-        interop.load_checkpoint(str(tmp_path / "model_0.pt"), activation="gelu")
-    crelu = dataclasses.replace(ckpt.layout.networks(), activation="crelu")
-    with pytest.raises(ValueError, match="no RSL-RL equivalent"):
-        interop.to_checkpoint(crelu, ckpt.params, ckpt.normalizers)
+    # gelu is the exact erf form on both sides
+    gelu_runner = make_runner(activation="gelu", learn=0)
+    gelu_runner.save(str(tmp_path / "model_1.pt"))
+    gelu = interop.load_checkpoint(str(tmp_path / "model_1.pt"), activation="gelu")
+    actions, _ = jax_outputs(gelu.layout.networks(), gelu.params, gelu.normalizers, obs)
+    assert np.max(np.abs(actions - torch_outputs(gelu_runner, obs)[0])) < TOL
+    with pytest.raises(ValueError, match="unknown activation 'swishy'"):
+        interop.load_checkpoint(str(tmp_path / "model_1.pt"), activation="swishy")
 
 
 def test_rsl_rl_exports_load_in_jax_and_match_ours(tmp_path):

@@ -13,19 +13,12 @@ from torch import nn
 from agile_jax.export.spec import PolicySpec
 
 
-class CReLU(nn.Module):
-    """``concat(relu(x), relu(-x))`` over the last axis (doubles the width), as agile_jax's ``crelu``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.relu(x), torch.relu(-x)], dim=-1)
-
-
 def make_activation(name: str) -> nn.Module:
-    """The torch module computing agile_jax's activation ``name`` (Flax GELU is the tanh approximation)."""
+    """The torch module computing agile_jax's activation ``name`` (RSL-RL's names and modules)."""
     table = {
-        "elu": lambda: nn.ELU(), "selu": lambda: nn.SELU(), "relu": lambda: nn.ReLU(), "crelu": CReLU,
+        "elu": lambda: nn.ELU(), "selu": lambda: nn.SELU(), "relu": lambda: nn.ReLU(), "crelu": lambda: nn.CELU(),
         "lrelu": lambda: nn.LeakyReLU(0.01), "tanh": lambda: nn.Tanh(), "sigmoid": lambda: nn.Sigmoid(),
-        "softplus": lambda: nn.Softplus(), "gelu": lambda: nn.GELU(approximate="tanh"), "swish": lambda: nn.SiLU(),
+        "softplus": lambda: nn.Softplus(), "gelu": lambda: nn.GELU(), "swish": lambda: nn.SiLU(),
         "mish": lambda: nn.Mish(), "identity": lambda: nn.Identity(),
     }
     if name not in table:

@@ -61,12 +61,10 @@ class GraphBuilder:
 # -- activations ----------------------------------------------------------------------------------
 
 
-def _gelu_tanh(g: GraphBuilder, x: str) -> str:
-    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, Flax's default (approximate) GELU."""
-    cube = g.op("Mul", [g.op("Mul", [x, x]), x])
-    inner = g.op("Add", [x, g.op("Mul", [cube, g.const(g.fresh("gelu_c"), np.array(0.044715))])])
-    t = g.op("Tanh", [g.op("Mul", [inner, g.const(g.fresh("gelu_k"), np.array(math.sqrt(2.0 / math.pi)))])])
-    cdf = g.op("Mul", [g.op("Add", [t, g.const(g.fresh("one"), np.array(1.0))]),
+def _gelu_exact(g: GraphBuilder, x: str) -> str:
+    """``0.5 x (1 + erf(x / sqrt(2)))``, the exact GELU (torch's default, and agile_jax's)."""
+    scaled = g.op("Mul", [x, g.const(g.fresh("gelu_k"), np.array(1.0 / math.sqrt(2.0)))])
+    cdf = g.op("Mul", [g.op("Add", [g.op("Erf", [scaled]), g.const(g.fresh("one"), np.array(1.0))]),
                        g.const(g.fresh("half"), np.array(0.5))])
     return g.op("Mul", [x, cdf])
 
@@ -75,12 +73,12 @@ ACTIVATIONS: dict[str, Callable[[GraphBuilder, str], str]] = {
     "elu": lambda g, x: g.op("Elu", [x], alpha=1.0),
     "selu": lambda g, x: g.op("Selu", [x], alpha=_SELU_ALPHA, gamma=_SELU_GAMMA),
     "relu": lambda g, x: g.op("Relu", [x]),
-    "crelu": lambda g, x: g.op("Concat", [g.op("Relu", [x]), g.op("Relu", [g.op("Neg", [x])])], axis=-1),
+    "crelu": lambda g, x: g.op("Elu", [x], alpha=1.0),  # CELU with alpha 1 equals ELU
     "lrelu": lambda g, x: g.op("LeakyRelu", [x], alpha=0.01),
     "tanh": lambda g, x: g.op("Tanh", [x]),
     "sigmoid": lambda g, x: g.op("Sigmoid", [x]),
     "softplus": lambda g, x: g.op("Softplus", [x]),
-    "gelu": _gelu_tanh,
+    "gelu": _gelu_exact,
     "swish": lambda g, x: g.op("Mul", [x, g.op("Sigmoid", [x])]),
     "mish": lambda g, x: (g.op("Mish", [x]) if g.opset >= 18
                           else g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x])])])),

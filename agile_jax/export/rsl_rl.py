@@ -13,9 +13,7 @@ Flax ``Dense_i.kernel`` is ``mlp.<2i>.weight.T``. Hidden sizes come from the wei
 is not stored in the state dict, so it is read from an Isaac Lab ``params/agent.yaml`` next to the
 checkpoint when there is one, else taken from the caller (RSL-RL's default ``elu``).
 
-Activation names agree except two: RSL-RL's ``crelu`` is ``torch.nn.CELU`` (identical to ELU with alpha 1,
-imported as ``elu``), and RSL-RL's ``gelu`` is the exact erf GELU while Flax's is the tanh approximation
-(refused both ways, as is agile_jax's width-doubling ``crelu``).
+Activation names and functions agree with RSL-RL's (``crelu`` is CELU, ``gelu`` the exact erf form).
 """
 
 from __future__ import annotations
@@ -35,15 +33,11 @@ import yaml
 from agile_jax.export.spec import mlp_layers
 from agile_jax.export.torchscript import require_torch
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.mlp import resolve_activation
 from agile_jax.networks.normalization import NormalizerState
 from agile_jax.types import Params
 
 _LINEAR = re.compile(r"^mlp\.(\d+)\.weight$")
-_NOT_IMPORTABLE = {"gelu": "RSL-RL's gelu is the exact (erf) GELU but agile_jax's is Flax's tanh approximation"}
-_NOT_EXPORTABLE = {
-    "crelu": "agile_jax's crelu (concat(relu(x), relu(-x))) has no RSL-RL equivalent (RSL-RL's crelu is CELU)",
-    "gelu": "agile_jax's gelu is the tanh approximation but RSL-RL's is the exact (erf) GELU",
-}
 
 
 @dataclass(frozen=True)
@@ -163,11 +157,10 @@ def activation_from_run_dir(checkpoint_path: str) -> str | None:
 
 
 def import_activation(name: str) -> str:
-    """agile_jax's name for RSL-RL activation ``name`` (refuses names that compute something else here)."""
+    """agile_jax's name for RSL-RL activation ``name`` (the names are shared; unknown ones are refused)."""
     name = name.lower()
-    if name in _NOT_IMPORTABLE:
-        raise ValueError(f"cannot import activation '{name}': {_NOT_IMPORTABLE[name]}")
-    return "elu" if name == "crelu" else name
+    resolve_activation(name)
+    return name
 
 
 def load_checkpoint(checkpoint: str | Mapping, activation: str | None = None) -> RslRlCheckpoint:
@@ -253,19 +246,12 @@ def _optimizer_state_dict(torch, actor_sd: Mapping, critic_sd: Mapping, opt_stat
     return state
 
 
-def export_activation(name: str) -> str:
-    """RSL-RL's name for agile_jax activation ``name`` (refuses names RSL-RL computes differently)."""
-    if name in _NOT_EXPORTABLE:
-        raise ValueError(f"cannot write activation '{name}' for RSL-RL: {_NOT_EXPORTABLE[name]}")
-    return name
-
-
 def to_checkpoint(networks: ActorCritic, params: Params, normalizers: Mapping[str, NormalizerState],
                   iteration: int = 0, opt_state: Any = None, learning_rate: float | None = None,
                   infos: Any = None) -> dict:
     """An RSL-RL PPO checkpoint dict that ``rsl_rl.runners.OnPolicyRunner.load`` accepts.
 
-    The RSL-RL models must be built with ``hidden_dims``, ``activation`` (see :func:`export_activation`),
+    The RSL-RL models must be built with ``hidden_dims``, ``activation`` (RSL-RL names),
     ``obs_normalization`` and ``distribution_cfg={"class_name": "GaussianDistribution", "std_type":
     networks.noise_std_type}`` matching ``networks``.
 
@@ -277,7 +263,6 @@ def to_checkpoint(networks: ActorCritic, params: Params, normalizers: Mapping[st
         infos: stored as ``infos``.
     """
     torch = require_torch()
-    export_activation(networks.activation)
     std_key = "std_param" if networks.noise_std_type == "scalar" else "log_std_param"
     params = jax.device_get(params)
     actor_sd = _state_dict(torch, params["actor"]["mlp"], normalizers.get("actor"), (std_key, params["actor"]["std"]))

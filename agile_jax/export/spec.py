@@ -131,6 +131,6 @@ def _check_layers(spec: PolicySpec) -> None:
     for i, (kernel, bias) in enumerate(spec.layers):
         if kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
             raise ValueError(f"layer {i}: kernel {kernel.shape} / bias {bias.shape} do not follow width {width}")
-        width = kernel.shape[1] * (2 if spec.activation == "crelu" and i < len(spec.layers) - 1 else 1)
+        width = kernel.shape[1]
     if width != spec.action_dim:
         raise ValueError(f"the last layer outputs {width} values but the policy has {spec.action_dim} actions")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import flax.linen as nn
 import jax
@@ -13,12 +14,12 @@ ACTIVATIONS: dict[str, Callable] = {
     "elu": nn.elu,
     "selu": nn.selu,
     "relu": nn.relu,
-    "crelu": lambda x: jnp.concatenate([nn.relu(x), nn.relu(-x)], axis=-1),
+    "crelu": nn.celu,  # RSL-RL maps "crelu" to torch.nn.CELU (alpha 1)
     "lrelu": lambda x: nn.leaky_relu(x, 0.01),
     "tanh": jnp.tanh,
     "sigmoid": nn.sigmoid,
     "softplus": nn.softplus,
-    "gelu": nn.gelu,
+    "gelu": partial(nn.gelu, approximate=False),  # torch.nn.GELU default: the exact erf form
     "swish": nn.swish,
     "mish": lambda x: x * jnp.tanh(nn.softplus(x)),
     "identity": lambda x: x,

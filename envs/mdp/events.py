@@ -57,7 +57,12 @@ class DomainConfig:
 
 @struct.dataclass
 class DomainParams:
-    """Per-env randomised model fields (MuJoCo names) and PD gain scales ``[J]``."""
+    """Per-env model fields (MuJoCo names) and PD gain scales ``[J]``.
+
+    ``body_invweight0`` / ``dof_invweight0`` (constraint softness scales MuJoCo derives from the masses at
+    compile time) are carried unchanged by the randomisation, as in MuJoCo Playground; they are here so that a
+    caller can supply a self-consistent variant of the model (e.g. an exactly mirror-symmetric one).
+    """
 
     geom_friction: Array
     body_mass: Array
@@ -66,6 +71,8 @@ class DomainParams:
     body_iquat: Array
     dof_armature: Array
     dof_frictionloss: Array
+    body_invweight0: Array
+    dof_invweight0: Array
     kp_scale: Array
     kd_scale: Array
 
@@ -82,6 +89,8 @@ def nominal_domain(robot: Robot) -> DomainParams:
         body_iquat=jnp.asarray(m.body_iquat, jnp.float32),
         dof_armature=jnp.asarray(m.dof_armature, jnp.float32),
         dof_frictionloss=jnp.asarray(m.dof_frictionloss, jnp.float32),
+        body_invweight0=jnp.asarray(m.body_invweight0, jnp.float32),
+        dof_invweight0=jnp.asarray(m.dof_invweight0, jnp.float32),
         kp_scale=ones,
         kd_scale=ones,
     )
@@ -111,9 +120,8 @@ def sample_domain(key: PRNGKey, robot: Robot, cfg: DomainConfig) -> DomainParams
     # Joint armature (scaled) and friction (absolute), per joint.
     armature = p.dof_armature.at[robot.dof_adr].multiply(_uniform(ks[5], (nj,), cfg.armature_scale))
     frictionloss = p.dof_frictionloss.at[robot.dof_adr].set(_uniform(ks[6], (nj,), cfg.joint_friction))
-    return DomainParams(
-        geom_friction=friction, body_mass=mass, body_inertia=inertia, body_ipos=ipos, body_iquat=p.body_iquat,
-        dof_armature=armature,
+    return p.replace(
+        geom_friction=friction, body_mass=mass, body_inertia=inertia, body_ipos=ipos, dof_armature=armature,
         dof_frictionloss=frictionloss, kp_scale=_uniform(ks[7], (nj,), cfg.kp_scale),
         kd_scale=_uniform(ks[8], (nj,), cfg.kd_scale),
     )
@@ -123,7 +131,9 @@ def apply_domain(model: mjx.Model, p: DomainParams, dof_damping: Array | None = 
     """``model`` with the env's randomised fields (and optional per-dof damping ``[nv]``) swapped in."""
     fields = {
         "geom_friction": p.geom_friction, "body_mass": p.body_mass, "body_inertia": p.body_inertia,
-        "body_ipos": p.body_ipos, "body_iquat": p.body_iquat, "dof_armature": p.dof_armature, "dof_frictionloss": p.dof_frictionloss,
+        "body_ipos": p.body_ipos, "body_iquat": p.body_iquat, "dof_armature": p.dof_armature,
+        "dof_frictionloss": p.dof_frictionloss, "body_invweight0": p.body_invweight0,
+        "dof_invweight0": p.dof_invweight0,
     }
     if dof_damping is not None:
         fields["dof_damping"] = dof_damping

@@ -114,6 +114,30 @@ class Robot:
     def max_delay(self) -> int:
         return max(self.group_max_delay)
 
+    def mirror_qpos(self, qpos: np.ndarray) -> np.ndarray:
+        """Left-right (xz-plane) mirror of a generalised position ``[..., nq]`` (numpy or jax).
+
+        Root: y -> -y and quaternion ``(w, x, y, z) -> (w, -x, y, -z)``; joints by :attr:`mirror_all`.
+        """
+        sign = np.ones(qpos.shape[-1], np.float32)
+        sign[[1, 4, 6]] = -1.0
+        return _set_last(qpos * sign, self.qpos_adr, self.mirror_all(qpos[..., self.qpos_adr]))
+
+    def mirror_qvel(self, qvel: np.ndarray) -> np.ndarray:
+        """Left-right mirror of a generalised velocity ``[..., nv]`` (root: world linear, local angular)."""
+        sign = np.ones(qvel.shape[-1], np.float32)
+        sign[[1, 3, 5]] = -1.0  # v_y, w_x, w_z
+        return _set_last(qvel * sign, self.dof_adr, self.mirror_all(qvel[..., self.dof_adr]))
+
+
+def _set_last(x, idx: np.ndarray, values):
+    """``x[..., idx] = values`` for numpy or jax arrays."""
+    if hasattr(x, "at"):
+        return x.at[..., idx].set(values)
+    x = x.copy()
+    x[..., idx] = values
+    return x
+
 
 def select_joints(order: Sequence[str], patterns: Sequence[str], exclude: Sequence[str] = ()) -> tuple[str, ...]:
     """Joints of ``order`` matching any regex in ``patterns`` and none in ``exclude``, kept in ``order``.
