@@ -106,7 +106,22 @@ def main(argv: list[str]) -> int:
         runner.close()
     print(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "
           f"{runner.tracker.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
+    export_final_policy(runner)
     return 0
+
+
+def export_final_policy(runner) -> None:
+    """Exports the final policy next to the checkpoints (TorchScript only when torch is installed)."""
+    import importlib.util
+
+    formats = ("onnx", "torchscript") if importlib.util.find_spec("torch") else ("onnx",)
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+        print("[agile_jax] export skipped: install the 'export' extra for policy.onnx / policy.pt")
+        return
+    report = runner.export(formats=formats)
+    worst = {fmt: max(per_set.values()) for fmt, per_set in report["max_abs_error"].items()}
+    print(f"[agile_jax] exported {', '.join(formats)} to {os.path.join(runner.log_dir, 'exported')} "
+          f"(max-abs error vs JAX: {', '.join(f'{k} {v:.2g}' for k, v in worst.items())})")
 
 
 if __name__ == "__main__":

@@ -191,6 +191,16 @@ class OnPolicyRunner:
         make_policy = make_inference_fn(self.networks)
         return jax.jit(make_policy(self.state.params, self.state.normalizers, deterministic))
 
+    def export(self, out_dir: str | None = None, **kwargs) -> dict:
+        """Writes ``policy.onnx``, ``policy.pt`` and ``policy.yaml`` after a parity check (see
+        :func:`agile_jax.export.export_runner`); default destination ``<log_dir>/exported``."""
+        from agile_jax.export import export_runner
+
+        out_dir = out_dir or (os.path.join(self.log_dir, "exported") if self.log_dir else None)
+        if out_dir is None:
+            raise ValueError("this runner has no log_dir; pass out_dir to export()")
+        return export_runner(self, out_dir, **kwargs)
+
     def close(self) -> None:
         if self.checkpointer:
             self.checkpointer.close()

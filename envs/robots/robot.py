@@ -6,6 +6,7 @@ nothing depends on the order in which the MJCF happens to declare things.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
@@ -260,3 +261,45 @@ def build_robot(name: str, model: mujoco.MjModel, joint_order: Sequence[str], gr
         mirror_all=joint_mirror(names, **kw["mirror"]),
         mirror_action=joint_mirror(action_names, **kw["mirror"]),
     )
+
+
+def _principal(inertia: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal moments ``[3]`` and frame quaternion ``[4]`` of a symmetric inertia matrix ``[3, 3]``."""
+    moments, frame = np.linalg.eigh(inertia)
+    if np.linalg.det(frame) < 0:
+        frame[:, 0] *= -1.0
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, frame.reshape(-1))
+    return moments, quat
+
+
+def symmetric_inertials(robot: Robot) -> dict[str, np.ndarray]:
+    """Mass properties of an exactly left-right symmetric copy of the robot (left side copied to the right).
+
+    Body pairs come from the joint mirror (a body and the body of its joint's mirror partner); unpaired bodies
+    get the symmetric part of their inertia and a zero lateral CoM. The constraint scales ``*_invweight0`` are
+    recomputed for the symmetric masses.
+
+    Returns:
+        ``body_mass``, ``body_inertia``, ``body_ipos``, ``body_iquat``, ``body_invweight0``, ``dof_invweight0``.
+    """
+    m = copy.deepcopy(robot.model)
+    reflect = np.diag([1.0, -1.0, 1.0])
+    body_of = {n: int(m.jnt_bodyid[m.joint(n).id]) for n in robot.joint_names}
+    partner = {body_of[n]: body_of[robot.joint_names[robot.mirror_all.perm[i]]] for i, n in enumerate(robot.joint_names)}
+    for b in range(1, m.nbody):
+        rot = np.zeros(9)
+        mujoco.mju_quat2Mat(rot, m.body_iquat[b])
+        rot = rot.reshape(3, 3)
+        inertia = rot @ np.diag(m.body_inertia[b]) @ rot.T
+        p = partner.get(b, b)
+        if p == b:
+            m.body_ipos[b, 1] = 0.0
+            m.body_inertia[b], m.body_iquat[b] = _principal(0.5 * (inertia + reflect @ inertia @ reflect))
+        elif b < p:
+            m.body_mass[p] = m.body_mass[b]
+            m.body_ipos[p] = m.body_ipos[b] * np.array([1.0, -1.0, 1.0])
+            m.body_inertia[p], m.body_iquat[p] = _principal(reflect @ inertia @ reflect)
+    mujoco.mj_setConst(m, mujoco.MjData(m))
+    fields = ("body_mass", "body_inertia", "body_ipos", "body_iquat", "body_invweight0", "dof_invweight0")
+    return {f: np.asarray(getattr(m, f), np.float32) for f in fields}
