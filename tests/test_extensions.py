@@ -14,7 +14,7 @@ from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition
 from envs.tasks.point_mass import PointMass
-from tests.helpers import point_mass_config, point_mass_env
+from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
 
 MIRROR_OBS, MIRROR_ACT = PointMass.mirror_obs, PointMass.mirror_actions
 
@@ -227,18 +227,9 @@ def test_all_extensions_on_still_learns_and_logs():
 
 
 def test_extension_state_resumes_exactly(tmp_path):
-    cfg = _all_on_config()
-    straight = OnPolicyRunner(point_mass_env(cfg), cfg)
-    straight.learn(4)
-    first = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path / "a"))
-    first.learn(2)
-    first.close()
-    second = OnPolicyRunner(point_mass_env(cfg), cfg)
-    second.load(str(tmp_path / "a"))
-    second.learn(2)
-    for a, b in zip(jax.tree.leaves(straight.state.params) + jax.tree.leaves(straight.state.shaping),
-                    jax.tree.leaves(second.state.params) + jax.tree.leaves(second.state.shaping)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    straight, second = straight_and_resumed(_all_on_config(), tmp_path)
+    assert leaves_equal(straight.state.params, second.state.params)
+    assert leaves_equal(straight.state.shaping, second.state.shaping)
     assert float(straight.state.hyper["entropy_coef"]) == float(second.state.hyper["entropy_coef"])
 
 

@@ -11,16 +11,8 @@ import pytest
 from agile_jax.io.checkpoint import CheckpointError
 from agile_jax.training.runner import OnPolicyRunner, TrainingDivergedError
 from envs.tasks.point_mass import PointMass
-from tests.helpers import point_mass_config, point_mass_env
+from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
 
-
-def _raw(x):
-    return np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-
-
-def _leaves_equal(a, b) -> bool:
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(_raw(x), _raw(y)) for x, y in zip(la, lb))
 
 
 @pytest.fixture(scope="module")
@@ -45,30 +37,20 @@ def test_same_seed_gives_bit_identical_params(runner_pair):
     _, a, b = runner_pair
     a.learn(3)
     b.learn(3)
-    assert _leaves_equal(a.state.params, b.state.params)
-    assert _leaves_equal(a.state.opt_state, b.state.opt_state)
+    assert leaves_equal(a.state.params, b.state.params)
+    assert leaves_equal(a.state.opt_state, b.state.opt_state)
     c = OnPolicyRunner(point_mass_env(a.cfg), a.cfg.__class__(**{**a.cfg.__dict__}))
     c.state = c.trainer.init(jax.random.key(123))
     c.learn(3)
-    assert not _leaves_equal(a.state.params, c.state.params)
+    assert not leaves_equal(a.state.params, c.state.params)
 
 
 def test_resume_is_bit_exact(tmp_path):
-    cfg = point_mass_config()
-    straight = OnPolicyRunner(point_mass_env(cfg), cfg)
-    straight.learn(4)
-    first = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path / "run1"))
-    first.learn(2)
-    first.close()
-    second = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path / "run2"))
-    meta = second.load(str(tmp_path / "run1"))
-    assert meta["iteration"] == 2 and second.current_learning_iteration == 2
-    second.learn(2)
-    second.close()
-    assert _leaves_equal(straight.state.params, second.state.params)
-    assert _leaves_equal(straight.state.opt_state, second.state.opt_state)
-    assert _leaves_equal(straight.state.normalizers, second.state.normalizers)
-    assert _leaves_equal(straight.state.env_state, second.state.env_state)
+    straight, second = straight_and_resumed(point_mass_config(), tmp_path)
+    assert leaves_equal(straight.state.params, second.state.params)
+    assert leaves_equal(straight.state.opt_state, second.state.opt_state)
+    assert leaves_equal(straight.state.normalizers, second.state.normalizers)
+    assert leaves_equal(straight.state.env_state, second.state.env_state)
     # keep-N and the save interval: checkpoints at 2 (interval) and the end of each learn() call
     assert sorted(int(d) for d in os.listdir(tmp_path / "run2" / "checkpoints") if d.isdigit()) == [4]
 
