@@ -14,7 +14,6 @@ from envs.tasks.point_mass import PointMass
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
 
 
-
 @pytest.fixture(scope="module")
 def runner_pair():
     """Two runners of the same config (they share compiled code through the persistent cache)."""
