@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from agile_jax.config import AlgorithmConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
 from envs.core import VecEnv
 from envs.tasks.point_mass import PointMass, PointMassConfig
+
+
+@dataclass
+class VelocityEnvConfig:
+    """Command-line face of the humanoid velocity task (``envs.tasks.velocity``); the rest keeps AGILE's values.
+
+    Attributes:
+        robot: ``"t1"`` (Booster T1) or ``"g1"`` (Unitree G1).
+        num_envs: parallel environments.
+        impl: MJX implementation for ``mjx.put_model`` (``"jax"`` or ``"warp"``).
+        episode_length_s: episode time limit (s).
+        obs_noise: corrupt the policy observations with AGILE's uniform noise.
+        random_arm_motion: drive arms and head to random targets as a disturbance.
+        domain_randomization: randomise friction, masses, CoM, gains, armature and joint friction.
+        pushes / wrenches: interval velocity pushes and external wrenches.
+        lin_vel_x, lin_vel_y, ang_vel_z: command ranges (m/s, rad/s).
+        rel_standing_envs: fraction of envs with a zero command.
+    """
+
+    robot: str = "t1"
+    num_envs: int = 4096
+    impl: str = "jax"
+    episode_length_s: float = 30.0
+    obs_noise: bool = True
+    random_arm_motion: bool = True
+    domain_randomization: bool = True
+    pushes: bool = True
+    wrenches: bool = True
+    lin_vel_x: list[float] = field(default_factory=lambda: [-0.5, 0.5])
+    lin_vel_y: list[float] = field(default_factory=lambda: [-0.5, 0.5])
+    ang_vel_z: list[float] = field(default_factory=lambda: [-1.0, 1.0])
+    rel_standing_envs: float = 0.25
 
 
 def point_mass() -> TrainConfig:
@@ -31,19 +67,77 @@ def cartpole_balance() -> TrainConfig:
     )
 
 
-PRESETS = {"point_mass": point_mass, "cartpole_balance": cartpole_balance}
+def t1_velocity() -> TrainConfig:
+    """AGILE's ``T1VelocityPpoRunnerCfg`` on the MJX Booster T1 (flat ground)."""
+    alg = AlgorithmConfig(learning_rate=1e-3, num_learning_epochs=5, num_mini_batches=4, schedule="adaptive",
+                          desired_kl=0.01, clip_param=0.2, gamma=0.99, lam=0.95, value_loss_coef=1.0,
+                          entropy_coef=0.005, max_grad_norm=1.0, use_clipped_value_loss=True,
+                          grad_clip_mode="joint")
+    alg.symmetry_cfg.enabled, alg.symmetry_cfg.use_data_augmentation = True, True
+    return TrainConfig(
+        env=VelocityEnvConfig(robot="t1"),
+        policy=PolicyConfig(init_noise_std=1.0, actor_hidden_dims=[256, 256, 128],
+                            critic_hidden_dims=[512, 256, 128], activation="elu"),
+        algorithm=alg,
+        runner=RunnerConfig(seed=42, num_steps_per_env=24, max_iterations=100_000, save_interval=250,
+                            experiment_name="t1_velocity", obs_groups={"actor": ["policy"], "critic": ["critic"]},
+                            init_at_random_ep_len=True, enable_entropy_coef_annealing=True,
+                            entropy_coef_annealing_start_progress=0.3,
+                            enable_entropy_coef_annealing_success_rate=0.8, entropy_annealing_decay_rate=0.9995),
+    )
+
+
+def g1_velocity() -> TrainConfig:
+    """AGILE's G1 velocity counterpart (14 joints, action scale 0.5; 50k iterations)."""
+    cfg = t1_velocity()
+    cfg.env.robot = "g1"
+    cfg.runner.max_iterations = 50_000
+    cfg.runner.experiment_name = "g1_velocity"
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "point_mass": point_mass,
+    "cartpole_balance": cartpole_balance,
+    "t1_velocity": t1_velocity,
+    "g1_velocity": g1_velocity,
+}
+
+
+def _velocity_env(cfg: VelocityEnvConfig):
+    """The single-env velocity task with the command-line knobs applied to AGILE's defaults."""
+    from envs.tasks import velocity
+
+    bases = {"t1": velocity.T1VelocityConfig, "g1": velocity.G1VelocityConfig}
+    if cfg.robot not in bases:
+        raise ConfigError(f"unknown env.robot '{cfg.robot}', expected one of {sorted(bases)}")
+    base = bases[cfg.robot]()
+    domain = dataclasses.replace(base.domain, randomize=cfg.domain_randomization, push=cfg.pushes,
+                                 wrench=cfg.wrenches)
+    commands = dataclasses.replace(base.commands, lin_vel_x=tuple(cfg.lin_vel_x), lin_vel_y=tuple(cfg.lin_vel_y),
+                                   ang_vel_z=tuple(cfg.ang_vel_z), rel_standing_envs=cfg.rel_standing_envs)
+    task = dataclasses.replace(base, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
+                               random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands)
+    return velocity.VelocityEnv(task)
+
+
+def _cartpole_env(cfg):
+    from envs.tasks.cartpole import CartpoleBalance
+
+    return CartpoleBalance(cfg)
+
+
+ENV_FACTORIES: dict[str, Callable] = {
+    "PointMassConfig": PointMass,
+    "CartpoleConfig": _cartpole_env,
+    "VelocityEnvConfig": _velocity_env,
+}
 
 
 def make_env(cfg: TrainConfig) -> VecEnv:
     """Builds the single env of ``cfg.env`` and batches it over ``cfg.env.num_envs``."""
-    env_cfg = cfg.env
-    name = type(env_cfg).__name__
-    if name == "PointMassConfig":
-        single = PointMass(env_cfg)
-    elif name == "CartpoleConfig":
-        from envs.tasks.cartpole import CartpoleBalance
-
-        single = CartpoleBalance(env_cfg)
-    else:
-        raise ConfigError(f"no environment is registered for env config {name}")
-    return VecEnv(single, env_cfg.num_envs, init_at_random_ep_len=cfg.runner.init_at_random_ep_len)
+    name = type(cfg.env).__name__
+    if name not in ENV_FACTORIES:
+        raise ConfigError(f"no environment is registered for env config {name}; known: {sorted(ENV_FACTORIES)}")
+    single = ENV_FACTORIES[name](cfg.env)
+    return VecEnv(single, cfg.env.num_envs, init_at_random_ep_len=cfg.runner.init_at_random_ep_len)
