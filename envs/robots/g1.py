@@ -68,7 +68,7 @@ ACTUATORS = (
 )
 
 
-def make_spec(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes: bool = False) -> mujoco.MjSpec:
+def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> mujoco.MjSpec:
     """Menagerie's G1 scene turned into the MJX-friendly variant (see the module docstring)."""
     spec = assets.load_spec("unitree_g1", "scene")
     assets.clear_keyframes(spec)
@@ -83,8 +83,11 @@ def make_spec(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes
     assets.add_probe_sphere(spec, "torso_link", "torso_probe_low", 0.09, (0.01, 0.0, 0.08))
     assets.add_probe_sphere(spec, "torso_link", "torso_probe_high", 0.09, (0.01, 0.0, 0.2))
     act = actuator_arrays(JOINT_ORDER, ACTUATORS)
+    # With implicit damping (Euler damping on) the PD damping kd lives in the joints; see mdp.actuators.
+    damping = dict(zip(JOINT_ORDER, act["kd"].tolist())) if solver.eulerdamp else None
     assets.set_joint_dynamics(
-        spec, dict(zip(JOINT_ORDER, act["armature"].tolist())), dict(zip(JOINT_ORDER, act["friction"].tolist()))
+        spec, dict(zip(JOINT_ORDER, act["armature"].tolist())), dict(zip(JOINT_ORDER, act["friction"].tolist())),
+        damping,
     )
     assets.set_torque_motors(spec, JOINT_ORDER)
     assets.set_solver(spec, solver)
@@ -94,7 +97,7 @@ def make_spec(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes
 
 
 @functools.lru_cache(maxsize=4)
-def g1_robot(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes: bool = False) -> Robot:
+def g1_robot(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> Robot:
     """The G1 :class:`Robot` with AGILE's tables, resolved by name against the MJX-friendly model."""
     model = make_spec(solver, keep_meshes).compile()
     sphere = mujoco.mjtGeom.mjGEOM_SPHERE

@@ -286,7 +286,8 @@ def symmetric_inertials(robot: Robot) -> dict[str, np.ndarray]:
     m = copy.deepcopy(robot.model)
     reflect = np.diag([1.0, -1.0, 1.0])
     body_of = {n: int(m.jnt_bodyid[m.joint(n).id]) for n in robot.joint_names}
-    partner = {body_of[n]: body_of[robot.joint_names[robot.mirror_all.perm[i]]] for i, n in enumerate(robot.joint_names)}
+    names = robot.joint_names
+    partner = {body_of[n]: body_of[names[robot.mirror_all.perm[i]]] for i, n in enumerate(names)}
     for b in range(1, m.nbody):
         rot = np.zeros(9)
         mujoco.mju_quat2Mat(rot, m.body_iquat[b])

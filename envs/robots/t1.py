@@ -56,7 +56,7 @@ FOOT_SPHERE_RADIUS = 0.01
 WAIST_PROBE_RADIUS = 0.07
 
 
-def make_spec(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes: bool = False) -> mujoco.MjSpec:
+def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> mujoco.MjSpec:
     """Menagerie's T1 scene turned into the MJX-friendly variant (see the module docstring)."""
     spec = assets.load_spec("booster_t1", "scene")
     assets.clear_keyframes(spec)
@@ -69,8 +69,11 @@ def make_spec(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes
     # The Waist has no collision primitive in the Menagerie model; a non-colliding probe stands in for it.
     assets.add_probe_sphere(spec, "Waist", "waist_probe", WAIST_PROBE_RADIUS, (0.0, 0.0, 0.0))
     act = actuator_arrays(JOINT_ORDER, ACTUATORS)
+    # With implicit damping (Euler damping on) the PD damping kd lives in the joints; see mdp.actuators.
+    damping = dict(zip(JOINT_ORDER, act["kd"].tolist())) if solver.eulerdamp else None
     assets.set_joint_dynamics(
-        spec, dict(zip(JOINT_ORDER, act["armature"].tolist())), dict(zip(JOINT_ORDER, act["friction"].tolist()))
+        spec, dict(zip(JOINT_ORDER, act["armature"].tolist())), dict(zip(JOINT_ORDER, act["friction"].tolist())),
+        damping,
     )
     assets.set_torque_motors(spec, JOINT_ORDER)
     assets.set_solver(spec, solver)
@@ -80,7 +83,7 @@ def make_spec(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes
 
 
 @functools.lru_cache(maxsize=4)
-def t1_robot(solver: assets.SolverOptions = assets.SolverOptions(), keep_meshes: bool = False) -> Robot:
+def t1_robot(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> Robot:
     """The T1 :class:`Robot` with AGILE's tables, resolved by name against the MJX-friendly model."""
     model = make_spec(solver, keep_meshes).compile()
     legs = select_joints(JOINT_ORDER, LEG_JOINTS)

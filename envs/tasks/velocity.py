@@ -1,6 +1,6 @@
 """AGILE's velocity-tracking task (``Velocity-T1-v0`` and ``Velocity-G1-History-v0``) on flat ground in MJX.
 
-One :class:`VelocityEnv` class implements both robots; :func:`T1VelocityConfig` and :func:`G1VelocityConfig`
+One :class:`VelocityEnv` class implements both robots; :class:`T1VelocityConfig` and :class:`G1VelocityConfig`
 give AGILE's tables. The env is a single, pure environment (``reset(key)``, ``step(state, action)``); batch it
 with :class:`envs.core.VecEnv`. Per control step (50 Hz = 4 physics steps of 5 ms):
 
@@ -38,10 +38,9 @@ from mujoco import mjx
 
 from agile_jax.types import Array, PRNGKey
 from envs.core import EnvState, TerminationSpec
-from envs.mdp import actuators, commands, contacts, events, random_motion, symmetry, terms
+from envs.mdp import actuators, commands, events, random_motion, symmetry, terms
+from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
-from envs.mdp import terminations as term_fns
-from envs.mdp import math as mmath
 from envs.mdp.rewards import Signals
 from envs.mdp.terms import RewardTerm, WeightRamp
 from envs.robots import assets, g1, t1
@@ -108,6 +107,7 @@ class T1VelocityConfig:
     Attributes:
         robot: ``"t1"`` or ``"g1"``.
         impl: ``mjx.put_model`` implementation, ``"jax"`` or ``"warp"``.
+        naconmax / njmax: Warp only: contacts across all envs, constraint rows per env.
         sim_dt / decimation: physics step (s) and physics steps per control step.
         solver: MuJoCo solver options (``timestep`` is overridden by ``sim_dt``).
         episode_length_s: time limit (enforced by ``VecEnv``).
@@ -126,6 +126,8 @@ class T1VelocityConfig:
 
     robot: str = "t1"
     impl: str = "jax"
+    naconmax: int = 8 * 8192
+    njmax: int = 96
     sim_dt: float = 0.005
     decimation: int = 4
     solver: assets.SolverOptions = assets.SolverOptions()
@@ -194,26 +196,20 @@ def set_common_step(state: EnvState, step: int | Array) -> EnvState:
 class VelocityEnv:
     """Velocity tracking with AGILE's MDP for the robot named in ``cfg.robot`` (see the module docstring)."""
 
+    # Sampled at startup and counted globally (AGILE's startup events and common_step_counter): kept by VecEnv
+    # across auto-resets.
+    persistent_info = ("domain", "common_step")
+
     def __init__(self, cfg: VelocityConfig):
         self.cfg = cfg
         self.robot = robot = make_robot(cfg)
         self.mjx_model = mjx.put_model(robot.model, impl=cfg.impl)
-        self._data0 = mjx.make_data(self.mjx_model, impl=cfg.impl)
+        self._data0 = self.make_data()
         self.ctrl_dt = cfg.sim_dt * cfg.decimation
         self.max_episode_length = int(round(cfg.episode_length_s / self.ctrl_dt))
         self.action_size = len(robot.action_idx)
-        na, nj = self.action_size, robot.num_joints
-        self.policy_layout = (
-            obs_terms.ObsTerm("base_ang_vel", 3, 0.2, 0.2), obs_terms.ObsTerm("projected_gravity", 3, 1.0, 0.05),
-            obs_terms.ObsTerm("velocity_commands", 3), obs_terms.ObsTerm("joint_pos", na, 1.0, 0.01),
-            obs_terms.ObsTerm("joint_vel", na, 0.05, 1.5), obs_terms.ObsTerm("actions", na),
-        )
-        self.critic_layout = (
-            obs_terms.ObsTerm("velocity_commands", 3), obs_terms.ObsTerm("base_lin_vel", 3),
-            obs_terms.ObsTerm("base_ang_vel", 3), obs_terms.ObsTerm("projected_gravity", 3),
-            obs_terms.ObsTerm("joint_pos_all", nj), obs_terms.ObsTerm("joint_vel_all", nj, 0.1),
-            obs_terms.ObsTerm("actions", na),
-        )
+        self.policy_layout = loco.policy_layout(self.action_size)
+        self.critic_layout = loco.critic_layout(self.action_size, robot.num_joints)
         self.observation_shapes = {
             "policy": (cfg.history_length, obs_terms.layout_size(self.policy_layout)),
             "critic": (obs_terms.layout_size(self.critic_layout),),
@@ -226,17 +222,14 @@ class VelocityEnv:
         soft = cfg.soft_joint_pos_limit_factor
         mid, half = (robot.lower + robot.upper) / 2, (robot.upper - robot.lower) / 2
         self._soft_lower, self._soft_upper = mid - soft * half, mid + soft * half
-        self._root_ids = np.asarray(robot.model.body_rootid[robot.feet_bodies], np.int32)
         self._orientation_bodies = np.asarray([robot.model.body(n).id for n in cfg.orientation_bodies], np.int32)
-        act = symmetry.JointMirror(robot.mirror_action.perm, robot.mirror_action.sign)
-        self._mirror_policy = symmetry.concat_mirror(
-            [(3, symmetry.BASE_ANG_VEL), (3, symmetry.PROJECTED_GRAVITY), (3, symmetry.VELOCITY_COMMANDS),
-             (na, act), (na, act), (na, act)]
-        )
-        self._mirror_critic = symmetry.concat_mirror(
-            [(3, symmetry.VELOCITY_COMMANDS), (3, symmetry.BASE_LIN_VEL), (3, symmetry.BASE_ANG_VEL),
-             (3, symmetry.PROJECTED_GRAVITY), (nj, robot.mirror_all), (nj, robot.mirror_all), (na, act)]
-        )
+        self._mirror_obs = symmetry.group_mirror(loco.obs_mirrors(robot))
+
+    def make_data(self) -> mjx.Data:
+        """Fresh ``mjx.Data`` of the model (call it inside ``vmap`` for per-env Warp data)."""
+        if self.cfg.impl == "warp":
+            return mjx.make_data(self.robot.model, impl="warp", naconmax=self.cfg.naconmax, njmax=self.cfg.njmax)
+        return mjx.make_data(self.robot.model, impl=self.cfg.impl)
 
     # -- mirror maps (pure, last axis) -------------------------------------------------------------
     def mirror_actions(self, actions: Array) -> Array:
@@ -245,7 +238,7 @@ class VelocityEnv:
 
     def mirror_obs(self, obs: Mapping[str, Array]) -> dict[str, Array]:
         """Left-right mirror of observation groups (policy frame by frame over ``[..., H, D]``; critic ``[..., D]``)."""
-        return symmetry.group_mirror({"policy": self._mirror_policy, "critic": self._mirror_critic})(obs)
+        return self._mirror_obs(obs)
 
     # -- reset -----------------------------------------------------------------------------------
     def reset(self, key: PRNGKey) -> EnvState:
@@ -257,8 +250,9 @@ class VelocityEnv:
         root_q, root_qd = events.sample_root_state(ks[1], robot.stand_height + cfg.init_height_offset, cfg.domain)
         default = jnp.asarray(robot.default_pos)
         q = events.sample_joint_pos(ks[2], default, self._soft_lower, self._soft_upper, cfg.domain.reset_joint_scale)
-        qpos = jnp.asarray(self._data0.qpos).at[0:7].set(root_q).at[robot.qpos_adr].set(q)
-        data = self._data0.replace(qpos=qpos, qvel=jnp.zeros_like(self._data0.qvel).at[0:6].set(root_qd))
+        data = self.make_data() if cfg.impl == "warp" else self._data0
+        qpos = jnp.asarray(data.qpos).at[0:7].set(root_q).at[robot.qpos_adr].set(q)
+        data = data.replace(qpos=qpos, qvel=jnp.zeros_like(data.qvel).at[0:6].set(root_qd))
         cmd = commands.sample_command(ks[3], cfg.commands)
         zeros_a = jnp.zeros(self.action_size, jnp.float32)
         wrench = jnp.zeros((1 + len(robot.extremity_bodies), 6), jnp.float32)
@@ -317,18 +311,15 @@ class VelocityEnv:
         )
 
     def _model_and_motor(self, domain: events.DomainParams) -> tuple[mjx.Model, actuators.MotorParams]:
-        """The env's batched-model view and its (randomised) motor constants."""
+        """The env's per-env model (randomised fields swapped in when DR is on) and its motor constants."""
         r = self.robot
+        nominal = (jnp.asarray(r.effort_limit), jnp.asarray(r.velocity_limit), jnp.asarray(r.saturation))
+        if not self.cfg.domain.randomize:
+            return self.mjx_model, actuators.MotorParams(jnp.asarray(r.kp), jnp.asarray(r.kd), *nominal)
         kd = jnp.asarray(r.kd) * domain.kd_scale
-        damping = None
-        if self.cfg.implicit_damping:
-            damping = jnp.zeros(r.model.nv, jnp.float32).at[r.dof_adr].set(kd)
+        damping = jnp.zeros(r.model.nv, jnp.float32).at[r.dof_adr].set(kd) if self.cfg.implicit_damping else None
         model = events.apply_domain(self.mjx_model, domain, damping)
-        motor = actuators.MotorParams(
-            jnp.asarray(r.kp) * domain.kp_scale, kd, jnp.asarray(r.effort_limit), jnp.asarray(r.velocity_limit),
-            jnp.asarray(r.saturation),
-        )
-        return model, motor
+        return model, actuators.MotorParams(jnp.asarray(r.kp) * domain.kp_scale, kd, *nominal)
 
     def _joint_targets(self, key: PRNGKey, info: dict, action: Array) -> tuple[Array, random_motion.RandomMotionState]:
         """Position targets of all joints ``[J]``: policy legs, random-motion arms/head, held waist."""
@@ -369,38 +360,13 @@ class VelocityEnv:
         return np.concatenate([[self.robot.wrench_body], self.robot.extremity_bodies]).astype(np.int32)
 
     def _terminations(self, data: mjx.Data) -> dict[str, Array]:
-        """AGILE's termination terms (``time_out`` is left to the time limit of :class:`envs.core.VecEnv`)."""
-        cfg, r = self.cfg, self.robot
-        touching = contacts.probes_touching(data.geom_xpos, data.geom_xmat, r.illegal_contact_probes, cfg.contact_margin)
-        return {
-            "time_out": jnp.asarray(False),
-            "base_orientation": term_fns.bad_orientation(data.qpos[3:7], cfg.limit_angle),
-            "illegal_contacts": term_fns.illegal_ground_contact(
-                touching, data.xpos[r.illegal_contact_bodies, 2], cfg.illegal_contact_min_height),
-            "illegal_base_height": term_fns.illegal_base_height(data.qpos[2], cfg.base_height_threshold),
-        }
+        c = self.cfg
+        return loco.terminations(self.robot, data, c.limit_angle, c.base_height_threshold,
+                                 c.illegal_contact_min_height, c.contact_margin)
 
     def _signals(self, data, info, action, computed, applied, terminated) -> Signals:
-        """Quantities shared by the reward terms."""
-        r, cfg = self.robot, self.cfg
-        qpos, qvel = data.qpos, data.qvel
-        return Signals(
-            command=info["command"], lin_vel_b=obs_terms.base_lin_vel(qpos, qvel), ang_vel_b=obs_terms.base_ang_vel(qvel),
-            gravity_b=obs_terms.projected_gravity(qpos), root_pos=qpos[0:3], root_quat=qpos[3:7],
-            root_acc=(self._root_vel_w(data) - info["root_vel"]) / self.ctrl_dt,
-            joint_pos=qpos[r.qpos_adr], joint_vel=qvel[r.dof_adr], default_pos=jnp.asarray(r.default_pos),
-            soft_lower=jnp.asarray(self._soft_lower), soft_upper=jnp.asarray(self._soft_upper),
-            velocity_limit=jnp.asarray(r.velocity_limit), computed_torque=computed, applied_torque=applied,
-            action=action, prev_action=info["last_action"], prev_action_rate=info["prev_action_rate"],
-            feet_pos=data.xpos[r.feet_bodies],
-            feet_vel=contacts.body_lin_vel_w(data.xpos, data.subtree_com, data.cvel, r.feet_bodies, self._root_ids),
-            feet_quat=data.xquat[r.feet_bodies],
-            feet_contact=contacts.foot_contact(data.geom_xpos, r.foot_geoms, r.foot_radius, cfg.contact_margin),
-            yaw_body_quat=data.xquat[r.yaw_body], orientation_quats=data.xquat[self._orientation_bodies],
-            undesired_contact=contacts.probes_touching(
-                data.geom_xpos, data.geom_xmat, r.undesired_contact_probes, cfg.contact_margin),
-            terminated=terminated,
-        )
+        return loco.signals(self.robot, data, info, action, (computed, applied), terminated, self.ctrl_dt,
+                            (self._soft_lower, self._soft_upper), self._orientation_bodies, self.cfg.contact_margin)
 
     def _interval_events(self, key: PRNGKey, data: mjx.Data, info: dict):
         """Velocity pushes and new external wrenches when their per-env timers expire."""
@@ -418,23 +384,15 @@ class VelocityEnv:
 
     # -- observations ----------------------------------------------------------------------------
     def _root_vel_w(self, data: mjx.Data) -> Array:
-        """Root 6-D velocity in the world frame ``[6]`` (linear, angular)."""
-        return jnp.concatenate([data.qvel[0:3], mmath.quat_rotate(data.qpos[3:7], data.qvel[3:6])])
+        return loco.root_vel_w(data.qpos, data.qvel)
 
     def _term_values(self, data: mjx.Data, info: dict) -> dict[str, Array]:
-        r = self.robot
-        q = data.qpos[r.qpos_adr] - jnp.asarray(r.default_pos)
-        qd = data.qvel[r.dof_adr]
-        return {
-            "base_ang_vel": obs_terms.base_ang_vel(data.qvel), "projected_gravity": obs_terms.projected_gravity(data.qpos),
-            "base_lin_vel": obs_terms.base_lin_vel(data.qpos, data.qvel), "velocity_commands": info["command"],
-            "joint_pos": q[r.action_idx], "joint_vel": qd[r.action_idx], "joint_pos_all": q, "joint_vel_all": qd,
-            "actions": info["last_action"],
-        }
+        return loco.term_values(self.robot, data.qpos, data.qvel, info["command"], info["last_action"])
 
     def _policy_frame(self, key: PRNGKey, data: mjx.Data, info: dict) -> Array:
-        """One noisy policy frame ``[45]``."""
-        return obs_terms.assemble(self._term_values(data, info), self.policy_layout, key if self.cfg.obs_noise else None)
+        """One policy frame ``[45]`` (noisy when ``cfg.obs_noise``)."""
+        key = key if self.cfg.obs_noise else None
+        return obs_terms.assemble(self._term_values(data, info), self.policy_layout, key)
 
     def _critic_obs(self, data: mjx.Data, info: dict) -> Array:
         """Noise-free critic observation ``[70]``."""

@@ -1,0 +1,112 @@
+"""AGILE's locomotion MDP pieces shared by the velocity tasks: observation groups, their mirror maps, and the
+reward signals and termination terms read from an ``mjx.Data``.
+
+* policy frame: base_ang_vel x0.2 (noise 0.2), projected_gravity (0.05), velocity_commands, joint_pos_rel of
+  the action joints (0.01), joint_vel_rel x0.05 (1.5), last action;
+* critic: velocity_commands, base_lin_vel, base_ang_vel, projected_gravity, joint_pos_rel and joint_vel_rel
+  x0.1 of all joints, last action (no noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpy as np
+from mujoco import mjx
+
+from agile_jax.types import Array
+from envs.mdp import contacts, symmetry
+from envs.mdp import math as mmath
+from envs.mdp import terminations as term_fns
+from envs.mdp.observations import ObsTerm, base_ang_vel, base_lin_vel, projected_gravity
+from envs.mdp.rewards import Signals
+from envs.robots.robot import Robot
+
+
+def policy_layout(num_actions: int) -> tuple[ObsTerm, ...]:
+    """Per-frame policy terms (name, size, scale, noise)."""
+    return (
+        ObsTerm("base_ang_vel", 3, 0.2, 0.2), ObsTerm("projected_gravity", 3, 1.0, 0.05),
+        ObsTerm("velocity_commands", 3), ObsTerm("joint_pos", num_actions, 1.0, 0.01),
+        ObsTerm("joint_vel", num_actions, 0.05, 1.5), ObsTerm("actions", num_actions),
+    )
+
+
+def critic_layout(num_actions: int, num_joints: int) -> tuple[ObsTerm, ...]:
+    """Critic terms (no noise)."""
+    return (
+        ObsTerm("velocity_commands", 3), ObsTerm("base_lin_vel", 3), ObsTerm("base_ang_vel", 3),
+        ObsTerm("projected_gravity", 3), ObsTerm("joint_pos_all", num_joints),
+        ObsTerm("joint_vel_all", num_joints, 0.1), ObsTerm("actions", num_actions),
+    )
+
+
+def term_values(robot: Robot, qpos: Array, qvel: Array, command: Array, last_action: Array) -> dict[str, Array]:
+    """Raw values of every term, from the generalised state alone (no kinematics needed)."""
+    q = qpos[robot.qpos_adr] - jnp.asarray(robot.default_pos)
+    qd = qvel[robot.dof_adr]
+    return {
+        "base_ang_vel": base_ang_vel(qvel), "projected_gravity": projected_gravity(qpos),
+        "base_lin_vel": base_lin_vel(qpos, qvel), "velocity_commands": command,
+        "joint_pos": q[robot.action_idx], "joint_vel": qd[robot.action_idx], "joint_pos_all": q, "joint_vel_all": qd,
+        "actions": last_action,
+    }
+
+
+def obs_mirrors(robot: Robot) -> dict[str, Callable[[Array], Array]]:
+    """Last-axis mirror functions of the ``policy`` frame and the ``critic`` group (AGILE's OBS_TO_MIRROR)."""
+    na, nj = len(robot.action_idx), robot.num_joints
+    act, full = robot.mirror_action, robot.mirror_all
+    policy = symmetry.concat_mirror([
+        (3, symmetry.BASE_ANG_VEL), (3, symmetry.PROJECTED_GRAVITY), (3, symmetry.VELOCITY_COMMANDS),
+        (na, act), (na, act), (na, act),
+    ])
+    critic = symmetry.concat_mirror([
+        (3, symmetry.VELOCITY_COMMANDS), (3, symmetry.BASE_LIN_VEL), (3, symmetry.BASE_ANG_VEL),
+        (3, symmetry.PROJECTED_GRAVITY), (nj, full), (nj, full), (na, act),
+    ])
+    return {"policy": policy, "critic": critic}
+
+
+def root_vel_w(qpos: Array, qvel: Array) -> Array:
+    """Root 6-D velocity in the world frame ``[6]`` (linear, angular)."""
+    return jnp.concatenate([qvel[0:3], mmath.quat_rotate(qpos[3:7], qvel[3:6])])
+
+
+def terminations(robot: Robot, data: mjx.Data, limit_angle: float, base_height: float, contact_min_height: float,
+                 margin: float) -> dict[str, Array]:
+    """AGILE's termination terms on flat ground (``time_out`` is left to the time limit of ``VecEnv``)."""
+    touching = contacts.probes_touching(data.geom_xpos, data.geom_xmat, robot.illegal_contact_probes, margin)
+    return {
+        "time_out": jnp.asarray(False),
+        "base_orientation": term_fns.bad_orientation(data.qpos[3:7], limit_angle),
+        "illegal_contacts": term_fns.illegal_ground_contact(
+            touching, data.xpos[robot.illegal_contact_bodies, 2], contact_min_height),
+        "illegal_base_height": term_fns.illegal_base_height(data.qpos[2], base_height),
+    }
+
+
+def signals(robot: Robot, data: mjx.Data, info: dict, action: Array, torques: tuple[Array, Array],
+            terminated: Array, ctrl_dt: float, soft_limits: tuple[np.ndarray, np.ndarray],
+            orientation_bodies: np.ndarray, margin: float) -> Signals:
+    """Reward signals after a control step (``torques``: computed and applied torque of the last physics step)."""
+    qpos, qvel = data.qpos, data.qvel
+    root_ids = np.asarray(robot.model.body_rootid[robot.feet_bodies], np.int32)
+    return Signals(
+        command=info["command"], lin_vel_b=base_lin_vel(qpos, qvel), ang_vel_b=base_ang_vel(qvel),
+        gravity_b=projected_gravity(qpos), root_pos=qpos[0:3], root_quat=qpos[3:7],
+        root_acc=(root_vel_w(qpos, qvel) - info["root_vel"]) / ctrl_dt,
+        joint_pos=qpos[robot.qpos_adr], joint_vel=qvel[robot.dof_adr], default_pos=jnp.asarray(robot.default_pos),
+        soft_lower=jnp.asarray(soft_limits[0]), soft_upper=jnp.asarray(soft_limits[1]),
+        velocity_limit=jnp.asarray(robot.velocity_limit), computed_torque=torques[0], applied_torque=torques[1],
+        action=action, prev_action=info["last_action"], prev_action_rate=info["prev_action_rate"],
+        feet_pos=data.xpos[robot.feet_bodies],
+        feet_vel=contacts.body_lin_vel_w(data.xpos, data.subtree_com, data.cvel, robot.feet_bodies, root_ids),
+        feet_quat=data.xquat[robot.feet_bodies],
+        feet_contact=contacts.foot_contact(data.geom_xpos, robot.foot_geoms, robot.foot_radius, margin),
+        yaw_body_quat=data.xquat[robot.yaw_body], orientation_quats=data.xquat[orientation_bodies],
+        undesired_contact=contacts.probes_touching(data.geom_xpos, data.geom_xmat, robot.undesired_contact_probes,
+                                                   margin),
+        terminated=terminated,
+    )
