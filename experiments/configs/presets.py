@@ -26,6 +26,9 @@ class VelocityEnvConfig:
         pushes / wrenches: interval velocity pushes and external wrenches.
         lin_vel_x, lin_vel_y, ang_vel_z: command ranges (m/s, rad/s).
         rel_standing_envs: fraction of envs with a zero command.
+        termination_type / termination_sigma: how the learner treats the fall terminations (tilt, trunk
+            contact, low trunk): AGILE's T1 uses ``"neutral"`` with a termination penalty; ``"bad"`` bootstraps
+            them with ``gamma V(s_t) - sigma`` so that falling can never be cheaper than continuing.
     """
 
     robot: str = "t1"
@@ -41,6 +44,8 @@ class VelocityEnvConfig:
     lin_vel_y: list[float] = field(default_factory=lambda: [-0.5, 0.5])
     ang_vel_z: list[float] = field(default_factory=lambda: [-1.0, 1.0])
     rel_standing_envs: float = 0.25
+    termination_type: str = "neutral"
+    termination_sigma: float = 5.0
 
 
 def point_mass() -> TrainConfig:
@@ -116,8 +121,12 @@ def _velocity_env(cfg: VelocityEnvConfig):
                                  wrench=cfg.wrenches)
     commands = dataclasses.replace(base.commands, lin_vel_x=tuple(cfg.lin_vel_x), lin_vel_y=tuple(cfg.lin_vel_y),
                                    ang_vel_z=tuple(cfg.ang_vel_z), rel_standing_envs=cfg.rel_standing_envs)
+    if cfg.termination_type not in ("neutral", "bad", "good"):
+        raise ConfigError(f"env.termination_type='{cfg.termination_type}', expected 'neutral', 'bad' or 'good'")
+    terminations = {name: (cfg.termination_type, cfg.termination_sigma) for name in base.termination_types}
     task = dataclasses.replace(base, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
-                               random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands)
+                               random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
+                               termination_types=terminations)
     return velocity.VelocityEnv(task)
 
 
