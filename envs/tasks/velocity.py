@@ -231,6 +231,64 @@ class VelocityEnv:
             return mjx.make_data(self.robot.model, impl="warp", naconmax=self.cfg.naconmax, njmax=self.cfg.njmax)
         return mjx.make_data(self.robot.model, impl=self.cfg.impl)
 
+    def io_description(self) -> dict:
+        """The task part of the exported ``policy.yaml`` (:mod:`agile_jax.export.io_descriptor`).
+
+        The policy group is the ``[H, F]`` history flattened frame-major (``observation_history`` says so):
+        each term is listed with its history shape ``[H, n]``, but its values sit at offset ``o`` of every
+        ``F``-wide frame. Terms add uniform ``noise`` then multiply by ``scale``; ``joint_pos_rel`` subtracts
+        ``offset``. Actions: ``target = clip(offset + scale * a)`` when ``clip_target`` (else the action is
+        clipped); joints outside the action hold their default position under the same PD.
+
+        Returns:
+            A dict with ``observations``, ``observation_history``, ``actions``, ``articulations``, ``scene``.
+        """
+        cfg, r = self.cfg, self.robot
+
+        def f64(x):  # float32 tables as short decimals in the YAML
+            return np.round(np.asarray(x, np.float64), 6)
+
+        h, names = cfg.history_length, list(r.action_names)
+        default_a = f64(r.default_pos[r.action_idx])
+        sources = {"base_ang_vel": ("base_ang_vel", {}), "projected_gravity": ("projected_gravity", {}),
+                   "velocity_commands": ("velocity_commands", {"command": "base_velocity"}),
+                   "joint_pos": ("joint_pos_rel", {"joint_names": names, "offset": default_a}),
+                   "joint_vel": ("joint_vel_rel", {"joint_names": names}),
+                   "actions": ("last_action", {"joint_names": names})}
+        terms, offset = [], 0
+        for t in self.policy_layout:
+            name, extra = sources[t.name]
+            terms.append({"name": name, "shape": [h, t.size], "scale": t.scale, "clip": None, "history_length": h,
+                          "frame_offset": offset, "noise": {"type": "uniform", "n_min": -t.noise, "n_max": t.noise}
+                          if cfg.obs_noise and t.noise else None, **extra})
+            offset += t.size
+        a_clip = list(cfg.action_clip) if cfg.action_clip is not None else None
+        return {
+            "observations": {"policy": terms},
+            "observation_history": {"policy": {"length": h, "layout": "frame_major", "frame_dim": offset,
+                                               "order": "oldest_first", "reset": "repeat_first"}},
+            "actions": [{"name": "joint_pos", "action_type": "JointPositionAction", "shape": [len(names)],
+                         "joint_names": names, "scale": cfg.action_scale, "offset": default_a, "clip": a_clip,
+                         "clip_target": bool(cfg.clip_processed_actions)}],
+            "articulations": {"robot": {
+                "name": r.name, "joint_names": list(r.joint_names), "default_joint_pos": f64(r.default_pos),
+                "default_joint_vel": np.zeros(r.num_joints), "default_joint_stiffness": f64(r.kp),
+                "default_joint_damping": f64(r.kd), "effort_limit": f64(r.effort_limit),
+                "velocity_limit": f64(r.velocity_limit), "saturation_effort": f64(r.saturation),
+                "joint_pos_limits": f64(np.stack([r.lower, r.upper], -1)), "actuator": "DelayedDCMotor",
+                "max_delay": r.max_delay, "root_body": r.model.body(r.root_body).name,
+                "stand_height": float(f64(r.stand_height)),
+                "init_root_height": float(f64(r.stand_height + cfg.init_height_offset))}},
+            "commands": {"base_velocity": {"fields": ["lin_vel_x", "lin_vel_y", "ang_vel_z"],
+                                           "ranges": {"lin_vel_x": cfg.commands.lin_vel_x,
+                                                      "lin_vel_y": cfg.commands.lin_vel_y,
+                                                      "ang_vel_z": cfg.commands.ang_vel_z}}},
+            "terminations": {"limit_angle": float(f64(cfg.limit_angle)),
+                             "base_height": float(f64(cfg.base_height_threshold))},
+            "scene": {"dt": self.ctrl_dt, "physics_dt": cfg.sim_dt, "decimation": cfg.decimation,
+                      "episode_length_s": cfg.episode_length_s, "implicit_damping": cfg.implicit_damping},
+        }
+
     # -- mirror maps (pure, last axis) -------------------------------------------------------------
     def mirror_actions(self, actions: Array) -> Array:
         """Left-right mirror of actions ``[..., A]``."""
