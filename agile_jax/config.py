@@ -23,9 +23,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class PolicyConfig:
-    """Actor-critic layout (RSL-RL ``ActorCritic`` / ``MLPModel`` names)."""
+    """Actor-critic layout (RSL-RL ``ActorCritic`` / ``MLPModel`` / ``RNNModel`` names).
 
-    class_name: str = "ActorCritic"
+    ``class_name="ActorCriticRecurrent"`` puts an ``rnn_type`` RNN (``rnn_num_layers`` x ``rnn_hidden_dim``)
+    between the normaliser and the MLP of both actor and critic.
+    """
+
+    class_name: str = "ActorCritic"  # "ActorCritic" | "ActorCriticRecurrent"
     init_noise_std: float = 1.0
     noise_std_type: str = "scalar"  # "scalar" | "log"
     actor_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])
@@ -33,6 +37,9 @@ class PolicyConfig:
     activation: str = "elu"
     actor_obs_normalization: bool = False
     critic_obs_normalization: bool = False
+    rnn_type: str = "lstm"  # "lstm" | "gru" (ActorCriticRecurrent)
+    rnn_hidden_dim: int = 256
+    rnn_num_layers: int = 1
 
 
 @dataclass
@@ -134,6 +141,50 @@ class TrainConfig:
     env: Any = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+
+@dataclass
+class StudentTeacherConfig:
+    """Student and teacher of a distillation run (AGILE's ``StudentTrainedTeacher[Recurrent]``).
+
+    The teacher is an exported policy file (``policy.onnx`` / ``policy.pt``, ours or RSL-RL's) read once into
+    a JAX function; the student is a Gaussian MLP, or ``rnn_type`` RNN + MLP for the ``...Recurrent`` class.
+    """
+
+    class_name: str = "StudentTrainedTeacher"  # "StudentTrainedTeacher" | "StudentTrainedTeacherRecurrent"
+    teacher_path: str = ""
+    student_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 128])
+    activation: str = "elu"
+    init_noise_std: float = 0.1
+    noise_std_type: str = "scalar"  # "scalar" | "log"
+    student_obs_normalization: bool = False
+    rnn_type: str = "lstm"  # "lstm" | "gru"
+    rnn_hidden_dim: int = 256
+    rnn_num_layers: int = 1
+
+
+@dataclass
+class DistillationAlgorithmConfig:
+    """RSL-RL ``Distillation`` hyperparameters; ``symmetry_cfg`` adds AGILE's mirror loss (MLP students)."""
+
+    class_name: str = "Distillation"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    num_learning_epochs: int = 1
+    gradient_length: int = 15
+    max_grad_norm: Optional[float] = None  # noqa: UP045 (None: no clipping)
+    loss_type: str = "mse"  # "mse" | "huber"
+    symmetry_cfg: SymmetryConfig = field(default_factory=SymmetryConfig)
+
+
+@dataclass
+class DistillationConfig:
+    """A whole distillation run (``runner.obs_groups`` uses the ``student`` / ``teacher`` sets)."""
+
+    env: Any = None
+    policy: StudentTeacherConfig = field(default_factory=StudentTeacherConfig)
+    algorithm: DistillationAlgorithmConfig = field(default_factory=DistillationAlgorithmConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
 

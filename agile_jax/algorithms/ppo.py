@@ -54,11 +54,14 @@ def flat_minibatches(batch: Batch, key: PRNGKey, num_mini_batches: int) -> Batch
 
 
 def forward(networks: ActorCritic, params, normalizers, batch: Batch, num_original: int) -> Forward:
-    """Network outputs on ``batch`` (``num_original`` first rows are the un-augmented samples)."""
-    mean = networks.actor_mean(params, normalizers, batch.obs)
+    """Network outputs on ``batch`` (``num_original`` first rows are the un-augmented samples).
+
+    A flat minibatch is ``[B, ...]``; a trajectory minibatch of a recurrent policy is ``[T, B, ...]`` with
+    stored states, and every output keeps that ``[T, B]`` layout (``num_original`` is then ``T``: all rows).
+    """
+    mean, value = networks.apply_batch(params, normalizers, batch.obs, batch.hidden, batch.dones)
     std = networks.action_std(params)
     log_prob = distributions.log_prob(mean, std, batch.actions)
-    value = networks.value(params, normalizers, batch.obs)
     ent = distributions.entropy(jnp.broadcast_to(std, mean[:num_original].shape))
     return Forward(mean=mean, std=std, log_prob=log_prob, value=value, entropy=ent)
 

@@ -61,4 +61,63 @@ class MLPPolicy(nn.Module):
         pass
 
 
-MODULE_BUILDERS = {"mlp": MLPPolicy}
+def _load_rnn(rnn: nn.Module, spec: PolicySpec) -> None:
+    """Copies the spec's RNN layers into ``rnn`` (``weight = kernel.T``; PyTorch's gate order already)."""
+    with torch.no_grad():
+        for k, p in enumerate(spec.rnn):
+            for part in ("ih", "hh"):
+                getattr(rnn, f"weight_{part}_l{k}").copy_(torch.from_numpy(np.array(p[f"kernel_{part}"].T, order="C")))
+                getattr(rnn, f"bias_{part}_l{k}").copy_(torch.from_numpy(np.array(p[f"bias_{part}"])))
+
+
+class LSTMPolicy(MLPPolicy):
+    """Normaliser -> ``nn.LSTM`` -> MLP with the state in buffers ``hidden_state`` / ``cell_state`` ``[layers, 1, H]``.
+
+    ``forward(obs [1, D]) -> actions [1, A]`` advances the state; ``reset()`` zeroes it (RSL-RL's layout).
+    """
+
+    def __init__(self, spec: PolicySpec):
+        super().__init__(spec)
+        layers, width = len(spec.rnn), spec.rnn_hidden_dim
+        self.rnn = nn.LSTM(spec.obs_dim, width, layers)
+        _load_rnn(self.rnn, spec)
+        self.register_buffer("hidden_state", torch.zeros(layers, 1, width))
+        self.register_buffer("cell_state", torch.zeros(layers, 1, width))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = (obs - self.obs_mean) / self.obs_denominator
+        out, (h, c) = self.rnn(x.unsqueeze(0), (self.hidden_state, self.cell_state))
+        self.hidden_state[:] = h
+        self.cell_state[:] = c
+        return self.mlp(out.squeeze(0))
+
+    @torch.jit.export
+    def reset(self) -> None:
+        """Zeroes the recurrent state (call at the start of every episode)."""
+        self.hidden_state[:] = 0.0
+        self.cell_state[:] = 0.0
+
+
+class GRUPolicy(MLPPolicy):
+    """Normaliser -> ``nn.GRU`` -> MLP with the state in the buffer ``hidden_state`` ``[layers, 1, H]``."""
+
+    def __init__(self, spec: PolicySpec):
+        super().__init__(spec)
+        layers, width = len(spec.rnn), spec.rnn_hidden_dim
+        self.rnn = nn.GRU(spec.obs_dim, width, layers)
+        _load_rnn(self.rnn, spec)
+        self.register_buffer("hidden_state", torch.zeros(layers, 1, width))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = (obs - self.obs_mean) / self.obs_denominator
+        out, h = self.rnn(x.unsqueeze(0), self.hidden_state)
+        self.hidden_state[:] = h
+        return self.mlp(out.squeeze(0))
+
+    @torch.jit.export
+    def reset(self) -> None:
+        """Zeroes the recurrent state (call at the start of every episode)."""
+        self.hidden_state[:] = 0.0
+
+
+MODULE_BUILDERS = {"mlp": MLPPolicy, "lstm": LSTMPolicy, "gru": GRUPolicy}

@@ -3,7 +3,9 @@
 :func:`export_policy` builds every requested format into a temporary directory next to ``out_dir``, runs
 the JAX policy (``make_inference_fn``, deterministic), onnxruntime and TorchScript on the same random and
 real observations, and moves the files into ``out_dir`` only when every max-abs difference is within
-``tol``; otherwise it raises :class:`ExportParityError` and ``out_dir`` is left untouched.
+``tol``; otherwise it raises :class:`ExportParityError` and ``out_dir`` is left untouched. Recurrent policies
+are compared step by step over each observation set taken as a sequence with periodic resets
+(:mod:`agile_jax.export.sequence`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from agile_jax.export import io_descriptor, onnx, torchscript
+from agile_jax.export import io_descriptor, onnx, sequence, torchscript
 from agile_jax.export.spec import PolicySpec, policy_spec
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups, make_inference_fn
 from agile_jax.types import Observation, Params
@@ -91,20 +93,35 @@ def _write(spec: PolicySpec, directory: str, formats: tuple[str, ...], options: 
     return {fmt: WRITERS[fmt](spec, os.path.join(directory, FILES[fmt]), options) for fmt in formats}
 
 
-def _compare(paths: Mapping[str, str], sets: Mapping, networks: ActorCritic, reference: Mapping) -> dict:
-    """``format -> set -> max-abs(exported - JAX)``, each format run from its saved file."""
+def _references(networks: ActorCritic, params: Params, normalizers: Mapping, sets: Mapping) -> tuple[dict, dict]:
+    """JAX actions per set, and per set the episode starts of a recurrent policy's step-by-step check."""
+    if networks.is_recurrent:
+        starts = {name: sequence.episode_starts(len(next(iter(obs.values())))) for name, obs in sets.items()}
+        return {name: sequence.jax_actions(networks, params, normalizers, obs, starts[name])
+                for name, obs in sets.items()}, starts
+    policy = jax.jit(make_inference_fn(networks)(params, normalizers, deterministic=True))
+    return {name: np.asarray(policy(obs)) for name, obs in sets.items()}, {}
+
+
+def _compare(paths: Mapping[str, str], sets: Mapping, networks: ActorCritic, reference: Mapping,
+             starts: Mapping) -> dict:
+    """``format -> set -> max-abs(exported - JAX)``, each format run from its saved file (recurrent: step by step)."""
     errors: dict[str, dict[str, float]] = {}
     for fmt, path in paths.items():
         errors[fmt] = {}
         for name, obs in sets.items():
             flat = np.asarray(concat_groups(obs, networks.obs_groups["actor"], networks.obs_shapes))
-            errors[fmt][name] = float(np.max(np.abs(RUNNERS[fmt](path, flat) - reference[name])))
+            actions = sequence.SEQUENCE_RUNNERS[fmt](path, flat, starts[name]) if starts else RUNNERS[fmt](path, flat)
+            errors[fmt][name] = float(np.max(np.abs(actions - reference[name])))
     return errors
 
 
 def _network_config(networks: ActorCritic) -> dict:
+    recurrent = {name: getattr(networks, name) for name in ("rnn_type", "rnn_hidden_dim", "rnn_num_layers")
+                 if networks.is_recurrent}
     return io_descriptor.plain({
-        "class_name": "ActorCritic", "obs_shapes": dict(networks.obs_shapes), "obs_groups": dict(networks.obs_groups),
+        **recurrent, "class_name": type(networks).__name__, "obs_shapes": dict(networks.obs_shapes),
+        "obs_groups": dict(networks.obs_groups),
         "action_size": networks.action_size, "actor_hidden_dims": networks.actor_hidden_dims,
         "critic_hidden_dims": networks.critic_hidden_dims, "activation": networks.activation,
         "noise_std_type": networks.noise_std_type, "actor_obs_normalization": networks.actor_obs_normalization,
@@ -158,14 +175,13 @@ def export_policy(networks: ActorCritic, params: Params, normalizers: Mapping, o
     meta = {**({"joint_names": joint_names} if joint_names else {}), **dict(metadata or {})}
     spec = policy_spec(networks, params, normalizers, meta)
     sets = observation_sets(networks, spec, observations, num_random, seed, max_rows)
-    policy = jax.jit(make_inference_fn(networks)(params, normalizers, deterministic=True))
-    reference = {name: np.asarray(policy(obs)) for name, obs in sets.items()}
+    reference, starts = _references(networks, params, normalizers, sets)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         paths = _write(spec, tmp, formats, {"opset": opset, "dynamic_batch": dynamic_batch})
-        errors = _compare(paths, sets, networks, reference)
+        errors = _compare(paths, sets, networks, reference, starts)
         report = _report(spec, errors, sets, reference, formats, tol, opset, dynamic_batch, meta, out_dir)
         report["ir_version"] = onnx.ir_version(paths["onnx"]) if "onnx" in paths else None
         if not report["passed"]:

@@ -146,8 +146,10 @@ def describe(spec: PolicySpec, env: Any = None, joint_names: Sequence[str] | Non
     out = {
         "format_version": FORMAT_VERSION, "producer": "agile_jax",
         "policy": {"files": dict(files or {}),
-                   "inputs": [{"name": "obs", "shape": [batch, spec.obs_dim], "groups": groups}],
-                   "outputs": [{"name": "actions", "shape": [batch, spec.action_dim]}],
+                   "inputs": [{"name": "obs", "shape": [batch, spec.obs_dim], "groups": groups}]
+                   + [{"name": f"{s.name}_in", "shape": [s.shape[0], batch, *s.shape[2:]]} for s in spec.state],
+                   "outputs": [{"name": "actions", "shape": [batch, spec.action_dim]}]
+                   + [{"name": f"{s.name}_out", "shape": [s.shape[0], batch, *s.shape[2:]]} for s in spec.state],
                    "deterministic": True, "obs_normalization": "baked" if spec.normalized else "none",
                    "network": spec.describe()},
         "observations": observations, "actions": actions,

@@ -51,6 +51,12 @@ class GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
         return name
 
+    def int_const(self, hint: str, value) -> str:
+        """Adds an int64 initializer (indices, shapes, slice bounds) under a fresh name and returns it."""
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+        return name
+
     def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs) -> str:
         """Adds one node and returns its (single) output name."""
         output = output or self.fresh(op_type.lower())
@@ -97,24 +103,94 @@ def activation(g: GraphBuilder, name: str, x: str) -> str:
 # -- bodies ---------------------------------------------------------------------------------------
 
 
-def _mlp_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
-    """Normaliser + MLP: ``{"obs": name} -> {"actions": name}``."""
-    x = inputs["obs"]
-    # Normaliser baked in, with the same arithmetic as the JAX policy.
+def _normalize(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
+    """The observation normaliser baked in, with the same arithmetic as the JAX policy."""
     if spec.normalized:
         x = g.op("Sub", [x, g.const("obs_mean", spec.obs_mean)])
         x = g.op("Div", [x, g.const("obs_denominator", spec.obs_denominator)])
-    # Dense layers; no activation after the last one.
+    return x
+
+
+def _mlp_head(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
+    """Dense layers of ``spec`` (no activation after the last one) writing ``actions``."""
     last = len(spec.layers) - 1
     for i, (kernel, bias) in enumerate(spec.layers):
         x = g.op("MatMul", [x, g.const(f"mlp.{i}.kernel", kernel)])
         x = g.op("Add", [x, g.const(f"mlp.{i}.bias", bias)], output="actions" if i == last else None)
         if i < last:
             x = activation(g, spec.activation, x)
-    return {"actions": x}
+    return x
 
 
-BODY_BUILDERS: dict[str, Callable[[GraphBuilder, PolicySpec, dict[str, str]], dict[str, str]]] = {"mlp": _mlp_body}
+def _mlp_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
+    """Normaliser + MLP: ``{"obs": name} -> {"actions": name}``."""
+    return {"actions": _mlp_head(g, spec, _normalize(g, spec, inputs["obs"]))}
+
+
+def _gates(g: GraphBuilder, gates: str, count: int, width: int) -> list[str]:
+    """Splits ``[B, count * width]`` into ``count`` slices ``[B, width]`` (PyTorch's gate order)."""
+    axes = g.int_const("axes", [1])
+    return [g.op("Slice", [gates, g.int_const("start", [k * width]), g.int_const("end", [(k + 1) * width]), axes])
+            for k in range(count)]
+
+
+def _affine(g: GraphBuilder, x: str, layer: int, part: str, p: dict) -> str:
+    """``x @ kernel_<part> + bias_<part>`` of RNN layer ``layer``."""
+    kernel = g.const(f"rnn.{layer}.kernel_{part}", p[f"kernel_{part}"])
+    return g.op("Add", [g.op("MatMul", [x, kernel]), g.const(f"rnn.{layer}.bias_{part}", p[f"bias_{part}"])])
+
+
+def _lstm_cell(g: GraphBuilder, x: str, h: str, c: str, layer: int, p: dict, width: int) -> tuple[str, str]:
+    """One LSTM step written out: ``c' = s(f) c + s(i) tanh(g)``, ``h' = s(o) tanh(c')``."""
+    gates = g.op("Add", [_affine(g, x, layer, "ih", p), _affine(g, h, layer, "hh", p)])
+    i, f, cand, o = _gates(g, gates, 4, width)
+    c = g.op("Add", [g.op("Mul", [g.op("Sigmoid", [f]), c]), g.op("Mul", [g.op("Sigmoid", [i]), g.op("Tanh", [cand])])])
+    return g.op("Mul", [g.op("Sigmoid", [o]), g.op("Tanh", [c])]), c
+
+
+def _gru_cell(g: GraphBuilder, x: str, h: str, layer: int, p: dict, width: int) -> str:
+    """One GRU step written out: ``n = tanh(i_n + r h_n)``, ``h' = (1 - z) n + z h``."""
+    i_r, i_z, i_n = _gates(g, _affine(g, x, layer, "ih", p), 3, width)
+    h_r, h_z, h_n = _gates(g, _affine(g, h, layer, "hh", p), 3, width)
+    r = g.op("Sigmoid", [g.op("Add", [i_r, h_r])])
+    z = g.op("Sigmoid", [g.op("Add", [i_z, h_z])])
+    n = g.op("Tanh", [g.op("Add", [i_n, g.op("Mul", [r, h_n])])])
+    keep = g.op("Sub", [g.const(g.fresh("one"), np.array(1.0)), z])
+    return g.op("Add", [g.op("Mul", [keep, n]), g.op("Mul", [z, h])])
+
+
+def _recurrent_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
+    """Normaliser + one step of a stacked LSTM/GRU + MLP head.
+
+    ``{"obs", "h"[, "c"]} -> {"actions", "h"[, "c"]}`` with states ``[layers, B, H]`` (no ONNX ``LSTM``/``GRU`` op).
+    """
+    width, lstm = spec.rnn_hidden_dim, spec.kind == "lstm"
+    x = _normalize(g, spec, inputs["obs"])
+    new_h, new_c = [], []
+    for layer, p in enumerate(spec.rnn):
+        # This layer's state [B, H] out of the stacked [layers, B, H] inputs.
+        index = g.int_const("layer", layer)
+        h = g.op("Gather", [inputs["h"], index], axis=0)
+        if lstm:
+            x, c = _lstm_cell(g, x, h, g.op("Gather", [inputs["c"], index], axis=0), layer, p, width)
+            new_c.append(c)
+        else:
+            x = _gru_cell(g, x, h, layer, p, width)
+        new_h.append(x)
+    # Stack the new states back to [layers, B, H].
+    shape = g.int_const("state_shape", [1, -1, width])
+
+    def stack(parts: list[str], name: str) -> str:
+        return g.op("Concat", [g.op("Reshape", [part, shape]) for part in parts], output=name, axis=0)
+
+    outputs = {"actions": _mlp_head(g, spec, x), "h": stack(new_h, "h_out")}
+    if lstm:
+        outputs["c"] = stack(new_c, "c_out")
+    return outputs
+
+
+BODY_BUILDERS: dict[str, Callable[[GraphBuilder, PolicySpec, dict[str, str]], dict[str, str]]] = {
+    "mlp": _mlp_body, "lstm": _recurrent_body, "gru": _recurrent_body}
 
 
 # -- model ----------------------------------------------------------------------------------------
@@ -155,8 +231,9 @@ def build_model(spec: PolicySpec, opset: int = DEFAULT_OPSET, dynamic_batch: boo
     batch = "batch" if dynamic_batch else 1
     in_names, out_names = io_names(spec)
     # Inputs and outputs: observation/action plus the recurrent state pairs.
-    in_shapes = [[batch, spec.obs_dim]] + [list(s.shape) for s in spec.state]
-    out_shapes = [[batch, spec.action_dim]] + [list(s.shape) for s in spec.state]
+    state_shapes = [[s.shape[0], batch, *s.shape[2:]] for s in spec.state]  # [layers, B, H]
+    in_shapes = [[batch, spec.obs_dim]] + state_shapes
+    out_shapes = [[batch, spec.action_dim]] + state_shapes
     outputs = BODY_BUILDERS[spec.kind](g, spec, dict(zip(["obs"] + [s.name for s in spec.state], in_names)))
     assert list(outputs.values()) == out_names, (outputs, out_names)
     meta = model_metadata(spec, opset, dynamic_batch)

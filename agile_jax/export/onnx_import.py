@@ -130,6 +130,66 @@ def _celu(x, attrs):
     return jnp.maximum(x, 0.0) + jnp.minimum(0.0, alpha * jnp.expm1(jnp.minimum(x, 0.0) / alpha))
 
 
+def _rnn_inputs(inputs, attrs, name: str, gates: int):
+    """``(X, W, R, B, initial states...)`` of a forward ``LSTM``/``GRU`` node; unsupported variants are refused."""
+    if attrs.get("direction", "forward") != "forward" or attrs.get("layout", 0) != 0:
+        raise UnsupportedOnnxOperatorError(f"{name} with direction/layout other than forward/0")
+    if attrs.get("clip") is not None or attrs.get("input_forget", 0) or "activations" in attrs:
+        raise UnsupportedOnnxOperatorError(f"{name} with clip, input_forget or custom activations")
+    if len(inputs) > 4 and inputs[4] is not None:
+        raise UnsupportedOnnxOperatorError(f"{name} with sequence_lens")
+    x, w, r = inputs[0], inputs[1][0], inputs[2][0]
+    hidden = r.shape[-1]
+    b = inputs[3][0] if len(inputs) > 3 and inputs[3] is not None else np.zeros(2 * gates * hidden, np.float32)
+    return x, w, r, b, hidden
+
+
+def _initial(inputs, index: int, batch: int, hidden: int):
+    value = inputs[index] if len(inputs) > index and inputs[index] is not None else None
+    return jnp.zeros((batch, hidden), jnp.float32) if value is None else value[0]
+
+
+def _lstm(inputs, attrs, opset):
+    """ONNX ``LSTM`` (forward, gates ``i, o, f, c``): outputs ``Y [T, 1, B, H]``, ``Y_h``, ``Y_c`` ``[1, B, H]``."""
+    x, w, r, b, hidden = _rnn_inputs(inputs, attrs, "LSTM", 4)
+    if len(inputs) > 7 and inputs[7] is not None:
+        raise UnsupportedOnnxOperatorError("LSTM with peepholes")
+    h0, c0 = _initial(inputs, 5, x.shape[1], hidden), _initial(inputs, 6, x.shape[1], hidden)
+
+    def step(carry, xt):
+        h, c = carry
+        i, o, f, g = jnp.split(xt @ w.T + b[: 4 * hidden] + h @ r.T + b[4 * hidden:], 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    (h, c), ys = jax.lax.scan(step, (h0, c0), x)
+    return ys[:, None], h[None], c[None]
+
+
+def _gru(inputs, attrs, opset):
+    """ONNX ``GRU`` (forward, gates ``z, r, h``, either ``linear_before_reset``): ``Y [T, 1, B, H]``, ``Y_h``."""
+    x, w, r, b, hidden = _rnn_inputs(inputs, attrs, "GRU", 3)
+    h0 = _initial(inputs, 5, x.shape[1], hidden)
+    wb, rb = b[: 3 * hidden], b[3 * hidden:]
+    r_z, r_r, r_h = jnp.split(r, 3, axis=0)
+    rb_z, rb_r, rb_h = jnp.split(rb, 3)
+
+    def step(h, xt):
+        i_z, i_r, i_h = jnp.split(xt @ w.T + wb, 3, axis=-1)
+        z = jax.nn.sigmoid(i_z + h @ r_z.T + rb_z)
+        reset = jax.nn.sigmoid(i_r + h @ r_r.T + rb_r)
+        if attrs.get("linear_before_reset", 0):
+            cand = jnp.tanh(i_h + reset * (h @ r_h.T + rb_h))
+        else:
+            cand = jnp.tanh(i_h + (reset * h) @ r_h.T + rb_h)
+        h = (1.0 - z) * cand + z * h
+        return h, h
+
+    h, ys = jax.lax.scan(step, h0, x)
+    return ys[:, None], h[None]
+
+
 _OPS: dict[str, Callable] = {
     "Add": _binary("add"), "Sub": _binary("subtract"), "Mul": _binary("multiply"), "Div": _binary("divide"),
     "Pow": _binary("power"), "MatMul": lambda i, a, o: _xp(*i).matmul(i[0], i[1]), "Gemm": _gemm,
@@ -148,7 +208,8 @@ _OPS: dict[str, Callable] = {
     "Shape": lambda i, a, o: np.asarray(i[0].shape, np.int64)[a.get("start", 0):a.get("end")],
     "Gather": lambda i, a, o: _xp(*i).take(i[0], i[1], axis=a.get("axis", 0)),
     "Cast": lambda i, a, o: i[0].astype(helper.tensor_dtype_to_np_dtype(a["to"])),
-    "Clip": _clip,
+    "Clip": _clip, "LSTM": _lstm, "GRU": _gru,
+    "Transpose": lambda i, a, o: _xp(i[0]).transpose(i[0], a.get("perm")),
 }
 SUPPORTED_OPS = tuple(sorted([*_OPS, "Constant"]))
 
@@ -215,7 +276,10 @@ class OnnxPolicy:
             else:
                 args = [values[name] if name else None for name in node.input]
                 out = _OPS[node.op_type](args, attrs, self.opset)
-            values[node.output[0]] = out
+            # Multi-output operators (LSTM, GRU) return a tuple in the node's output order.
+            for name, value in zip(node.output, out if isinstance(out, tuple) else (out,)):
+                if name:
+                    values[name] = value
         return tuple(jnp.asarray(values[name]) for name in self.output_names)
 
     def __call__(self, obs: Any) -> jax.Array:

@@ -16,31 +16,38 @@ import numpy as np
 
 from agile_jax.export.exporter import export_policy
 from agile_jax.networks.actor_critic import make_inference_fn
-from agile_jax.types import Observation, PRNGKey
+from agile_jax.networks.recurrent import make_recurrent_inference_fn, reset_state
+from agile_jax.types import PRNGKey
 
 
-def collect_observations(env: Any, policy: Callable[[Observation], jax.Array], key: PRNGKey, num_steps: int,
-                         num_envs: int | None = None) -> dict[str, np.ndarray]:
+def collect_observations(env: Any, policy: Callable, key: PRNGKey, num_steps: int, num_envs: int | None = None,
+                         policy_state: Callable[[int], Any] | None = None) -> dict[str, np.ndarray]:
     """Observations of a deterministic rollout from fresh resets, ``{group: [T + 1, N, ...]}``.
 
     Args:
         env: a batched env (``reset(keys [N])``, ``step(state, actions [N, A]) -> (state, info)``).
-        policy: ``obs -> actions`` (e.g. the deterministic inference policy).
+        policy: ``obs -> actions`` (e.g. the deterministic inference policy), or with ``policy_state``
+            ``(obs, state) -> (actions, state)`` (a recurrent policy; its state is zeroed at dones).
         key: PRNG key of the resets.
         num_steps: control steps ``T`` after the reset.
         num_envs: batch size ``N`` (default: ``env.num_envs``).
+        policy_state: ``num_envs -> initial policy state`` for a recurrent policy.
     """
     n = int(num_envs or env.num_envs)
+    stateful = policy if policy_state is not None else (lambda obs, carried: (policy(obs), carried))
 
     @jax.jit
     def run(keys):
         state = env.reset(keys)
 
-        def step(state, _):
-            nxt, _ = env.step(state, policy(state.obs))
-            return nxt, state.obs
+        def step(carry, _):
+            state, carried = carry
+            actions, carried = stateful(state.obs, carried)
+            nxt, info = env.step(state, actions)
+            return (nxt, reset_state(carried, info.done)), state.obs
 
-        last, obs = jax.lax.scan(step, state, None, length=num_steps)
+        (last, _), obs = jax.lax.scan(step, (state, policy_state(n) if policy_state else ()), None,
+                                      length=num_steps)
         return jax.tree.map(lambda seq, x: jnp.concatenate([seq, x[None]], axis=0), obs, last.obs)
 
     return jax.tree.map(np.asarray, jax.device_get(run(jax.random.split(key, n))))
@@ -67,8 +74,14 @@ def export_runner(runner: Any, out_dir: str, rollout_steps: int = 0, seed: int =
     params, normalizers = jax.device_get((runner.state.params, runner.state.normalizers))
     observations = {"env_state": jax.device_get(runner.state.env_state.obs)}
     if rollout_steps > 0:
-        policy = make_inference_fn(runner.networks)(params, normalizers, deterministic=True)
-        observations["rollout"] = collect_observations(runner.env, policy, jax.random.key(seed), rollout_steps)
+        net = runner.networks
+        if net.is_recurrent:
+            policy = make_recurrent_inference_fn(net)(params, normalizers, deterministic=True)
+            initial = lambda num_envs: net.init_hidden(num_envs)["actor"]  # noqa: E731
+        else:
+            policy, initial = make_inference_fn(net)(params, normalizers, deterministic=True), None
+        observations["rollout"] = collect_observations(runner.env, policy, jax.random.key(seed), rollout_steps,
+                                                       policy_state=initial)
     observations.update(kwargs.pop("observations", None) or {})
     return export_policy(runner.networks, params, normalizers, out_dir, env=runner.env, observations=observations,
                          seed=seed, **kwargs)

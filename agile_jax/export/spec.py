@@ -2,8 +2,9 @@
 
 A :class:`PolicySpec` holds NumPy copies of everything the deployed graph needs: the observation
 normaliser, the layers and the activation. The ONNX and TorchScript builders read only this, so a new
-network kind (a recurrent student, say) adds one spec ``kind`` plus one body builder per format, and
-declares its carried state in ``state`` (``h`` -> inputs ``h_in`` / outputs ``h_out``).
+network kind adds one spec ``kind`` plus one body builder per format, and declares its carried state in
+``state`` (``h`` -> inputs ``h_in`` / outputs ``h_out``). Recurrent actors (kinds ``"lstm"`` / ``"gru"``) carry
+``h`` (and ``c``) of shape ``[layers, 1, H]`` like RSL-RL's exports and hold their RNN weights in ``rnn``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class PolicySpec:
     """A deterministic policy ``obs [B, D] -> actions [B, A]`` as plain arrays.
 
     Attributes:
-        kind: network kind; ``"mlp"`` today.
+        kind: network kind: ``"mlp"``, ``"lstm"`` or ``"gru"``.
         obs_dim: width ``D`` of the concatenated observation.
         action_dim: width ``A`` of the action.
         layers: ``(kernel [in, out], bias [out])`` per Dense layer, float32.
@@ -48,6 +49,8 @@ class PolicySpec:
         obs_groups: env observation groups concatenated into ``obs``, in order.
         obs_group_dims: flattened width of each of ``obs_groups``.
         state: recurrent state tensors (empty for an MLP).
+        rnn: recurrent layers (``"lstm"`` / ``"gru"`` kinds): per layer ``{"kernel_ih" [in, G*H], "kernel_hh"
+            [H, G*H], "bias_ih", "bias_hh"}`` with PyTorch's gate order; the MLP ``layers`` read its output.
         metadata: free-form strings/numbers recorded in the exported files.
     """
 
@@ -61,6 +64,7 @@ class PolicySpec:
     obs_groups: tuple[str, ...] = ("policy",)
     obs_group_dims: tuple[int, ...] = ()
     state: tuple[StateSpec, ...] = ()
+    rnn: tuple[dict, ...] = ()
     metadata: dict = field(default_factory=dict)
 
     @property
@@ -72,6 +76,11 @@ class PolicySpec:
     def normalized(self) -> bool:
         return self.obs_mean is not None
 
+    @property
+    def rnn_hidden_dim(self) -> int:
+        """Width ``H`` of the recurrent state (0 for an MLP)."""
+        return int(self.rnn[0]["kernel_hh"].shape[0]) if self.rnn else 0
+
     def describe(self) -> dict:
         """A JSON-friendly summary (layout, not weights)."""
         return {
@@ -80,6 +89,8 @@ class PolicySpec:
             "obs_normalization": self.normalized, "normalizer_eps": NORMALIZER_EPS,
             "obs_groups": list(self.obs_groups), "obs_group_dims": list(self.obs_group_dims),
             "state": [{"name": s.name, "shape": list(s.shape)} for s in self.state],
+            **({"rnn_type": self.kind, "rnn_hidden_dim": self.rnn_hidden_dim, "rnn_num_layers": len(self.rnn)}
+               if self.rnn else {}),
         }
 
 
@@ -113,21 +124,33 @@ def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str,
     groups = tuple(networks.obs_groups["actor"])
     dims = tuple(int(np.prod(networks.obs_shapes[g])) for g in groups)
     mean = denom = None
+    rnn, carried, kind = (), (), "mlp"
+    if networks.is_recurrent:
+        rnn, carried, kind = recurrent_layers(params["actor"]["rnn"], networks.rnn_type)
     if "actor" in normalizers:
         state = normalizers["actor"]
         # Same float32 arithmetic as normalization.normalize: (x - mean) / (sqrt(var) + eps).
         mean = np.asarray(state.mean, np.float32)
         denom = np.sqrt(np.asarray(state.var, np.float32)) + np.float32(NORMALIZER_EPS)
-    spec = PolicySpec(kind="mlp", obs_dim=sum(dims), action_dim=int(networks.action_size), layers=layers,
+    spec = PolicySpec(kind=kind, obs_dim=sum(dims), action_dim=int(networks.action_size), layers=layers,
                       activation=networks.activation.lower(), obs_mean=mean, obs_denominator=denom,
-                      obs_groups=groups, obs_group_dims=dims, metadata=dict(metadata or {}))
+                      obs_groups=groups, obs_group_dims=dims, state=carried, rnn=rnn, metadata=dict(metadata or {}))
     _check_layers(spec)
     return spec
 
 
+def recurrent_layers(rnn_params: Mapping, rnn_type: str) -> tuple[tuple[dict, ...], tuple[StateSpec, ...], str]:
+    """``(rnn layers, state specs, kind)`` of a recurrent actor's RNN params (state ``[layers, 1, H]``)."""
+    layers = tuple({name: np.asarray(value, np.float32) for name, value in rnn_params[f"layer_{k}"].items()}
+                   for k in range(len(rnn_params)))
+    shape = (len(layers), 1, int(layers[0]["kernel_hh"].shape[0]))
+    names = ("h", "c") if rnn_type == "lstm" else ("h",)
+    return layers, tuple(StateSpec(n, shape) for n in names), rnn_type
+
+
 def _check_layers(spec: PolicySpec) -> None:
-    """Refuses layer shapes that do not chain from ``obs_dim`` to ``action_dim``."""
-    width = spec.obs_dim
+    """Refuses layer shapes that do not chain from ``obs_dim`` (or the RNN state) to ``action_dim``."""
+    width = spec.rnn_hidden_dim or spec.obs_dim
     for i, (kernel, bias) in enumerate(spec.layers):
         if kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
             raise ValueError(f"layer {i}: kernel {kernel.shape} / bias {bias.shape} do not follow width {width}")

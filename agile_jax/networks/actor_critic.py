@@ -10,8 +10,10 @@ networks that normalise) so an exporter can bake them into the graph.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -78,11 +80,12 @@ class ActorCritic:
     noise_std_type: str = "scalar"
     actor_obs_normalization: bool = False
     critic_obs_normalization: bool = False
+    is_recurrent: ClassVar[bool] = False
 
     # -- structure ----------------------------------------------------------------------------------
     def obs_dim(self, name: str) -> int:
         """Width of the concatenated input of network ``name`` ("actor" or "critic")."""
-        return sum(int(jnp.prod(jnp.array(self.obs_shapes[g]))) for g in self.obs_groups[name])
+        return sum(math.prod(self.obs_shapes[g]) for g in self.obs_groups[name])
 
     @property
     def actor_mlp(self) -> MLP:
@@ -129,6 +132,24 @@ class ActorCritic:
     def value(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """Critic value ``[...]``."""
         return self.critic_mlp.apply(params["critic"]["mlp"], self.network_input("critic", normalizers, obs))[..., 0]
+
+    # -- the interface shared with recurrent networks (state-carrying; the state is empty here) ---------
+    def init_hidden(self, num_envs: int) -> dict[str, Any]:
+        """Recurrent state of actor and critic for ``num_envs`` envs (empty for MLPs)."""
+        return {"actor": (), "critic": ()}
+
+    def actor_step(self, params: Params, normalizers: Mapping, obs: Observation, hidden: Any) -> tuple[Array, Any]:
+        """Action mean ``[N, A]`` of one step and the actor's next state (unchanged for MLPs)."""
+        return self.actor_mean(params, normalizers, obs), hidden
+
+    def value_step(self, params: Params, normalizers: Mapping, obs: Observation, hidden: Any) -> tuple[Array, Any]:
+        """Value ``[N]`` of one step and the critic's next state (unchanged for MLPs)."""
+        return self.value(params, normalizers, obs), hidden
+
+    def apply_batch(self, params: Params, normalizers: Mapping, obs: Observation, hidden: Any,
+                    dones: Array) -> tuple[Array, Array]:
+        """Means ``[..., A]`` and values ``[...]`` of a stored minibatch (``hidden``/``dones`` unused for MLPs)."""
+        return self.actor_mean(params, normalizers, obs), self.value(params, normalizers, obs)
 
     def normalizer_inputs(self, obs: Observation) -> dict[str, Array]:
         """Raw concatenated inputs of the normalising networks, for the normaliser update."""

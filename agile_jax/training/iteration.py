@@ -19,10 +19,11 @@ from jax.sharding import PartitionSpec as P
 
 from agile_jax.algorithms import gae, optim, ppo, shaping
 from agile_jax.algorithms.losses import Batch
+from agile_jax.algorithms.recurrent import trajectory_minibatches
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training import parallel
-from agile_jax.training.rollout import EpisodeLog, make_rollout_fn
+from agile_jax.training.rollout import EpisodeLog, make_stateful_rollout_fn
 from agile_jax.types import Array, LossTerm, PRNGKey
 
 
@@ -39,6 +40,8 @@ class TrainState:
         env_state: batched env state ``[N, ...]`` (sharded over devices).
         key: PRNG key of the next iteration.
         iteration: number of iterations done.
+        hidden: the policy's recurrent state between rollouts, ``{"actor": ..., "critic": ...}`` with leaves
+            ``[N, ...]`` (sharded like the env state; empty for feed-forward networks).
     """
 
     params: Any
@@ -49,6 +52,7 @@ class TrainState:
     env_state: Any
     key: PRNGKey
     iteration: Array
+    hidden: Any = ()
 
 
 class IterationOutput(NamedTuple):
@@ -74,6 +78,7 @@ class Collected(NamedTuple):
     env_state: Any
     transitions: Any
     infos: Any
+    hidden: Any = ()
 
 
 # Order in which non-finite quantities are reported (the first offender is named).
@@ -147,8 +152,11 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
     axis = parallel.AXIS
     shapers = list(shapers if shapers is not None else [shaping.timeout_bootstrap(alg.gamma)])
     tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm, alg.grad_clip_mode, alg.optimizer)
-    rollout = make_rollout_fn(env, networks, run.num_steps_per_env)
-    update = ppo.make_update_fn(alg, networks, tx, terms=terms, augment=augment, lr_hooks=lr_hooks, axis_name=axis)
+    rollout = make_stateful_rollout_fn(env, networks, run.num_steps_per_env)
+    # Recurrent policies learn from whole trajectories of env blocks, feed-forward ones from shuffled samples.
+    minibatch_fn = trajectory_minibatches if networks.is_recurrent else ppo.flat_minibatches
+    update = ppo.make_update_fn(alg, networks, tx, terms=terms, augment=augment, minibatch_fn=minibatch_fn,
+                                lr_hooks=lr_hooks, axis_name=axis)
     until = run.normalizer_until
 
     def local_collect(state: TrainState) -> Collected:
@@ -156,12 +164,15 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         n_local = jax.tree.leaves(state.env_state)[0].shape[0]
         env_ids = jax.lax.axis_index(axis) * n_local + jnp.arange(n_local)
         # Collect T steps on this device's envs.
-        return Collected(*rollout(state.params, state.normalizers, state.env_state, key_roll, env_ids))
+        env_state, hidden, tr, infos = rollout(state.params, state.normalizers, state.env_state, state.hidden,
+                                               key_roll, env_ids)
+        return Collected(env_state=env_state, transitions=tr, infos=infos, hidden=hidden)
 
     def local_learn(state: TrainState, collected: Collected):
         key, _, key_update = jax.random.split(state.key, 3)
-        env_state, tr, infos = collected
-        last_values = networks.value(state.params, state.normalizers, env_state.obs)
+        env_state, tr, infos = collected.env_state, collected.transitions, collected.infos
+        # Value of the observation after the last step (the critic's state is read, not advanced).
+        last_values, _ = networks.value_step(state.params, state.normalizers, env_state.obs, collected.hidden["critic"])
         # Rollout-side shaping (timeout bootstrap, ...), then GAE.
         shaping_states, rewards, shaping_metrics = shaping.apply_shapers(shapers, state.shaping, tr)
         advantages, returns = gae.compute_gae(rewards, tr.values, tr.dones, last_values, alg.gamma, alg.lam)
@@ -188,7 +199,8 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
             "params": _all_finite(params, axis),
         }
         new_state = TrainState(params=params, opt_state=opt_state, normalizers=normalizers, shaping=shaping_states,
-                               hyper=hyper, env_state=env_state, key=key, iteration=state.iteration + 1)
+                               hyper=hyper, env_state=env_state, key=key, iteration=state.iteration + 1,
+                               hidden=collected.hidden)
         out = IterationOutput(metrics=metrics,
                               episodes=EpisodeLog(infos.done, infos.episode_return, infos.episode_length),
                               episode_extras=_episode_extras(infos, axis), finite=finite)
@@ -198,7 +210,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         return local_learn(state, local_collect(state))
 
     state_spec = _state_spec()
-    collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis))
+    collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis), hidden=P(axis))
     out_spec = IterationOutput(metrics=P(), episodes=P(None, axis), episode_extras=P(), finite=P())
 
     def sharded(fn, in_specs, out_specs):
@@ -218,6 +230,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
             shaping=shaping.init_shapers(shapers),
             hyper={"entropy_coef": jnp.asarray(alg.entropy_coef, jnp.float32), "num_updates": jnp.zeros((), jnp.int32)},
             env_state=env_state, key=key_next, iteration=jnp.zeros((), jnp.int32),
+            hidden=networks.init_hidden(env.num_envs),
         )
         return place_state(state, mesh)
 
@@ -228,11 +241,12 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
 def _state_spec() -> TrainState:
     """Partition spec prefix of a :class:`TrainState`: env state split over devices, the rest replicated."""
     return TrainState(params=P(), opt_state=P(), normalizers=P(), shaping=P(), hyper=P(),
-                      env_state=P(parallel.AXIS), key=P(), iteration=P())
+                      env_state=P(parallel.AXIS), key=P(), iteration=P(), hidden=P(parallel.AXIS))
 
 
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:
     """Puts a (host or device) train state onto ``mesh`` with the trainer's shardings."""
     rep, env_sh = parallel.replicated(mesh), parallel.env_sharded(mesh)
-    placed = jax.device_put(state.replace(env_state=None), rep)
-    return placed.replace(env_state=jax.device_put(state.env_state, env_sh))
+    placed = jax.device_put(state.replace(env_state=None, hidden=()), rep)
+    return placed.replace(env_state=jax.device_put(state.env_state, env_sh),
+                          hidden=jax.device_put(state.hidden, env_sh))

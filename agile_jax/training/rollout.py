@@ -1,14 +1,20 @@
-"""Rollout collection: ``lax.scan`` over ``num_steps_per_env`` steps of a vmapped env."""
+"""Rollout collection: ``lax.scan`` over ``num_steps_per_env`` steps of a vmapped env.
+
+The policy's recurrent state rides in the scan carry: each transition stores the state *before* acting
+(what the update replays from), and the state of an env is zeroed right after its episode ends
+(RSL-RL's ``reset(dones)`` in ``process_env_step``). Feed-forward networks carry an empty state.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.recurrent import reset_state
 from agile_jax.types import Array, PRNGKey, Transition
 
 
@@ -21,9 +27,16 @@ class EpisodeLog(NamedTuple):
 
 
 class RolloutCarry(NamedTuple):
-    """Scan carry of the rollout."""
+    """Scan carry of the rollout.
+
+    Attributes:
+        env_state: batched env state ``[N, ...]``.
+        hidden: recurrent state ``{"actor": ..., "critic": ...}`` (leaves ``[N, ...]``; empty for MLPs).
+        step: control step within the rollout.
+    """
 
     env_state: object
+    hidden: Any
     step: Array
 
 
@@ -32,31 +45,33 @@ def per_env_keys(key: PRNGKey, env_ids: Array) -> Array:
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, env_ids)
 
 
-def make_rollout_fn(env, networks: ActorCritic, num_steps: int):
-    """Builds ``rollout(params, normalizers, env_state, key, env_ids)``.
+def make_stateful_rollout_fn(env, networks: ActorCritic, num_steps: int):
+    """Builds ``rollout(params, normalizers, env_state, hidden, key, env_ids)``.
 
     Args:
         env: an ``envs.core.VecEnv`` (its ``step`` maps ``[N]`` states and ``[N, A]`` actions).
-        networks: the actor-critic.
+        networks: the actor-critic (feed-forward or recurrent).
         num_steps: ``num_steps_per_env`` (T).
 
     Returns:
-        ``rollout(...) -> (env_state, Transition [T, N], StepInfo [T, N])``; the transitions hold the
-        observation each action was chosen on (RSL-RL stores the pre-step observation).
+        ``rollout(...) -> (env_state, hidden, Transition [T, N], StepInfo [T, N])``; the transitions hold the
+        observation each action was chosen on (RSL-RL stores the pre-step observation) and the recurrent
+        state before acting; ``hidden`` is the state after the last step (zeroed for finished envs).
     """
 
     def step_fn(params, normalizers, key, env_ids, carry: RolloutCarry, _):
-        state = carry.env_state
+        state, hidden = carry.env_state, carry.hidden
         obs = state.obs
         # Act: Gaussian sample around the actor mean with the state-independent std.
-        mean = networks.actor_mean(params, normalizers, obs)
+        mean, actor_hidden = networks.actor_step(params, normalizers, obs, hidden["actor"])
         std = jnp.broadcast_to(networks.action_std(params), mean.shape)
         keys = per_env_keys(jax.random.fold_in(key, carry.step), env_ids)
         actions = jax.vmap(distributions.sample)(keys, mean, std)
         log_probs = distributions.log_prob(mean, std, actions)
-        values = networks.value(params, normalizers, obs)
-        # Step every env (finished ones auto-reset).
+        values, critic_hidden = networks.value_step(params, normalizers, obs, hidden["critic"])
+        # Step every env (finished ones auto-reset) and clear the recurrent state of finished episodes.
         next_state, info = env.step(state, actions)
+        next_hidden = reset_state({"actor": actor_hidden, "critic": critic_hidden}, info.done)
         transition = Transition(
             obs=obs,
             actions=actions,
@@ -67,19 +82,89 @@ def make_rollout_fn(env, networks: ActorCritic, num_steps: int):
             log_probs=log_probs,
             action_mean=mean,
             action_std=std,
-            hidden=(),
+            hidden=hidden,
             extras={
                 "bad_termination_sigma": info.bad_termination_sigma,
                 "good_termination_sigma": info.good_termination_sigma,
             },
         )
-        return RolloutCarry(next_state, carry.step + 1), (transition, info)
+        return RolloutCarry(next_state, next_hidden, carry.step + 1), (transition, info)
 
-    def rollout(params, normalizers, env_state, key: PRNGKey, env_ids: Array):
-        carry = RolloutCarry(env_state, jnp.zeros((), jnp.int32))
+    def rollout(params, normalizers, env_state, hidden, key: PRNGKey, env_ids: Array):
+        carry = RolloutCarry(env_state, hidden, jnp.zeros((), jnp.int32))
         carry, (transitions, infos) = jax.lax.scan(
             lambda c, x: step_fn(params, normalizers, key, env_ids, c, x), carry, None, length=num_steps
         )
-        return carry.env_state, transitions, infos
+        return carry.env_state, carry.hidden, transitions, infos
+
+    return rollout
+
+
+def make_rollout_fn(env, networks: ActorCritic, num_steps: int):
+    """Builds ``rollout(params, normalizers, env_state, key, env_ids) -> (env_state, Transition, StepInfo)``.
+
+    The stateless form of :func:`make_stateful_rollout_fn`: a recurrent policy starts from a zero state and
+    its final state is dropped (fine for evaluation and notebooks; training carries the state).
+    """
+    stateful = make_stateful_rollout_fn(env, networks, num_steps)
+
+    def rollout(params, normalizers, env_state, key: PRNGKey, env_ids: Array):
+        hidden = networks.init_hidden(jax.tree.leaves(env_state)[0].shape[0])
+        env_state, _, transitions, infos = stateful(params, normalizers, env_state, hidden, key, env_ids)
+        return env_state, transitions, infos
+
+    return rollout
+
+
+class DistillTransition(NamedTuple):
+    """One control step of a distillation rollout, stored as ``[T, N, ...]``.
+
+    Attributes:
+        obs: observation groups seen before the step.
+        actions: the student's sampled actions ``[T, N, A]``.
+        teacher_actions: the teacher's deterministic actions on the same observation ``[T, N, A]``.
+        dones: episode ended at this step ``[T, N]``.
+        hidden: the student's state before acting (empty for MLP students).
+    """
+
+    obs: Any
+    actions: Array
+    teacher_actions: Array
+    dones: Array
+    hidden: Any
+
+
+def make_distill_rollout_fn(env, student: ActorCritic, teacher, num_steps: int):
+    """Builds ``rollout(params, normalizers, env_state, hidden, key, env_ids)`` for distillation.
+
+    The student (the ``actor`` of ``student``) samples the actions; ``teacher(obs, state) -> (actions, state)``
+    labels them. ``hidden`` is ``{"actor": student state, "teacher": teacher state}``, both zeroed for finished
+    episodes.
+
+    Returns:
+        ``rollout(...) -> (env_state, hidden, DistillTransition [T, N], StepInfo [T, N])``.
+    """
+
+    def step_fn(params, normalizers, key, env_ids, carry: RolloutCarry, _):
+        state, hidden = carry.env_state, carry.hidden
+        # The student acts (sampled), the teacher labels (deterministic).
+        mean, student_hidden = student.actor_step(params, normalizers, state.obs, hidden["actor"])
+        std = jnp.broadcast_to(student.action_std(params), mean.shape)
+        keys = per_env_keys(jax.random.fold_in(key, carry.step), env_ids)
+        actions = jax.vmap(distributions.sample)(keys, mean, std)
+        teacher_actions, teacher_hidden = teacher(state.obs, hidden["teacher"])
+        # Step every env and clear the states of finished episodes.
+        next_state, info = env.step(state, actions)
+        next_hidden = reset_state({"actor": student_hidden, "teacher": teacher_hidden}, info.done)
+        transition = DistillTransition(obs=state.obs, actions=actions, teacher_actions=teacher_actions,
+                                       dones=info.done, hidden=hidden["actor"])
+        return RolloutCarry(next_state, next_hidden, carry.step + 1), (transition, info)
+
+    def rollout(params, normalizers, env_state, hidden, key: PRNGKey, env_ids: Array):
+        carry = RolloutCarry(env_state, hidden, jnp.zeros((), jnp.int32))
+        carry, (transitions, infos) = jax.lax.scan(
+            lambda c, x: step_fn(params, normalizers, key, env_ids, c, x), carry, None, length=num_steps
+        )
+        return carry.env_state, carry.hidden, transitions, infos
 
     return rollout

@@ -21,6 +21,7 @@ from agile_jax.extensions.entropy import anneal_entropy_coef
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import EpisodeTracker, Logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
+from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, make_trainer, place_state
 
 
@@ -28,18 +29,30 @@ class TrainingDivergedError(FloatingPointError):
     """A NaN or inf appeared; training stopped without overwriting the last good checkpoint."""
 
 
+POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent")
+
+
 def make_networks(cfg, env) -> ActorCritic:
     """The actor-critic of ``cfg.policy`` for ``env``'s observation groups and action size."""
     pol = cfg.policy
-    if pol.class_name != "ActorCritic":
-        raise config_lib.ConfigError(f"unknown policy.class_name '{pol.class_name}'; available: ['ActorCritic']")
+    if pol.class_name not in POLICY_CLASSES:
+        raise config_lib.ConfigError(f"unknown policy.class_name '{pol.class_name}'; available: {list(POLICY_CLASSES)}")
     groups = resolve_obs_groups(cfg.runner.obs_groups, list(env.observation_shapes))
-    return ActorCritic(
+    common = dict(
         obs_shapes=dict(env.observation_shapes), obs_groups=groups, action_size=env.action_size,
         actor_hidden_dims=tuple(pol.actor_hidden_dims), critic_hidden_dims=tuple(pol.critic_hidden_dims),
         activation=pol.activation, init_noise_std=pol.init_noise_std, noise_std_type=pol.noise_std_type,
         actor_obs_normalization=pol.actor_obs_normalization, critic_obs_normalization=pol.critic_obs_normalization,
     )
+    if pol.class_name == "ActorCritic":
+        return ActorCritic(**common)
+    if pol.rnn_type.lower() not in GATES:
+        raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
+    if cfg.algorithm.symmetry_cfg.enabled:
+        raise config_lib.ConfigError("symmetry_cfg is not available for recurrent policies (as in RSL-RL); set "
+                                     "algorithm.symmetry_cfg.enabled=false")
+    return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
+                                rnn_num_layers=pol.rnn_num_layers)
 
 
 class OnPolicyRunner:
@@ -55,14 +68,21 @@ class OnPolicyRunner:
         mesh: device mesh for data-parallel training (default: ``runner.num_devices`` devices).
     """
 
+    # Non-finite checks of IterationOutput.finite, in the order the first offender is reported.
+    finite_checks: tuple[str, ...] = FINITE_CHECKS
+
     def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
                  extensions: Extensions | None = None, mesh=None):
+        networks = make_networks(cfg, env)
+        ext = extensions or build_extensions(cfg, env, networks, mirror_obs, mirror_actions)
+        trainer = make_trainer(cfg, env, networks, shapers=ext.shapers, terms=ext.terms, augment=ext.augment,
+                               batch_extras=ext.batch_extras, lr_hooks=ext.lr_hooks, mesh=mesh)
+        self._setup(env, cfg, log_dir, networks, trainer)
+
+    def _setup(self, env, cfg, log_dir: str | None, networks, trainer) -> None:
+        """Initial train state, episode tracker, checkpointer and run directory (shared with subclasses)."""
         self.env, self.cfg, self.log_dir = env, cfg, log_dir
-        self.networks = make_networks(cfg, env)
-        ext = extensions or build_extensions(cfg, env, self.networks, mirror_obs, mirror_actions)
-        self.trainer = make_trainer(cfg, env, self.networks, shapers=ext.shapers, terms=ext.terms,
-                                    augment=ext.augment, batch_extras=ext.batch_extras, lr_hooks=ext.lr_hooks,
-                                    mesh=mesh)
+        self.networks, self.trainer = networks, trainer
         self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
         self.tracker = EpisodeTracker()
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
@@ -72,6 +92,10 @@ class OnPolicyRunner:
             os.makedirs(log_dir, exist_ok=True)
             with open(os.path.join(log_dir, "config.yaml"), "w") as f:
                 f.write(config_lib.to_yaml(cfg))
+
+    def checkpoint_meta(self) -> dict:
+        """Extra JSON entries stored with every checkpoint (subclasses add theirs)."""
+        return {}
 
     @property
     def current_learning_iteration(self) -> int:
@@ -96,7 +120,8 @@ class OnPolicyRunner:
                 self.state = new_state
                 self.tracker.add(out.episodes.done, out.episodes.episode_return, out.episodes.episode_length)
                 metrics = _to_float(out.metrics)
-                metrics["Train/entropy_coef"] = float(self.state.hyper["entropy_coef"])
+                if "entropy_coef" in self.state.hyper:
+                    metrics["Train/entropy_coef"] = float(self.state.hyper["entropy_coef"])
                 scalars = iteration_scalars(metrics, _to_float(out.episode_extras), self.tracker, timing, samples)
                 if self.logger:
                     self.logger.scalars(scalars, it)
@@ -141,7 +166,7 @@ class OnPolicyRunner:
             self.state = self.state.replace(hyper=hyper)
 
     def _check_finite(self, finite: dict, iteration: int) -> None:
-        bad = next((name for name in FINITE_CHECKS if not bool(finite[name])), None)
+        bad = next((name for name in self.finite_checks if not bool(finite[name])), None)
         if bad is None:
             return
         where = ""
@@ -164,7 +189,7 @@ class OnPolicyRunner:
         if path is None and self._last_saved == it:
             return os.path.join(checkpointer.directory, str(it))
         meta = {"config": config_lib.to_yaml(self.cfg), "episode_returns": list(self.tracker.returns),
-                "episode_lengths": list(self.tracker.lengths)}
+                "episode_lengths": list(self.tracker.lengths), **self.checkpoint_meta()}
         out = checkpointer.save(it, self.state, meta)
         if path is None:
             self._last_saved = it
@@ -187,7 +212,13 @@ class OnPolicyRunner:
 
     # -- inference ----------------------------------------------------------------------------------
     def get_inference_policy(self, deterministic: bool = True):
-        """A jitted ``policy(obs, key=None) -> actions`` with the current params and normalisers."""
+        """A jitted ``policy(obs, key=None) -> actions`` with the current params and normalisers.
+
+        For a recurrent policy this is a :class:`~agile_jax.networks.recurrent.StatefulPolicy` that keeps its
+        state between calls (``policy.reset(dones)`` clears it), like RSL-RL's.
+        """
+        if self.networks.is_recurrent:
+            return StatefulPolicy(self.networks, self.state.params, self.state.normalizers, deterministic)
         make_policy = make_inference_fn(self.networks)
         return jax.jit(make_policy(self.state.params, self.state.normalizers, deterministic))
 

@@ -1,0 +1,273 @@
+"""``DistillationRunner``: DAgger distillation from an exported teacher, and PPO fine-tuning of the student.
+
+The run state is a :class:`~agile_jax.training.iteration.TrainState` whose ``params`` are ``{"actor": student}``,
+``normalizers`` the student's, and ``hidden`` ``{"actor": student state, "teacher": teacher state}``, so
+checkpoints, exact resume, logging and the NaN guard are the PPO runner's. The iteration (rollout with the
+student acting and the teacher labelling, then :func:`agile_jax.algorithms.distillation.make_update_fn`) is
+one jitted, data-parallel program. :func:`finetune_runner` is AGILE's ``StudentFinetuneRecurrent``: an
+``OnPolicyRunner`` whose actor starts from the distilled student, with a fresh critic.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+
+from agile_jax import config as config_lib
+from agile_jax.algorithms import distillation, optim
+from agile_jax.extensions import find_mirror_functions
+from agile_jax.io.logger import Logger
+from agile_jax.networks import normalization
+from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
+from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
+from agile_jax.training import parallel
+from agile_jax.training.iteration import (
+    Collected,
+    IterationOutput,
+    Trainer,
+    TrainState,
+    _all_finite,
+    _episode_extras,
+    _state_spec,
+    place_state,
+)
+from agile_jax.training.rollout import EpisodeLog, make_distill_rollout_fn
+from agile_jax.training.runner import OnPolicyRunner
+from agile_jax.training.teacher import Teacher, load_teacher
+
+STUDENT_CLASSES = {"StudentTrainedTeacher": False, "StudentTrainedTeacherRecurrent": True}
+
+
+def distill_obs_groups(cfg, env, teacher: Teacher) -> tuple[list[str], list[str]]:
+    """``(student groups, teacher groups)``: ``runner.obs_groups`` (``student`` / ``teacher``), else the groups
+    recorded in the teacher file for the teacher, else RSL-RL's defaults (a group of the set's name, or ``policy``)."""
+    groups = dict(cfg.runner.obs_groups)
+    if "teacher" not in groups and teacher.obs_groups:
+        groups["teacher"] = list(teacher.obs_groups)
+    resolved = resolve_obs_groups(groups, list(env.observation_shapes), ("student", "teacher"))
+    return resolved["student"], resolved["teacher"]
+
+
+def make_student(cfg, env, student_groups) -> ActorCritic:
+    """The student as the ``actor`` of an (unused-critic) actor-critic, so PPO fine-tuning can adopt it as is."""
+    pol = cfg.policy
+    if pol.class_name not in STUDENT_CLASSES:
+        raise config_lib.ConfigError(
+            f"unknown policy.class_name '{pol.class_name}'; available: {list(STUDENT_CLASSES)}")
+    common = dict(obs_shapes=dict(env.observation_shapes), action_size=env.action_size,
+                  obs_groups={"actor": student_groups, "critic": student_groups},
+                  actor_hidden_dims=tuple(pol.student_hidden_dims), critic_hidden_dims=(),
+                  activation=pol.activation, init_noise_std=pol.init_noise_std, noise_std_type=pol.noise_std_type,
+                  actor_obs_normalization=pol.student_obs_normalization)
+    if not STUDENT_CLASSES[pol.class_name]:
+        return ActorCritic(**common)
+    if pol.rnn_type.lower() not in GATES:
+        raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
+    return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
+                                rnn_num_layers=pol.rnn_num_layers)
+
+
+def mirror_terms(cfg, env, student, mirror_obs=None, mirror_actions=None) -> tuple[list, list[str]]:
+    """AGILE's distillation mirror loss as step terms, and notices for the log (recurrent students: off)."""
+    sym = cfg.algorithm.symmetry_cfg
+    if not (sym.enabled and sym.use_mirror_loss):
+        return [], []
+    if student.is_recurrent:
+        return [], ["symmetry_cfg.use_mirror_loss is off for recurrent students (a hidden state has no mirror image)"]
+    m_obs, m_act = find_mirror_functions(env, mirror_obs, mirror_actions)
+    return [distillation.make_mirror_term(student, m_obs, m_act, sym.mirror_loss_coeff)], []
+
+
+def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teacher_groups, step_terms=(),
+                         mesh=None) -> Trainer:
+    """The jitted distillation iteration (same :class:`Trainer` interface as PPO's ``make_trainer``)."""
+    alg, run = cfg.algorithm, cfg.runner
+    if alg.class_name != "Distillation":
+        raise config_lib.ConfigError(f"unknown algorithm.class_name '{alg.class_name}'; available: ['Distillation']")
+    mesh = mesh or parallel.make_mesh(run.num_devices)
+    parallel.check_divisible(env.num_envs, mesh)
+    axis = parallel.AXIS
+    tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm or None, "joint", alg.optimizer)
+    teacher_fn = teacher.bind(teacher_groups, env.observation_shapes)
+    rollout = make_distill_rollout_fn(env, student, teacher_fn, run.num_steps_per_env)
+    update = distillation.make_update_fn(alg, student, tx, run.num_steps_per_env, step_terms, axis)
+
+    def local_collect(state: TrainState) -> Collected:
+        _, key_roll = jax.random.split(state.key)
+        n_local = jax.tree.leaves(state.env_state)[0].shape[0]
+        env_ids = jax.lax.axis_index(axis) * n_local + jnp.arange(n_local)
+        env_state, hidden, tr, infos = rollout(state.params, state.normalizers, state.env_state, state.hidden,
+                                               key_roll, env_ids)
+        return Collected(env_state=env_state, transitions=tr, infos=infos, hidden=hidden)
+
+    def local_learn(state: TrainState, collected: Collected):
+        key, _ = jax.random.split(state.key)
+        tr, infos = collected.transitions, collected.infos
+        # Replay from the student state the rollout started from; the next rollout continues from the replay's end.
+        batch = distillation.DistillBatch(obs=tr.obs, teacher_actions=tr.teacher_actions, dones=tr.dones,
+                                          hidden=jax.tree.map(lambda x: x[0], tr.hidden))
+        params, opt_state, student_hidden, metrics = update(state.params, state.opt_state, state.normalizers, batch)
+        # The student normaliser sees every stored observation once per iteration (RSL-RL 5.5).
+        normalizers = {name: normalization.update(state.normalizers[name], x, run.normalizer_until, axis)
+                       for name, x in student.normalizer_inputs(tr.obs).items()}
+        # As in RSL-RL, a recurrent teacher restarts from a zero state after every update.
+        hidden = {"actor": student_hidden, "teacher": teacher.init_state(tr.dones.shape[1])}
+        metrics = dict(metrics, learning_rate=optim.get_learning_rate(opt_state),
+                       mean_std=jnp.mean(student.action_std(params)),
+                       mean_step_reward=jax.lax.pmean(jnp.mean(infos.reward), axis))
+        finite = {"observations": _all_finite(tr.obs, axis), "rewards": _all_finite(infos.reward, axis),
+                  "teacher_actions": _all_finite(tr.teacher_actions, axis), "loss": _all_finite(metrics, axis),
+                  "params": _all_finite(params, axis)}
+        new_state = state.replace(params=params, opt_state=opt_state, normalizers=normalizers,
+                                  hyper=dict(state.hyper, num_updates=state.hyper["num_updates"] + 1),
+                                  env_state=collected.env_state, key=key, iteration=state.iteration + 1, hidden=hidden)
+        return new_state, IterationOutput(metrics=metrics,
+                                          episodes=EpisodeLog(infos.done, infos.episode_return, infos.episode_length),
+                                          episode_extras=_episode_extras(infos, axis), finite=finite)
+
+    state_spec = _state_spec()
+    collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis), hidden=P(axis))
+    out_spec = IterationOutput(metrics=P(), episodes=P(None, axis), episode_extras=P(), finite=P())
+
+    def sharded(fn, in_specs, out_specs):
+        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False))
+
+    def init(key) -> TrainState:
+        key_params, key_env, key_next = jax.random.split(key, 3)
+        params = {"actor": student.init(key_params)["actor"]}
+        reset = jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh))
+        env_state = reset(jax.random.split(key_env, env.num_envs))
+        hidden = {"actor": student.init_hidden(env.num_envs)["actor"], "teacher": teacher.init_state(env.num_envs)}
+        state = TrainState(params=params, opt_state=tx.init(params), normalizers=student.init_normalizers(),
+                           shaping=(), hyper={"num_updates": jnp.zeros((), jnp.int32)}, env_state=env_state,
+                           key=key_next, iteration=jnp.zeros((), jnp.int32), hidden=hidden)
+        return place_state(state, mesh)
+
+    return Trainer(env=env, networks=student, cfg=cfg, tx=tx, mesh=mesh, init=init,
+                   iteration=sharded(lambda s: local_learn(s, local_collect(s)), (state_spec,), (state_spec, out_spec)),
+                   collect=sharded(local_collect, (state_spec,), collected_spec),
+                   learn=sharded(local_learn, (state_spec, collected_spec), (state_spec, out_spec)))
+
+
+class DistillationRunner(OnPolicyRunner):
+    """Distils an exported teacher into a student (RSL-RL's ``DistillationRunner`` API).
+
+    ``learn(n)``, ``save(path=None)``, ``load(path)``, ``get_inference_policy()`` (the student) and ``export()``
+    (the student) behave as in :class:`OnPolicyRunner`; losses are logged as ``Loss/behavior`` (and
+    ``Loss/mirror``).
+
+    Args:
+        env: a batched env.
+        cfg: a :class:`agile_jax.config.DistillationConfig`.
+        log_dir: run directory (``None``: nothing is written).
+        teacher: a loaded :class:`Teacher` (default: ``load_teacher(cfg.policy.teacher_path)``).
+        mirror_obs, mirror_actions: mirror functions for the mirror loss (default: the env's own).
+        mesh: device mesh for data-parallel training.
+    """
+
+    finite_checks = ("observations", "rewards", "teacher_actions", "loss", "params")
+
+    def __init__(self, env, cfg, log_dir: str | None = None, teacher: Teacher | None = None, mirror_obs=None,
+                 mirror_actions=None, mesh=None):
+        if teacher is None and not cfg.policy.teacher_path:
+            raise ValueError("Teacher model parameters not loaded. Pass teacher=<policy.onnx|policy.pt> "
+                             "(policy.teacher_path) to distill.")
+        self.teacher = teacher or load_teacher(cfg.policy.teacher_path)
+        student_groups, self.teacher_groups = distill_obs_groups(cfg, env, self.teacher)
+        if self.teacher.action_dim != env.action_size:
+            raise ValueError(f"the teacher outputs {self.teacher.action_dim} actions, the env takes {env.action_size}")
+        student = make_student(cfg, env, student_groups)
+        terms, self.notices = mirror_terms(cfg, env, student, mirror_obs, mirror_actions)
+        self._setup(env, cfg, log_dir, student,
+                    make_distill_trainer(cfg, env, student, self.teacher, self.teacher_groups, terms, mesh))
+        for notice in self.notices:
+            print(f"[agile_jax] {notice}")
+
+    def checkpoint_meta(self) -> dict:
+        return {"teacher_path": self.teacher.source, "teacher_sha256": self.teacher.sha256,
+                "teacher_obs_groups": list(self.teacher_groups)}
+
+    def learn(self, num_learning_iterations: int) -> None:
+        """Runs ``num_learning_iterations`` distillation iterations (notices go to the log first)."""
+        if self.log_dir and self.logger is None:
+            self.logger = Logger(self.log_dir, self.cfg.runner.logger)
+            for notice in self.notices:
+                self.logger.text("Distillation/notice", notice)
+        super().learn(num_learning_iterations)
+
+    def load(self, path: str, iteration: int | None = None) -> dict:
+        """Restores a distillation checkpoint; refuses one written with a different teacher file."""
+        meta = super().load(path, iteration)
+        saved = meta.get("teacher_sha256")
+        if saved and self.teacher.sha256 and saved != self.teacher.sha256:
+            warnings.warn(f"the checkpoint was distilled from teacher '{meta.get('teacher_path')}' (sha256 "
+                          f"{saved[:12]}...), the current teacher '{self.teacher.source}' differs "
+                          f"({self.teacher.sha256[:12]}...)", stacklevel=2)
+        return meta
+
+
+def finetune_runner(env, cfg, student: DistillationRunner, log_dir: str | None = None, **kwargs) -> OnPolicyRunner:
+    """AGILE's ``StudentFinetuneRecurrent``: PPO from the distilled student, with a fresh critic.
+
+    The actor of ``cfg.policy`` is set to the student's layout (class, hidden dims, activation, RNN, std type,
+    normaliser) and ``runner.obs_groups["actor"]`` to the student's groups; the critic keeps ``cfg``'s settings.
+    The actor params, action std and actor normaliser are the student's; critic, optimiser state and
+    recurrent state start fresh. Every PPO extension of ``cfg`` is available.
+
+    Args:
+        env: the batched env (same observation groups as the student's).
+        cfg: a PPO :class:`agile_jax.config.TrainConfig` (copied, not modified).
+        student: the distillation runner holding the trained student.
+        log_dir: run directory of the PPO run.
+        **kwargs: forwarded to :class:`OnPolicyRunner` (``mirror_obs``, ``extensions``, ``mesh`` ...).
+    """
+    cfg = copy.deepcopy(cfg)
+    pol, spol, net = cfg.policy, student.cfg.policy, student.networks
+    pol.class_name = "ActorCriticRecurrent" if net.is_recurrent else "ActorCritic"
+    pol.actor_hidden_dims, pol.activation = list(spol.student_hidden_dims), spol.activation
+    pol.noise_std_type, pol.actor_obs_normalization = spol.noise_std_type, spol.student_obs_normalization
+    pol.rnn_type, pol.rnn_hidden_dim, pol.rnn_num_layers = spol.rnn_type, spol.rnn_hidden_dim, spol.rnn_num_layers
+    cfg.runner.obs_groups = {**dict(cfg.runner.obs_groups), "actor": list(net.obs_groups["actor"])}
+    runner = OnPolicyRunner(env, cfg, log_dir=log_dir, **kwargs)
+    fresh, distilled = jax.device_get((runner.state, student.state))
+    params = dict(fresh.params, actor=distilled.params["actor"])
+    normalizers = dict(fresh.normalizers, **{k: v for k, v in distilled.normalizers.items() if k == "actor"})
+    _check_same_structure(fresh.params["actor"], params["actor"])
+    state = fresh.replace(params=params, normalizers=normalizers, opt_state=runner.trainer.tx.init(params))
+    runner.state = place_state(state, runner.trainer.mesh)
+    return runner
+
+
+def _check_same_structure(expected, given) -> None:
+    shapes = lambda tree: jax.tree.map(lambda x: tuple(jnp.shape(x)), tree)  # noqa: E731
+    if shapes(expected) != shapes(given):
+        raise ValueError("the student's actor does not fit the fine-tuning actor-critic: "
+                         f"{shapes(given)} vs {shapes(expected)}")
+
+
+def load_distillation(run_dir: str, env, teacher_path: str | None = None, template=None,
+                      **kwargs) -> DistillationRunner:
+    """A :class:`DistillationRunner` restored from ``run_dir`` (its ``config.yaml`` and latest checkpoint).
+
+    Args:
+        run_dir: the distillation run directory.
+        env: the batched env.
+        teacher_path: teacher file (default: the one recorded in the config).
+        template: config template (default: a :class:`agile_jax.config.DistillationConfig` with ``env`` of the run).
+        **kwargs: forwarded to :class:`DistillationRunner`.
+    """
+    with open(os.path.join(run_dir, "config.yaml")) as f:
+        text = f.read()
+    template = copy.deepcopy(template or config_lib.DistillationConfig(env=getattr(env, "env", env).cfg))
+    template.runner.obs_groups = {}  # dict fields merge: keep only the run's own groups
+    cfg = config_lib.from_yaml(text, template)
+    if teacher_path:
+        cfg.policy.teacher_path = teacher_path
+    runner = DistillationRunner(env, cfg, **kwargs)
+    runner.load(run_dir)
+    return runner

@@ -1,0 +1,162 @@
+"""The distillation teacher: an exported policy file read once into a JAX function (AGILE's ``StudentTrainedTeacher``).
+
+``load_teacher(path)`` accepts ``policy.onnx`` (this package's export, RSL-RL's ``export_policy_to_onnx`` or
+any ``torch.onnx.export`` of an MLP / single-step RNN, via :mod:`agile_jax.export.onnx_import`) and
+``policy.pt`` TorchScript (ours, RSL-RL's ``export_policy_to_jit``, Isaac Lab / AGILE exporters, via
+:mod:`agile_jax.export.torchscript_import`). The result runs inside the jitted rollout; neither onnxruntime
+nor torch is called after loading. Recurrent teachers keep their state per env (reset at dones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agile_jax.networks.actor_critic import concat_groups
+from agile_jax.types import Array, Observation
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A deterministic policy ``x [N, D] -> actions [N, A]`` with a per-env state.
+
+    Attributes:
+        apply: ``(x [N, D], state) -> (actions [N, A], state)``; state leaves are ``[N, ...]``.
+        init_state: ``num_envs -> zero state`` (``()`` for a feed-forward teacher).
+        obs_dim, action_dim: input and output widths.
+        is_recurrent: whether the teacher carries a state.
+        source: the file it was read from.
+        obs_groups: env observation groups recorded in the file (``None`` when it does not say).
+        sha256: hash of the file, stored in checkpoints to catch a changed teacher on resume.
+        description: format and layout, for logs.
+    """
+
+    apply: Callable[[Array, Any], tuple[Array, Any]]
+    init_state: Callable[[int], Any]
+    obs_dim: int
+    action_dim: int
+    is_recurrent: bool = False
+    source: str = ""
+    obs_groups: tuple[str, ...] | None = None
+    sha256: str = ""
+    description: dict = field(default_factory=dict)
+
+    def bind(self, obs_groups: Sequence[str], obs_shapes: Mapping[str, tuple[int, ...]]):
+        """``teacher(obs, state) -> (actions, state)`` reading the concatenated ``obs_groups`` of an env.
+
+        Raises:
+            ValueError: the groups' width differs from the teacher's input width.
+        """
+        width = sum(int(np.prod(obs_shapes[g])) for g in obs_groups)
+        if width != self.obs_dim:
+            raise ValueError(f"the teacher '{self.source}' takes {self.obs_dim} observations but the groups "
+                             f"{list(obs_groups)} give {width}; set runner.obs_groups.teacher to the groups it was "
+                             "trained on")
+
+        def teacher(obs: Observation, state: Any) -> tuple[Array, Any]:
+            return self.apply(concat_groups(obs, obs_groups, obs_shapes), state)
+
+        return teacher
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file (and of its ``.data`` external-weights companion, if any)."""
+    digest = hashlib.sha256()
+    for name in (path, path + ".data"):
+        try:
+            with open(name, "rb") as f:
+                digest.update(f.read())
+        except FileNotFoundError:
+            if name == path:
+                raise
+    return digest.hexdigest()
+
+
+def _onnx_groups(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
+    """Observation groups recorded by this package's ONNX export (``network`` metadata), if any."""
+    try:
+        groups = json.loads(metadata.get("network", "{}")).get("obs_groups")
+    except (TypeError, ValueError):
+        return None
+    return tuple(groups) if groups else None
+
+
+def teacher_from_onnx(path: str) -> Teacher:
+    """A :class:`Teacher` from an ONNX policy (``obs [1|B, D] (+ h_in[, c_in]) -> actions (+ h_out[, c_out])``).
+
+    The graph is applied one env row at a time (``vmap``), so static batch-1 graphs work for any number of envs.
+
+    Raises:
+        agile_jax.export.onnx_import.UnsupportedOnnxOperatorError: the graph uses unsupported operators.
+    """
+    from agile_jax.export.onnx_import import load_onnx_policy
+
+    policy = load_onnx_policy(path)
+    state_inputs = policy.input_names[1:]
+    state_shapes = [tuple(int(d or 1) for d in shape) for shape in policy.input_shapes[1:]]
+    order = _state_outputs(policy.output_names, state_inputs)
+
+    def apply_row(x, state):
+        outputs = policy.apply(x[None], *state)
+        return outputs[0][0], tuple(outputs[i] for i in order)
+
+    apply = jax.vmap(apply_row)
+
+    def init_state(num_envs: int):
+        return tuple(jnp.zeros((num_envs, *shape), jnp.float32) for shape in state_shapes)
+
+    obs_dim = int(policy.input_shapes[0][-1])
+    action_dim = int(jax.eval_shape(apply, jnp.zeros((1, obs_dim)), init_state(1))[0].shape[-1])
+    return Teacher(apply=apply, init_state=init_state, obs_dim=obs_dim, action_dim=action_dim,
+                   is_recurrent=bool(state_inputs), source=path, obs_groups=_onnx_groups(policy.metadata),
+                   sha256=file_sha256(path),
+                   description={"format": "onnx", "inputs": policy.input_names, "outputs": policy.output_names})
+
+
+def _state_outputs(output_names: Sequence[str], state_inputs: Sequence[str]) -> list[int]:
+    """Output index of each state input: ``<x>_in`` -> ``<x>_out`` by name, else by position after the actions."""
+    order = []
+    for i, name in enumerate(state_inputs):
+        twin = name[: -len("_in")] + "_out" if name.endswith("_in") else None
+        order.append(output_names.index(twin) if twin in output_names else i + 1)
+    if any(i >= len(output_names) for i in order):
+        raise ValueError(f"the ONNX graph takes state inputs {list(state_inputs)} but has outputs {list(output_names)}")
+    return order
+
+
+def teacher_from_torchscript(path: str) -> Teacher:
+    """A :class:`Teacher` from a TorchScript policy (see :mod:`agile_jax.export.torchscript_import`).
+
+    Raises:
+        agile_jax.export.torchscript_import.UnsupportedTorchScriptError: unsupported module layout.
+    """
+    from agile_jax.export.torchscript_import import load_torchscript_policy
+
+    policy = load_torchscript_policy(path)
+    layout = {"format": "torchscript", "hidden_dims": [int(k.shape[1]) for k, _ in policy.layers[:-1]],
+              "rnn": None if policy.rnn is None else policy.rnn.rnn_type, "normalizer": policy.obs_mean is not None}
+    return Teacher(apply=policy.apply, init_state=policy.init_state, obs_dim=policy.obs_dim,
+                   action_dim=policy.action_dim, is_recurrent=policy.is_recurrent, source=path,
+                   sha256=file_sha256(path), description=layout)
+
+
+def load_teacher(path: str) -> Teacher:
+    """The teacher in ``path``: ``*.onnx`` is read as ONNX, anything else as TorchScript.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file's operators/modules are not supported (the message names them).
+    """
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"teacher policy '{path}' not found; export one with experiments/export.py or "
+                                "runner.export() (policy.onnx / policy.pt)")
+    return teacher_from_onnx(path) if path.lower().endswith(".onnx") else teacher_from_torchscript(path)

@@ -1,0 +1,108 @@
+"""Distil an exported teacher into a student: ``python experiments/distill.py config=<preset> teacher=<file>``.
+
+Examples::
+
+    python experiments/distill.py config=point_mass teacher=logs/point_mass/<run>/exported/policy.onnx
+    python experiments/distill.py config=t1_velocity teacher=teacher.pt policy.class_name=StudentTrainedTeacherRecurrent
+    python experiments/distill.py config=point_mass teacher=policy.onnx algorithm.gradient_length=8 --resume
+
+The preset gives the env, the runner settings and the student's layout (its actor's hidden dims and
+activation, its actor observation groups as ``runner.obs_groups.student``); the teacher reads the groups
+recorded in its file, else ``runner.obs_groups.teacher``. Overrides use the distillation schema
+(:class:`agile_jax.config.DistillationConfig`): ``policy.*`` (``class_name`` ``StudentTrainedTeacher`` |
+``StudentTrainedTeacherRecurrent``, ``student_hidden_dims``, ``init_noise_std``, ``rnn_type``, ...) and
+``algorithm.*`` (``num_learning_epochs``, ``gradient_length``, ``learning_rate``, ``max_grad_norm``,
+``loss_type``, ``symmetry_cfg.*``). The student is exported next to the checkpoints at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from agile_jax import config as config_lib  # noqa: E402
+from agile_jax import platform  # noqa: E402
+from experiments.train import export_final_policy, find_resume_dir, parse_args  # noqa: E402
+
+
+def split_teacher(argv: list[str]) -> tuple[str, list[str]]:
+    """``(teacher path, remaining argv)``; ``teacher=<path>`` is a shortcut for ``policy.teacher_path``."""
+    teacher, rest = "", []
+    for arg in argv:
+        if arg.startswith("teacher="):
+            teacher = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return teacher, rest
+
+
+def distillation_defaults(preset) -> config_lib.DistillationConfig:
+    """A distillation config for a training preset: its env and runner, a student shaped like its actor."""
+    runner = copy.deepcopy(preset.runner)
+    runner.obs_groups = {"student": list(preset.runner.obs_groups.get("actor", ["policy"]))}
+    runner.experiment_name = f"{preset.runner.experiment_name}_distill"
+    policy = config_lib.StudentTeacherConfig(student_hidden_dims=list(preset.policy.actor_hidden_dims),
+                                             activation=preset.policy.activation)
+    return config_lib.DistillationConfig(env=copy.deepcopy(preset.env), policy=policy, runner=runner)
+
+
+def build_config(argv: list[str]) -> config_lib.DistillationConfig:
+    """The merged :class:`DistillationConfig` for a command line."""
+    from experiments.configs import get_preset
+
+    teacher, argv = split_teacher(argv)
+    preset, overrides, resume = parse_args(argv)
+    cfg = config_lib.apply_overrides(distillation_defaults(get_preset(preset)), overrides)
+    if teacher:
+        cfg.policy.teacher_path = teacher
+    if not cfg.policy.teacher_path:
+        raise config_lib.ConfigError("no teacher: pass teacher=<policy.onnx|policy.pt> (or policy.teacher_path=...)")
+    cfg.runner.resume = cfg.runner.resume or resume
+    return cfg
+
+
+def main(argv: list[str]) -> int:
+    try:
+        cfg = build_config(argv)
+    except config_lib.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    platform.enable_compilation_cache()
+    from agile_jax.training.distill_runner import DistillationRunner
+    from experiments.configs import make_env
+
+    run = cfg.runner
+    experiment_dir = os.path.abspath(os.path.join(run.log_root, run.experiment_name))
+    resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    log_dir = os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else ""))
+    env = make_env(cfg)
+    try:
+        runner = DistillationRunner(env, cfg, log_dir=log_dir)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"[agile_jax] distilling {cfg.policy.teacher_path} ({runner.teacher.description.get('format')}, groups "
+          f"{runner.teacher_groups}) into {cfg.policy.class_name}; {env.num_envs} envs x {run.num_steps_per_env} "
+          f"steps; logging to {log_dir}")
+    if resume_dir:
+        meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
+        print(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
+    try:
+        runner.learn(max(run.max_iterations - runner.current_learning_iteration, 0))
+    finally:
+        runner.close()
+    print(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "
+          f"{runner.tracker.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
+    export_final_policy(runner)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
