@@ -101,10 +101,23 @@ def g1_velocity() -> TrainConfig:
     return cfg
 
 
+def t1_velocity_teacher() -> TrainConfig:
+    """A privileged T1 teacher: the actor sees the critic's observations (base velocity, all joints, no noise).
+
+    Distil it into a deployable student on the policy history with
+    ``python experiments/distill.py config=t1_velocity teacher=<run>/exported/policy.onnx``.
+    """
+    cfg = t1_velocity()
+    cfg.runner.obs_groups = {"actor": ["critic"], "critic": ["critic"]}
+    cfg.runner.experiment_name = "t1_velocity_teacher"
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "point_mass": point_mass,
     "cartpole_balance": cartpole_balance,
     "t1_velocity": t1_velocity,
+    "t1_velocity_teacher": t1_velocity_teacher,
     "g1_velocity": g1_velocity,
 }
 
