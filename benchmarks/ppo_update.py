@@ -157,7 +157,7 @@ class Pieces:
         self.rollout = jax.jit(rollout)
         self.returns = jax.jit(self._returns_fn(alg))
         update = ppo.make_update_fn(alg, self.networks, self.tx)
-        self.update = jax.jit(update, donate_argnums=(0, 1) if donate else ())
+        self.update = jax.jit(update, donate_argnums=(0, 1, 3) if donate else ())
 
     def _returns_fn(self, alg: AlgorithmConfig) -> Callable:
         networks = self.networks
@@ -182,7 +182,8 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
     params = pieces.networks.init(k_params)
     normalizers = pieces.networks.init_normalizers()
     opt_state = pieces.tx.init(params)
-    hyper = {"entropy_coef": jnp.asarray(cfg.algorithm.entropy_coef, jnp.float32)}
+    hyper = {"entropy_coef": jnp.asarray(cfg.algorithm.entropy_coef, jnp.float32),
+             "num_updates": jnp.zeros((), jnp.int32)}
     env_state = jax.jit(pieces.env.reset)(jax.random.split(k_env, num_envs))
     compile_s: dict[str, float] = {}
 
@@ -192,7 +193,8 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
     returns, compile_s["returns"] = _compile(pieces.returns, params, normalizers, env_state, tr)
     batch = jax.block_until_ready(returns(params, normalizers, env_state, tr))
     update, compile_s["update"] = _compile(pieces.update, params, opt_state, normalizers, hyper, batch, key)
-    params, opt_state, metrics = jax.block_until_ready(update(params, opt_state, normalizers, hyper, batch, key))
+    params, opt_state, hyper, metrics = jax.block_until_ready(
+        update(params, opt_state, normalizers, hyper, batch, key))
 
     # (a), (a'), (b): rollout -> returns -> update cycles (the update is timed on the cycle's fixed batch).
     t_roll, t_ret, t_upd, other_cpu, util_upd = [], [], [], [], []
@@ -205,7 +207,7 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
         with Probe() as pr:
             batch = jax.block_until_ready(returns(params, normalizers, env_state, tr))
         with Probe() as pu:
-            params, opt_state, metrics = jax.block_until_ready(
+            params, opt_state, hyper, metrics = jax.block_until_ready(
                 update(params, opt_state, normalizers, hyper, batch, k_upd))
         ok = pa.clean and pr.clean and pu.clean
         clean_cycles += ok

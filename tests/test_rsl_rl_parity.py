@@ -239,8 +239,8 @@ def run_ours(case: Case, data: dict, start: dict, stored: dict) -> dict:
                   dones=jnp.asarray(data["dones"]).astype(bool))
     tx = optim.make_optimizer(cfg.learning_rate, cfg.max_grad_norm, cfg.grad_clip_mode, cfg.optimizer)
     update = jax.jit(ppo.make_update_fn(cfg, networks, tx))
-    hyper = {"entropy_coef": jnp.asarray(cfg.entropy_coef, jnp.float32)}
-    new_params, _, metrics = update(params, tx.init(params), {}, hyper, batch, jax.random.key(case.seed))
+    hyper = {"entropy_coef": jnp.asarray(cfg.entropy_coef, jnp.float32), "num_updates": jnp.zeros((), jnp.int32)}
+    new_params, _, _, metrics = update(params, tx.init(params), {}, hyper, batch, jax.random.key(case.seed))
     return {
         "rewards": np.asarray(rewards),
         "returns": np.asarray(returns),
