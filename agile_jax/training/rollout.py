@@ -90,6 +90,12 @@ def make_stateful_rollout_fn(env, networks: ActorCritic, num_steps: int):
         )
         return RolloutCarry(next_state, next_hidden, carry.step + 1), (transition, info)
 
+    return _scan_steps(step_fn, num_steps)
+
+
+def _scan_steps(step_fn, num_steps: int):
+    """``rollout(params, normalizers, env_state, hidden, key, env_ids)``: ``num_steps`` of ``step_fn`` in a scan."""
+
     def rollout(params, normalizers, env_state, hidden, key: PRNGKey, env_ids: Array):
         carry = RolloutCarry(env_state, hidden, jnp.zeros((), jnp.int32))
         carry, (transitions, infos) = jax.lax.scan(
@@ -160,11 +166,4 @@ def make_distill_rollout_fn(env, student: ActorCritic, teacher, num_steps: int):
                                        dones=info.done, hidden=hidden["actor"])
         return RolloutCarry(next_state, next_hidden, carry.step + 1), (transition, info)
 
-    def rollout(params, normalizers, env_state, hidden, key: PRNGKey, env_ids: Array):
-        carry = RolloutCarry(env_state, hidden, jnp.zeros((), jnp.int32))
-        carry, (transitions, infos) = jax.lax.scan(
-            lambda c, x: step_fn(params, normalizers, key, env_ids, c, x), carry, None, length=num_steps
-        )
-        return carry.env_state, carry.hidden, transitions, infos
-
-    return rollout
+    return _scan_steps(step_fn, num_steps)
