@@ -18,7 +18,6 @@ recorded in its file, else ``runner.obs_groups.teacher``. Overrides use the dist
 from __future__ import annotations
 
 import copy
-import datetime
 import os
 import sys
 
@@ -28,7 +27,7 @@ if ROOT not in sys.path:
 
 from agile_jax import config as config_lib  # noqa: E402
 from agile_jax import platform  # noqa: E402
-from experiments.train import export_final_policy, find_resume_dir, parse_args  # noqa: E402
+from experiments.train import export_final_policy, parse_args, run_directories  # noqa: E402
 
 
 def split_teacher(argv: list[str]) -> tuple[str, list[str]]:
@@ -78,10 +77,7 @@ def main(argv: list[str]) -> int:
     from experiments.configs import make_env
 
     run = cfg.runner
-    experiment_dir = os.path.abspath(os.path.join(run.log_root, run.experiment_name))
-    resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    log_dir = os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else ""))
+    log_dir, resume_dir = run_directories(cfg)
     env = make_env(cfg)
     try:
         runner = DistillationRunner(env, cfg, log_dir=log_dir)

@@ -74,6 +74,15 @@ def find_resume_dir(cfg, experiment_dir: str) -> str:
     return os.path.join(experiment_dir, runs[-1])
 
 
+def run_directories(cfg) -> tuple[str, str | None]:
+    """``(new run directory, run directory to resume from or None)`` under ``log_root/experiment_name``."""
+    run = cfg.runner
+    experiment_dir = os.path.abspath(os.path.join(run.log_root, run.experiment_name))
+    resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else "")), resume_dir
+
+
 def main(argv: list[str]) -> int:
     try:
         cfg = build_config(argv)
@@ -88,10 +97,7 @@ def main(argv: list[str]) -> int:
     if notice:
         print(notice)
     run = cfg.runner
-    experiment_dir = os.path.abspath(os.path.join(run.log_root, run.experiment_name))
-    resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    log_dir = os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else ""))
+    log_dir, resume_dir = run_directories(cfg)
     env = make_env(cfg)
     print(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; "
           f"logging to {log_dir}")
