@@ -162,15 +162,19 @@ class Pieces:
     def _returns_fn(self, alg: AlgorithmConfig) -> Callable:
         networks = self.networks
 
-        def returns(params, normalizers, env_state, tr) -> Batch:
+        def returns(params, normalizers, env_state, tr) -> tuple[jax.Array, jax.Array]:
             last_values = networks.value(params, normalizers, env_state.obs)
             rewards = gae.bootstrap_timeouts(tr.rewards, tr.values, tr.time_outs, alg.gamma)
-            adv, ret = gae.compute_gae(rewards, tr.values, tr.dones, last_values, alg.gamma, alg.lam)
-            return Batch(obs=tr.obs, actions=tr.actions, old_log_probs=tr.log_probs, old_values=tr.values,
-                         advantages=adv, returns=ret, old_mean=tr.action_mean, old_std=tr.action_std, dones=tr.dones,
-                         hidden=tr.hidden)
+            return gae.compute_gae(rewards, tr.values, tr.dones, last_values, alg.gamma, alg.lam)
 
         return returns
+
+
+def make_batch(tr, advantages: jax.Array, returns: jax.Array) -> Batch:
+    """The update's batch from the rollout (assembled outside jit, so no buffer is copied)."""
+    return Batch(obs=tr.obs, actions=tr.actions, old_log_probs=tr.log_probs, old_values=tr.values,
+                 advantages=advantages, returns=returns, old_mean=tr.action_mean, old_std=tr.action_std,
+                 dones=tr.dones, hidden=tr.hidden)
 
 
 def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, skip_iteration: bool) -> dict:
@@ -191,7 +195,7 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
     rollout, compile_s["rollout"] = _compile(pieces.rollout, params, normalizers, env_state, key, pieces.env_ids)
     env_state, tr, _ = jax.block_until_ready(rollout(params, normalizers, env_state, key, pieces.env_ids))
     returns, compile_s["returns"] = _compile(pieces.returns, params, normalizers, env_state, tr)
-    batch = jax.block_until_ready(returns(params, normalizers, env_state, tr))
+    batch = make_batch(tr, *jax.block_until_ready(returns(params, normalizers, env_state, tr)))
     update, compile_s["update"] = _compile(pieces.update, params, opt_state, normalizers, hyper, batch, key)
     params, opt_state, hyper, metrics = jax.block_until_ready(
         update(params, opt_state, normalizers, hyper, batch, key))
@@ -205,7 +209,7 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
         with Probe() as pa:
             env_state, tr, _ = jax.block_until_ready(rollout(params, normalizers, env_state, k_roll, pieces.env_ids))
         with Probe() as pr:
-            batch = jax.block_until_ready(returns(params, normalizers, env_state, tr))
+            batch = make_batch(tr, *jax.block_until_ready(returns(params, normalizers, env_state, tr)))
         with Probe() as pu:
             params, opt_state, hyper, metrics = jax.block_until_ready(
                 update(params, opt_state, normalizers, hyper, batch, k_upd))
