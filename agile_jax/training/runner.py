@@ -155,8 +155,8 @@ class OnPolicyRunner:
     def _anneal_entropy(self) -> None:
         """AGILE's entropy-coefficient schedule, decided on the host once per iteration before the rollout."""
         run = self.cfg.runner
-        if not run.enable_entropy_coef_annealing:
-            return
+        if not run.enable_entropy_coef_annealing or "entropy_coef" not in self.state.hyper:
+            return  # off, or an algorithm without an entropy bonus (distillation)
         coef = float(self.state.hyper["entropy_coef"])
         new = anneal_entropy_coef(coef, self.cfg.algorithm.entropy_coef, self.current_learning_iteration,
                                   run.max_iterations, self.tracker.mean_length, self.env.max_episode_length, run)
