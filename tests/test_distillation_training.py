@@ -158,3 +158,12 @@ def test_teacher_is_required(teacher_file):
     cfg = distill_config("")
     with pytest.raises(ValueError, match="Teacher model parameters not loaded"):
         DistillationRunner(point_mass_env(cfg), cfg)
+
+
+def test_distillation_ignores_the_presets_entropy_annealing(teacher_file):
+    cfg = distill_config(teacher_file[0], class_name="StudentTrainedTeacher")
+    cfg.runner.enable_entropy_coef_annealing = True  # e.g. inherited from the t1_velocity preset
+    cfg.runner.entropy_coef_annealing_start_progress = 0.0
+    runner = DistillationRunner(point_mass_env(cfg), cfg)
+    runner.learn(1)
+    assert runner.current_learning_iteration == 1
