@@ -10,9 +10,10 @@ observations, rewards, dones and timeouts. We then compare
   adaptive learning rate and the logged losses (value, surrogate, entropy).
 
 One minibatch per epoch is used, so RSL-RL's and our shuffles only reorder the terms of each mean.
-The networks are perturbed after the rollout (the rollout was collected by a slightly older policy),
-so the first minibatch's KL is clearly positive in both implementations instead of being zero up to
-float rounding, which would make the ``kl > 0`` branch of the learning-rate rule a coin toss.
+The networks are perturbed after the rollout (the rollout was collected by a slightly older policy):
+otherwise the first minibatch's KL is exactly zero in float32 on both sides and the learning-rate rule
+would only be exercised from the second minibatch on; with the perturbation every step's KL is well
+inside one branch of the rule (0.015-0.05 against thresholds 0.0025/0.01, 0.005/0.02 and 0.1).
 
 RSL-RL 5.x clips the actor and critic gradient norms separately (``grad_clip_mode="per_network"``);
 for ``"joint"`` (one norm over all parameters, as NVIDIA AGILE) RSL-RL's update is run with its two
