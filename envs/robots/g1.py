@@ -14,7 +14,7 @@ import mujoco
 
 from envs.mdp.symmetry import G1_MIRROR
 from envs.robots import assets
-from envs.robots.robot import ActuatorGroup, Robot, actuator_arrays, build_robot, probe, select_joints
+from envs.robots.robot import ActuatorGroup, Robot, build_robot, finish_mjx_spec, probe, select_joints
 
 # Isaac Lab joint order of the 29-DoF G1 (breadth-first over the kinematic tree).
 JOINT_ORDER = (
@@ -82,18 +82,7 @@ def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes:
     assets.add_probe_sphere(spec, "pelvis", "pelvis_probe", 0.07, (0.0, 0.0, -0.08))
     assets.add_probe_sphere(spec, "torso_link", "torso_probe_low", 0.09, (0.01, 0.0, 0.08))
     assets.add_probe_sphere(spec, "torso_link", "torso_probe_high", 0.09, (0.01, 0.0, 0.2))
-    act = actuator_arrays(JOINT_ORDER, ACTUATORS)
-    # With implicit damping (Euler damping on) the PD damping kd lives in the joints; see mdp.actuators.
-    damping = dict(zip(JOINT_ORDER, act["kd"].tolist())) if solver.eulerdamp else None
-    assets.set_joint_dynamics(
-        spec, dict(zip(JOINT_ORDER, act["armature"].tolist())), dict(zip(JOINT_ORDER, act["friction"].tolist())),
-        damping,
-    )
-    assets.set_torque_motors(spec, JOINT_ORDER)
-    assets.set_solver(spec, solver)
-    if not keep_meshes:
-        assets.drop_visual_meshes(spec)
-    return spec
+    return finish_mjx_spec(spec, JOINT_ORDER, ACTUATORS, solver, keep_meshes)
 
 
 @functools.lru_cache(maxsize=4)

@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 
 from envs.mdp.symmetry import JointMirror, joint_mirror
+from envs.robots import assets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,3 +305,20 @@ def symmetric_inertials(robot: Robot) -> dict[str, np.ndarray]:
     mujoco.mj_setConst(m, mujoco.MjData(m))
     fields = ("body_mass", "body_inertia", "body_ipos", "body_iquat", "body_invweight0", "dof_invweight0")
     return {f: np.asarray(getattr(m, f), np.float32) for f in fields}
+
+
+def finish_mjx_spec(spec: mujoco.MjSpec, joint_order: Sequence[str], groups: Sequence[ActuatorGroup],
+                    solver, keep_meshes: bool) -> mujoco.MjSpec:
+    """Shared last edits of an MJX-friendly robot spec: joint dynamics, torque motors, solver, meshes.
+
+    With implicit damping (Euler damping on) the PD damping ``kd`` lives in the joints; see ``mdp.actuators``.
+    """
+    act = actuator_arrays(joint_order, groups)
+    damping = dict(zip(joint_order, act["kd"].tolist())) if solver.eulerdamp else None
+    assets.set_joint_dynamics(spec, dict(zip(joint_order, act["armature"].tolist())),
+                              dict(zip(joint_order, act["friction"].tolist())), damping)
+    assets.set_torque_motors(spec, joint_order)
+    assets.set_solver(spec, solver)
+    if not keep_meshes:
+        assets.drop_visual_meshes(spec)
+    return spec

@@ -13,7 +13,7 @@ import mujoco
 
 from envs.mdp.symmetry import T1_MIRROR
 from envs.robots import assets
-from envs.robots.robot import ActuatorGroup, Robot, actuator_arrays, build_robot, probe, select_joints
+from envs.robots.robot import ActuatorGroup, Robot, build_robot, finish_mjx_spec, probe, select_joints
 
 # Isaac Lab joint order of AGILE's T1 asset (breadth-first over the kinematic tree).
 JOINT_ORDER = (
@@ -68,18 +68,7 @@ def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes:
         assets.add_box_corner_spheres(spec, body, box.size, box.pos, FOOT_SPHERE_RADIUS, prefix=f"{side}_foot")
     # The Waist has no collision primitive in the Menagerie model; a non-colliding probe stands in for it.
     assets.add_probe_sphere(spec, "Waist", "waist_probe", WAIST_PROBE_RADIUS, (0.0, 0.0, 0.0))
-    act = actuator_arrays(JOINT_ORDER, ACTUATORS)
-    # With implicit damping (Euler damping on) the PD damping kd lives in the joints; see mdp.actuators.
-    damping = dict(zip(JOINT_ORDER, act["kd"].tolist())) if solver.eulerdamp else None
-    assets.set_joint_dynamics(
-        spec, dict(zip(JOINT_ORDER, act["armature"].tolist())), dict(zip(JOINT_ORDER, act["friction"].tolist())),
-        damping,
-    )
-    assets.set_torque_motors(spec, JOINT_ORDER)
-    assets.set_solver(spec, solver)
-    if not keep_meshes:
-        assets.drop_visual_meshes(spec)
-    return spec
+    return finish_mjx_spec(spec, JOINT_ORDER, ACTUATORS, solver, keep_meshes)
 
 
 @functools.lru_cache(maxsize=4)
