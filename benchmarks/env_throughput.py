@@ -1,12 +1,10 @@
 """Control steps per second of the velocity env next to raw batched ``mjx.step`` on the same model.
 
-For each MJX implementation (``jax``, and ``warp`` when ``warp-lang`` is installed) and batch size it reports
-
-* ``env``: ``VecEnv.step`` of the velocity task (PD + delay + 4 physics steps + terms + auto-reset);
-* ``step``: ``vmap(env.step)`` alone (no time limit / auto-reset);
-* ``raw``: ``vmap(lax.scan(mjx.step))`` over the same number of physics steps with fixed controls;
-
-as control steps/s (batch x calls / wall time) and the compile time of the first call. Run:
+For each MJX implementation (``jax``, and ``warp`` when ``warp-lang`` is installed) and batch size it times,
+from the same batch of states (50 steps of noisy actions with auto-reset, so every row meets the same
+contacts), the rows of :func:`rows` (``env``, ``env_reset``, ``step``, ``raw``) round-robin, and reports
+control steps/s (batch / median wall time per call), the time relative to ``raw`` and the compile time of
+the first call. Run:
 
     python benchmarks/env_throughput.py --batch 64 256 1024 --impl jax warp --out results.json
 """
@@ -20,64 +18,79 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 from mujoco import mjx
 
 from envs.core import VecEnv
-from envs.mdp import events
 from envs.tasks.velocity import G1VelocityConfig, T1VelocityConfig, VelocityEnv
 
 
-def _timed(fn, carry, *extra, repeats: int) -> tuple[float, float]:
-    """Compile time of the first call and mean wall time of ``repeats`` chained calls ``carry = fn(carry, *extra)``."""
+def _compile(fn, *args) -> float:
+    """Seconds of the first call (trace + compile + run) of ``fn(*args)``."""
     t0 = time.perf_counter()
-    carry = jax.block_until_ready(fn(carry, *extra))
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t0
+
+
+def _interleaved_median(calls: dict, repeats: int) -> dict[str, float]:
+    """Median wall time per call of each ``name -> (fn, args)``, timed round-robin from the same inputs.
+
+    Every row starts from the *same* batch of states (see :func:`warm_states`), so the physics solver meets
+    the same contacts in each row (MJX's solver stops once converged: a standing robot is cheaper to simulate
+    than a falling one). Round-robin timing spreads this shared VM's slow phases over all rows alike.
+    """
+    for fn, args in calls.values():  # the first calls after compiling pay for buffer allocation
+        jax.block_until_ready(fn(*args))
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        carry = fn(carry, *extra)
-    jax.block_until_ready(carry)
-    return compile_s, (time.perf_counter() - t0) / repeats
+        for name, (fn, args) in calls.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def bench_env(env: VelocityEnv, batch: int, repeats: int) -> dict:
-    """``VecEnv.step`` throughput (random actions fixed per run)."""
-    venv = VecEnv(env, batch)
+def warm_states(env: VelocityEnv, batch: int, steps: int = 50):
+    """A realistic batch: ``steps`` control steps of noisy actions from reset, with time limit and auto-reset.
+
+    Returns the batched env state and the actions every row is timed with.
+    """
+    venv = VecEnv(env, batch, init_at_random_ep_len=True)
     state = jax.jit(venv.reset)(jax.random.split(jax.random.PRNGKey(0), batch))
     actions = 0.3 * jax.random.normal(jax.random.PRNGKey(1), (batch, env.action_size))
-    step = jax.jit(lambda s, a: venv.step(s, a)[0])
-    compile_s, per_call = _timed(step, state, actions, repeats=repeats)
-    return {"compile_s": compile_s, "ctrl_steps_per_s": batch / per_call}
+
+    @jax.jit
+    def advance(s):
+        return jax.lax.fori_loop(0, steps, lambda i, s: venv.step(s, actions)[0], s)
+
+    return jax.block_until_ready(advance(state)), actions
 
 
-def bench_step(env: VelocityEnv, batch: int, repeats: int) -> dict:
-    """``vmap(env.step)`` without ``VecEnv``'s time limit and auto-reset."""
-    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), batch))
-    actions = 0.3 * jax.random.normal(jax.random.PRNGKey(1), (batch, env.action_size))
-    compile_s, per_call = _timed(jax.jit(jax.vmap(env.step)), state, actions, repeats=repeats)
-    return {"compile_s": compile_s, "ctrl_steps_per_s": batch / per_call}
+def rows(env: VelocityEnv, state, actions) -> dict:
+    """The timed functions, ``name -> (jitted fn, args)``:
 
+    * ``env``: ``VecEnv.step`` (task step, time limit, episode statistics, auto-reset) on the states as they are;
+    * ``env_reset``: the same with env 0 on the last step of its time limit, so the reset branch surely runs
+      (as it does on nearly every step of a large batch in training);
+    * ``step``: ``vmap(env.step)`` without ``VecEnv``;
+    * ``raw``: ``decimation`` raw ``mjx.step`` calls on the env's own per-env model (DR included), controls
+      held at the state's last ``ctrl``.
+    """
+    venv = VecEnv(env, actions.shape[0])
+    env_step = jax.jit(lambda s, a: venv.step(s, a))
+    last = state.replace(step_count=state.step_count.at[0].set(env.max_episode_length - 1))
 
-def bench_raw(env: VelocityEnv, batch: int, repeats: int) -> dict:
-    """Raw batched ``mjx.step``: ``decimation`` physics steps per call, the same model (nominal or per-env DR)."""
-    robot, decimation = env.robot, env.cfg.decimation
-
-    def init(_):
-        d = env.make_data()
-        qpos = jnp.asarray(d.qpos).at[2].set(robot.stand_height).at[robot.qpos_adr].set(jnp.asarray(robot.default_pos))
-        return d.replace(qpos=qpos)
-
-    data = jax.jit(jax.vmap(init))(jnp.arange(batch))
-    doms = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch,) + x.shape), events.nominal_domain(robot))
-
-    def physics(d, dom):
-        model = events.apply_domain(env.mjx_model, dom) if env.cfg.domain.randomize else env.mjx_model
-        d, _ = jax.lax.scan(lambda c, _: (mjx.step(model, c), None), d, None, length=decimation)
+    def physics(d, domain):
+        model = env.physics_model(domain)
+        d, _ = jax.lax.scan(lambda c, _: (mjx.step(model, c), None), d, None, length=env.cfg.decimation)
         return d
 
-    compile_s, per_call = _timed(jax.jit(jax.vmap(physics)), data, doms, repeats=repeats)
-    return {"compile_s": compile_s, "ctrl_steps_per_s": batch / per_call,
-            "physics_steps_per_s": batch * decimation / per_call}
+    return {
+        "env": (env_step, (state, actions)),
+        "env_reset": (env_step, (last, actions)),
+        "step": (jax.jit(jax.vmap(env.step)), (state, actions)),
+        "raw": (jax.jit(jax.vmap(physics)), (state.data, state.info["domain"])),
+    }
 
 
 def main() -> None:
@@ -85,15 +98,15 @@ def main() -> None:
     parser.add_argument("--robot", choices=("t1", "g1"), default="t1")
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--impl", nargs="+", default=["jax", "warp"])
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-dr", action="store_true", help="nominal model (always used with impl=warp)")
-    parser.add_argument("--what", nargs="+", default=["env", "step", "raw"], help="rows to run")
+    parser.add_argument("--what", nargs="+", default=["env", "env_reset", "step", "raw"], help="rows to run")
     parser.add_argument("--out", default=None, help="write the results as JSON")
     args = parser.parse_args()
     base = T1VelocityConfig() if args.robot == "t1" else G1VelocityConfig()
     results = []
     print(f"jax {jax.__version__} backend={jax.default_backend()} cores={os.cpu_count()}")
-    print(f"{'impl':5} {'batch':>6} {'what':4} {'ctrl steps/s':>13} {'compile s':>10}")
+    print(f"{'impl':5} {'batch':>6} {'what':9} {'ctrl steps/s':>13} {'vs raw':>7} {'compile s':>10} {'resets':>7}")
     for impl in args.impl:
         domain = dataclasses.replace(base.domain, randomize=not args.no_dr and impl == "jax")
         try:
@@ -102,18 +115,27 @@ def main() -> None:
             print(f"{impl:5} skipped: {err}")
             continue
         for batch in args.batch:
-            for what, fn in (("env", bench_env), ("step", bench_step), ("raw", bench_raw)):
-                if what not in args.what:
-                    continue
-                try:
-                    res = fn(env, batch, args.repeats)
-                except Exception as err:  # noqa: BLE001 - report and go on with the other rows
-                    print(f"{impl:5} {batch:6d} {what:4} failed: {type(err).__name__}: {str(err)[:200]}")
-                    continue
-                res.update(impl=impl, batch=batch, what=what, dr=domain.randomize)
+            try:
+                state, actions = warm_states(env, batch)
+                calls = {k: v for k, v in rows(env, state, actions).items() if k in args.what}
+                compile_s = {k: _compile(fn, *a) for k, (fn, a) in calls.items()}
+            except Exception as err:  # noqa: BLE001 - report and go on with the other implementations
+                print(f"{impl:5} {batch:6d} failed: {type(err).__name__}: {str(err)[:200]}")
+                continue
+            per_call = _interleaved_median(calls, args.repeats)
+            for what in calls:
+                res = {"impl": impl, "batch": batch, "what": what, "dr": domain.randomize,
+                       "compile_s": compile_s[what], "ctrl_steps_per_s": batch / per_call[what],
+                       "physics_steps_per_s": batch * env.cfg.decimation / per_call[what],
+                       "time_vs_raw": per_call[what] / per_call["raw"] if "raw" in per_call else None}
+                if what.startswith("env"):
+                    fn, a = calls[what]
+                    res["envs_reset"] = int(jax.device_get(fn(*a)[1].done.sum()))
                 results.append(res)
-                print(f"{impl:5} {batch:6d} {what:4} {res['ctrl_steps_per_s']:13.0f} {res['compile_s']:10.1f}",
-                      flush=True)
+                ratio = f"{res['time_vs_raw']:7.2f}" if res["time_vs_raw"] else " " * 7
+                resets = f"{res['envs_reset']:7d}" if "envs_reset" in res else ""
+                print(f"{impl:5} {batch:6d} {what:9} {res['ctrl_steps_per_s']:13.0f} {ratio} "
+                      f"{res['compile_s']:10.1f} {resets}", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -168,10 +168,35 @@ class VecEnv:
         )
 
     def step(self, state: EnvState, actions: Array) -> tuple[EnvState, StepInfo]:
-        """Steps every env ``[N]`` with ``actions`` ``[N, A]``; finished envs are reset in place."""
-        return jax.vmap(self._step_one)(state, actions)
+        """Steps every env ``[N]`` with ``actions`` ``[N, A]``; finished envs are reset in place.
 
-    def _step_one(self, state: EnvState, action: Array) -> tuple[EnvState, StepInfo]:
+        The resets are computed only when at least one env finished (a ``lax.cond`` over the batch), so
+        the common step without a finished episode costs no more than the task's own step.
+        """
+        running, info = jax.vmap(self._advance_one)(state, actions)
+
+        def with_resets(running: EnvState) -> EnvState:
+            # The key of a finished env's next episode comes from its own rng.
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(running.info["rng"])
+            fresh = jax.vmap(self._reset_one)(keys)
+            # The step's flags and reward stay visible on the returned state, reset or not.
+            fresh = fresh.replace(
+                reward=running.reward, terminated=running.terminated, time_out=running.time_out,
+                reward_terms=running.reward_terms, termination_terms=running.termination_terms,
+            )
+
+            def select(f, r):
+                return jnp.where(info.done.reshape(info.done.shape + (1,) * (r.ndim - 1)), f, r)
+
+            new_state = jax.tree.map(select, fresh, running)
+            # Info the task declares persistent (startup randomisation, global step counters) survives the reset.
+            keep = {k: running.info[k] for k in self.persistent_info}
+            return new_state.replace(info={**new_state.info, **keep})
+
+        return jax.lax.cond(jnp.any(info.done), with_resets, lambda r: r, running), info
+
+    def _advance_one(self, state: EnvState, action: Array) -> tuple[EnvState, StepInfo]:
+        """One env's task step with the time limit and episode bookkeeping, before any reset."""
         # Physics and task terms.
         nxt = self.env.step(state, action)
         step_count = state.step_count + 1
@@ -182,7 +207,7 @@ class VecEnv:
         # A failure on the last step of the time limit counts as a time-out only (as `terminated` does).
         term_terms = {k: jnp.logical_and(v, terminated) for k, v in nxt.termination_terms.items() if k != "time_out"}
         term_terms["time_out"] = time_out
-        # Episode bookkeeping (before the reset wipes it).
+        # Episode bookkeeping (before a reset wipes it).
         ep_return = state.episode_return + nxt.reward
         ep_sums = {k: state.episode_sums[k] + v for k, v in nxt.reward_terms.items()}
         bad, good = _termination_sigmas({k: v for k, v in term_terms.items() if k != "time_out"},
@@ -199,22 +224,12 @@ class VecEnv:
             bad_termination_sigma=bad,
             good_termination_sigma=good,
         )
-        # Auto-reset: finished envs start their next episode; the key comes from the env's own rng.
         running = nxt.replace(
             terminated=terminated,
             time_out=time_out,
             step_count=step_count,
             episode_return=ep_return,
             episode_sums=ep_sums,
+            termination_terms=term_terms,
         )
-        fresh = self._reset_one(jax.random.fold_in(nxt.info["rng"], 1))
-        new_state = jax.tree.map(lambda f, r: jnp.where(done, f, r), fresh, running)
-        # Info the task declares persistent (startup randomisation, global step counters) survives the reset.
-        keep = {k: running.info[k] for k in self.persistent_info}
-        new_state = new_state.replace(info={**new_state.info, **keep})
-        # Keep the step's flags and reward visible on the returned state.
-        new_state = new_state.replace(
-            reward=nxt.reward, terminated=terminated, time_out=time_out,
-            reward_terms=nxt.reward_terms, termination_terms=term_terms,
-        )
-        return new_state, info
+        return running, info

@@ -67,3 +67,26 @@ def test_time_limit_wins_over_a_failure_on_the_same_step():
     assert bool(last.time_out[0]) and not bool(last.terminated[0])
     assert not bool(last.termination_terms["fell"][0]) and bool(last.termination_terms["time_out"][0])
     assert last.bad_termination_sigma[0] == 0.0  # a timed-out env is never shaped as a bad termination
+
+
+def test_only_finished_envs_restart_and_steps_without_a_finish_skip_the_reset():
+    # Episodes out of phase: only env 2 reaches the time limit (5) on the first step.
+    env = VecEnv(Counter(fall_at=100), 3)
+    state = env.reset(jax.random.split(jax.random.key(1), 3))
+    state = state.replace(step_count=jnp.array([0, 2, 4], jnp.int32))
+    step = jax.jit(env.step)
+    state, info = step(state, jnp.zeros((3, 1)))
+    np.testing.assert_array_equal(info.done, [False, False, True])
+    np.testing.assert_array_equal(info.time_out, [False, False, True])
+    np.testing.assert_array_equal(state.step_count, [1, 3, 0])
+    np.testing.assert_array_equal(state.data["n"], [1, 1, 0])  # env 2 restarted from the task's reset
+    np.testing.assert_array_equal(state.obs["policy"][:, 0], [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(state.episode_return, [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(state.info["global_steps"], [1, 1, 1])  # persistent through the reset
+    np.testing.assert_array_equal(state.time_out, [False, False, True])  # the step's flags stay visible
+    # Next step: nobody finishes, every env just advances.
+    state, info = step(state, jnp.zeros((3, 1)))
+    assert not np.asarray(info.done).any()
+    np.testing.assert_array_equal(state.step_count, [2, 4, 1])
+    np.testing.assert_array_equal(state.data["n"], [2, 2, 1])
+    np.testing.assert_array_equal(state.episode_return, [2.0, 2.0, 1.0])

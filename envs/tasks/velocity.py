@@ -368,6 +368,10 @@ class VelocityEnv:
             reward_terms=reward_terms, termination_terms=term_terms, info=info,
         )
 
+    def physics_model(self, domain: events.DomainParams) -> mjx.Model:
+        """The MJX model one env simulates with: the nominal model, or its randomised fields swapped in."""
+        return self._model_and_motor(domain)[0]
+
     def _model_and_motor(self, domain: events.DomainParams) -> tuple[mjx.Model, actuators.MotorParams]:
         """The env's per-env model (randomised fields swapped in when DR is on) and its motor constants."""
         r = self.robot
