@@ -35,7 +35,8 @@ class EnvState:
         obs: observation groups after this step, e.g. ``{"policy": [D], "critic": [Dc]}``.
         reward: total reward of this step, already weighted (and scaled by dt where the task says so).
         terminated: the task ended the episode (fall, tilt, ...), bool.
-        time_out: the episode was truncated by a time limit, bool.
+        time_out: the episode was truncated by a time limit, bool (a task sets it on every step, ``False`` when it
+            has no truncation of its own; :class:`VecEnv` adds the time limit).
         reward_terms: name -> weighted value of each reward term at this step.
         termination_terms: name -> bool, which termination terms fired at this step.
         info: task-carried values (rng key, command, last action, delay buffers, ...).

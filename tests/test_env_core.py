@@ -32,7 +32,7 @@ class Counter:
         n = state.data["n"] + 1
         fell = n >= self.fall_at
         return state.replace(data={"n": n}, obs={"policy": n[None].astype(jnp.float32)}, reward=jnp.float32(1.0),
-                             terminated=fell, reward_terms={"one": jnp.float32(1.0)},
+                             terminated=fell, time_out=jnp.zeros((), bool), reward_terms={"one": jnp.float32(1.0)},
                              termination_terms={"fell": fell},
                              info={"rng": jax.random.fold_in(state.info["rng"], 0),
                                    "global_steps": state.info["global_steps"] + 1})
