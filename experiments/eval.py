@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA notes every program loaded from the cache
 
 from agile_jax.evaluation.run import EvalConfig, evaluate
 
