@@ -43,6 +43,9 @@ def parse_args(argv: list[str]) -> EvalConfig:
     fields = {f.name: f for f in dataclasses.fields(EvalConfig)}
     values, random_commands = {}, False
     for arg in argv:
+        if arg in ("-h", "--help"):
+            print(__doc__)
+            raise SystemExit(0)
         if "=" not in arg:
             values["path"] = arg
             continue
@@ -61,7 +64,12 @@ def parse_args(argv: list[str]) -> EvalConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    result = evaluate(parse_args(sys.argv[1:] if argv is None else argv))
+    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        result = evaluate(cfg)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err} (pass a run directory of experiments/train.py, or the 'exported' "
+                         "directory written by experiments/export.py)") from None
     print(json.dumps({"out": result["out"], **result["summary"],
                       "real_time_factor": [e["real_time_factor"] for e in result["episodes"]],
                       "sim_real_time_factor": [e["sim_real_time_factor"] for e in result["episodes"]]}, indent=2))

@@ -166,3 +166,12 @@ def test_mujoco_and_mjx_trajectories_agree(exported, tmp_path):
     assert np.abs(a["root_pos"] - b["root_pos"]).max() < 1e-3
     assert np.abs(a["action"] - b["action"]).max() < 1e-3
     assert np.abs(a["joint_pos"] - b["joint_pos"]).max() < 1e-2
+
+
+def test_eval_cli_explains_a_missing_policy_and_prints_help(tmp_path):
+    script = os.path.join(ROOT, "experiments", "eval.py")
+    proc = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"no policy.yaml in {tmp_path}" in proc.stderr and "experiments/export.py" in proc.stderr
+    proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Usage::" in proc.stdout
