@@ -1,0 +1,86 @@
+"""What an untrained policy scores: episode length, return and reward terms of zero and Gaussian random actions.
+
+``python experiments/baseline.py config=t1_velocity [num_envs=64] [--steps 150] [--std 0 0.3 1.0]``
+
+Runs the preset's env (same overrides as ``train.py``) for ``--steps`` control steps per action noise level
+``std`` (actions ``std * N(0, 1)``, so ``std=0`` holds the default pose) and prints, per level, the mean
+reward per step, how many episodes ended (and how many by a failure), their mean length, and the mean
+per-step value of each reward term. It is the reference line for a learning curve: ``Train/mean_episode_length``
+of a policy that learns must rise above these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA notes every program loaded from the cache
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from agile_jax import platform  # noqa: E402
+from experiments.train import build_config  # noqa: E402
+
+
+def random_action_stats(env, std: float, steps: int, seed: int = 0) -> dict:
+    """Statistics of ``steps`` control steps of actions ``std * N(0, 1)`` on a :class:`envs.core.VecEnv`."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    n = env.num_envs
+
+    @jax.jit
+    def run(std, key):
+        state = env.reset(jax.random.split(key, n))
+
+        def body(s, k):
+            s, info = env.step(s, std * jax.random.normal(k, (n, env.action_size)))
+            return s, (info.reward, s.reward_terms, info.done, info.terminated, info.episode_length)
+
+        return jax.lax.scan(body, state, jax.random.split(jax.random.fold_in(key, 1), steps))[1]
+
+    reward, terms, done, terminated, length = jax.device_get(run(jnp.float32(std), jax.random.PRNGKey(seed)))
+    ended = length[done]
+    return {
+        "std": std,
+        "reward_per_step": float(np.mean(reward)),
+        "episodes_ended": int(done.sum()),
+        "episodes_failed": int(terminated.sum()),
+        "mean_length_of_ended": float(ended.mean()) if ended.size else None,
+        "reward_terms_per_step": {k: float(np.mean(v)) for k, v in sorted(terms.items())},
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--std", type=float, nargs="+", default=[0.0, 0.3, 1.0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the statistics as JSON")
+    args, settings = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if not any(s.startswith("config=") for s in settings):
+        parser.error("name a preset, e.g. config=t1_velocity")
+    cfg = build_config(settings)
+    platform.enable_compilation_cache()
+    from experiments.configs import make_env
+
+    env = make_env(cfg)
+    results = []
+    for std in args.std:
+        res = random_action_stats(env, std, args.steps, args.seed)
+        results.append(res)
+        length = res["mean_length_of_ended"]
+        print(f"std {std:4.2f}: reward/step {res['reward_per_step']:+.4f}, episodes ended {res['episodes_ended']} "
+              f"({res['episodes_failed']} failures), mean length {length if length is None else round(length, 1)}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

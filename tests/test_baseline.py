@@ -1,0 +1,20 @@
+"""``experiments/baseline.py``: the untrained-policy reference line of a learning curve."""
+
+import pytest
+
+from experiments import baseline
+
+
+def test_zero_actions_on_point_mass_only_time_out(tmp_path):
+    out = tmp_path / "baseline.json"
+    (zero,) = baseline.main(["config=point_mass", "num_envs=8", "--steps", "250", "--std", "0", "--out", str(out)])
+    # 250 steps with a 100-step time limit: every env times out twice and never fails.
+    assert zero["episodes_ended"] == 16 and zero["episodes_failed"] == 0
+    assert zero["mean_length_of_ended"] == 100.0
+    assert set(zero["reward_terms_per_step"]) and out.exists()
+    assert zero["reward_per_step"] == pytest.approx(sum(zero["reward_terms_per_step"].values()), rel=1e-5)
+
+
+def test_a_preset_is_required():
+    with pytest.raises(SystemExit):
+        baseline.main(["--steps", "5"])
