@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not any(s.startswith("config=") for s in settings):
         parser.error("name a preset, e.g. config=t1_velocity")
     cfg = build_config(settings)
+    cfg.runner.init_at_random_ep_len = False  # episode lengths must count from a real start
     platform.enable_compilation_cache()
     from experiments.configs import make_env
 
