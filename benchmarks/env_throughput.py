@@ -7,6 +7,10 @@ control steps/s (batch / median wall time per call), the time relative to ``raw`
 the first call. Run:
 
     python benchmarks/env_throughput.py --batch 64 256 1024 --impl jax warp --out results.json
+
+``--terrain rough`` runs the task on the default rough terrain (``envs.terrain.TerrainConfig()``, a heightfield
+instead of the floor plane); ``--terrain flat rough`` times both in one round-robin per batch size;
+``--max-contact-points 16`` caps MJX's contacts on the rough terrain (``TerrainConfig.max_contact_points``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from mujoco import mjx
 
 from envs.core import VecEnv
 from envs.tasks.velocity import G1VelocityConfig, T1VelocityConfig, VelocityEnv
+from envs.terrain import TerrainConfig
 
 
 def _compile(fn, *args) -> float:
@@ -93,7 +98,7 @@ def rows(env: VelocityEnv, state, actions) -> dict:
     }
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--robot", choices=("t1", "g1"), default="t1")
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 256, 1024])
@@ -101,40 +106,54 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-dr", action="store_true", help="nominal model (always used with impl=warp)")
     parser.add_argument("--what", nargs="+", default=["env", "env_reset", "step", "raw"], help="rows to run")
+    parser.add_argument("--terrain", nargs="+", choices=("flat", "rough"), default=["flat"],
+                        help="ground: the floor plane and/or the default rough heightfield (timed round-robin)")
+    parser.add_argument("--max-contact-points", type=int, default=None, help="MJX contact cap on rough terrain")
     parser.add_argument("--out", default=None, help="write the results as JSON")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     base = T1VelocityConfig() if args.robot == "t1" else G1VelocityConfig()
     results = []
     print(f"jax {jax.__version__} backend={jax.default_backend()} cores={os.cpu_count()}")
-    print(f"{'impl':5} {'batch':>6} {'what':9} {'ctrl steps/s':>13} {'vs raw':>7} {'compile s':>10} {'resets':>7}")
+    print(f"{'ground':6} {'impl':5} {'batch':>6} {'what':9} {'ctrl steps/s':>13} {'vs raw':>7} {'compile s':>10} "
+          f"{'resets':>7}")
     for impl in args.impl:
         domain = dataclasses.replace(base.domain, randomize=not args.no_dr and impl == "jax")
-        try:
-            env = VelocityEnv(dataclasses.replace(base, impl=impl, domain=domain))
-        except (RuntimeError, ImportError, ValueError) as err:
-            print(f"{impl:5} skipped: {err}")
-            continue
-        for batch in args.batch:
+        envs = {}
+        for ground in args.terrain:
+            terrain = TerrainConfig(max_contact_points=args.max_contact_points) if ground == "rough" else None
             try:
-                state, actions = warm_states(env, batch)
-                calls = {k: v for k, v in rows(env, state, actions).items() if k in args.what}
-                compile_s = {k: _compile(fn, *a) for k, (fn, a) in calls.items()}
-            except Exception as err:  # noqa: BLE001 - report and go on with the other implementations
-                print(f"{impl:5} {batch:6d} failed: {type(err).__name__}: {str(err)[:200]}")
-                continue
+                envs[ground] = VelocityEnv(dataclasses.replace(base, impl=impl, domain=domain, terrain=terrain))
+            except (RuntimeError, ImportError, ValueError) as err:
+                print(f"{ground:6} {impl:5} skipped: {err}")
+        for batch in args.batch:
+            # Every ground's rows go into one round-robin, so the grounds share the machine's slow phases alike.
+            calls, compile_s = {}, {}
+            for ground, env in envs.items():
+                try:
+                    state, actions = warm_states(env, batch)
+                    mine = {(ground, k): v for k, v in rows(env, state, actions).items() if k in args.what}
+                    compile_s.update({k: _compile(fn, *a) for k, (fn, a) in mine.items()})
+                    calls.update(mine)
+                except Exception as err:  # noqa: BLE001 - report and go on with the other implementations
+                    print(f"{ground:6} {impl:5} {batch:6d} failed: {type(err).__name__}: {str(err)[:200]}")
             per_call = _interleaved_median(calls, args.repeats)
-            for what in calls:
-                res = {"impl": impl, "batch": batch, "what": what, "dr": domain.randomize,
-                       "compile_s": compile_s[what], "ctrl_steps_per_s": batch / per_call[what],
-                       "physics_steps_per_s": batch * env.cfg.decimation / per_call[what],
-                       "time_vs_raw": per_call[what] / per_call["raw"] if "raw" in per_call else None}
+            for (ground, what) in calls:
+                t, raw = per_call[(ground, what)], per_call.get((ground, "raw"))
+                res = {"terrain": ground, "impl": impl, "batch": batch, "what": what, "dr": domain.randomize,
+                       "compile_s": compile_s[(ground, what)], "ctrl_steps_per_s": batch / t,
+                       "physics_steps_per_s": batch * envs[ground].cfg.decimation / t,
+                       "time_vs_raw": t / raw if raw else None}
                 if what.startswith("env"):
-                    fn, a = calls[what]
+                    fn, a = calls[(ground, what)]
                     res["envs_reset"] = int(jax.device_get(fn(*a)[1].done.sum()))
                 results.append(res)
                 ratio = f"{res['time_vs_raw']:7.2f}" if res["time_vs_raw"] else " " * 7
                 resets = f"{res['envs_reset']:7d}" if "envs_reset" in res else ""
-                print(f"{impl:5} {batch:6d} {what:9} {res['ctrl_steps_per_s']:13.0f} {ratio} "
+                print(f"{ground:6} {impl:5} {batch:6d} {what:9} {res['ctrl_steps_per_s']:13.0f} {ratio} "
                       f"{res['compile_s']:10.1f} {resets}", flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -8,7 +8,10 @@ an :class:`EnvState`. :class:`VecEnv` turns it into a batched env with
   as in Isaac Lab and RSL-RL),
 * per-term episode sums, so ``Episode_Reward/<name>`` and ``Episode_Termination/<name>`` come for free,
 * persistent info: keys a task lists in ``persistent_info`` (e.g. startup domain randomisation, a global
-  step counter for curricula) keep their values across auto-resets.
+  step counter for curricula) keep their values across auto-resets,
+* a carry-over hook: a task may define ``carry_over(finished, fresh) -> fresh``, which maps the finished
+  episode's last state and the freshly reset state of one env to the state the next episode starts from
+  (e.g. a per-env curriculum level updated from how the episode went).
 
 Everything is a pure function of pytrees; there is no hidden state.
 """
@@ -133,6 +136,7 @@ class VecEnv:
                     f"termination '{name}': unknown type '{spec.type}', expected one of {TERMINATION_TYPES}")
         self.init_at_random_ep_len = init_at_random_ep_len
         self.persistent_info = tuple(getattr(env, "persistent_info", ()))
+        self._carry_over = getattr(env, "carry_over", None)
 
     # -- metadata passthrough ---------------------------------------------------------------------
     @property
@@ -172,7 +176,8 @@ class VecEnv:
         """Steps every env ``[N]`` with ``actions`` ``[N, A]``; finished envs are reset in place.
 
         The resets are computed only when at least one env finished (a ``lax.cond`` over the batch), so
-        the common step without a finished episode costs no more than the task's own step.
+        the common step without a finished episode costs no more than the task's own step. A task's
+        ``carry_over(finished, fresh)`` runs per env on the fresh states inside that branch.
         """
         running, info = jax.vmap(self._advance_one)(state, actions)
 
@@ -180,6 +185,8 @@ class VecEnv:
             # The key of a finished env's next episode comes from its own rng.
             keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(running.info["rng"])
             fresh = jax.vmap(self._reset_one)(keys)
+            if self._carry_over is not None:
+                fresh = jax.vmap(self._carry_over)(running, fresh)
             # The step's flags and reward stay visible on the returned state, reset or not.
             fresh = fresh.replace(
                 reward=running.reward, terminated=running.terminated, time_out=running.time_out,

@@ -90,3 +90,34 @@ def test_only_finished_envs_restart_and_steps_without_a_finish_skip_the_reset():
     np.testing.assert_array_equal(state.step_count, [2, 4, 1])
     np.testing.assert_array_equal(state.data["n"], [2, 2, 1])
     np.testing.assert_array_equal(state.episode_return, [2.0, 2.0, 1.0])
+
+
+class Levels(Counter):
+    """A :class:`Counter` with a per-env level that ``carry_over`` raises by the finished episode's length."""
+
+    def reset(self, key):
+        state = super().reset(key)
+        return state.replace(info={**state.info, "level": jnp.zeros((), jnp.int32)})
+
+    def step(self, state, action):
+        nxt = super().step(state, action)
+        return nxt.replace(info={**nxt.info, "level": state.info["level"]})
+
+    def carry_over(self, finished, fresh):
+        return fresh.replace(info={**fresh.info, "level": finished.info["level"] + finished.data["n"]})
+
+
+def test_carry_over_maps_the_finished_episode_into_the_fresh_state_of_finished_envs_only():
+    env = VecEnv(Levels(fall_at=100), 3)
+    state = env.reset(jax.random.split(jax.random.key(2), 3))
+    np.testing.assert_array_equal(state.info["level"], [0, 0, 0])  # the first reset has no finished episode
+    state = state.replace(step_count=jnp.array([0, 3, 4], jnp.int32))  # env 2 hits the 5-step limit first
+    step = jax.jit(env.step)
+    state, info = step(state, jnp.zeros((3, 1)))
+    np.testing.assert_array_equal(info.done, [False, False, True])
+    np.testing.assert_array_equal(state.info["level"], [0, 0, 1])  # its episode ran n = 1 task step
+    np.testing.assert_array_equal(state.data["n"], [1, 1, 0])  # and it restarted from the task's reset
+    state, info = step(state, jnp.zeros((3, 1)))  # env 1 finishes after 2 task steps
+    np.testing.assert_array_equal(info.done, [False, True, False])
+    np.testing.assert_array_equal(state.info["level"], [0, 2, 1])
+    np.testing.assert_array_equal(state.info["global_steps"], [2, 2, 2])  # persistent info is unaffected

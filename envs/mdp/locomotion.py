@@ -5,17 +5,22 @@ reward signals and termination terms read from an ``mjx.Data``.
   the action joints (0.01), joint_vel_rel x0.05 (1.5), last action;
 * critic: velocity_commands, base_lin_vel, base_ang_vel, projected_gravity, joint_pos_rel and joint_vel_rel
   x0.1 of all joints, last action (no noise).
+
+Heights (base height, foot and trunk contacts) are measured above the flat floor ``z = 0``, or above a terrain
+when a :class:`Ground` of terrain heights is passed (see :func:`ground_heights`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 from mujoco import mjx
 
 from agile_jax.types import Array
+from envs import terrain as terrain_lib
 from envs.mdp import contacts, symmetry
 from envs.mdp import math as mmath
 from envs.mdp import terminations as term_fns
@@ -74,24 +79,70 @@ def root_vel_w(qpos: Array, qvel: Array) -> Array:
     return jnp.concatenate([qvel[0:3], mmath.quat_rotate(qpos[3:7], qvel[3:6])])
 
 
+class Ground(NamedTuple):
+    """Terrain heights under the points the MDP measures heights of.
+
+    Attributes:
+        base: mean terrain height around the root (AGILE's mean of height-scanner rays), scalar.
+        feet: under each foot sphere centre ``[F, K]``.
+        illegal_probes / undesired_probes: under each trunk probe centre ``[P]``.
+        illegal_bodies: under the origins of the bodies gating the illegal-contact termination ``[B]``.
+    """
+
+    base: Array
+    feet: Array
+    illegal_probes: Array
+    undesired_probes: Array
+    illegal_bodies: Array
+
+
+def ground_heights(robot: Robot, data: mjx.Data, terrain: terrain_lib.Terrain, scan: np.ndarray) -> Ground:
+    """The :class:`Ground` of a state on ``terrain``; ``scan``: xy offsets ``[K, 2]`` of the base height scan."""
+    def under(points: Array) -> Array:
+        return terrain_lib.height_at(terrain, points[..., :2])
+
+    def probes(ps) -> Array:
+        return under(data.geom_xpos[np.asarray([p.geom_id for p in ps], np.int32)]) if ps else jnp.zeros((0,))
+
+    return Ground(
+        base=terrain_lib.mean_height_around(terrain, data.qpos[0:2], scan),
+        feet=under(data.geom_xpos[robot.foot_geoms]),
+        illegal_probes=probes(robot.illegal_contact_probes),
+        undesired_probes=probes(robot.undesired_contact_probes),
+        illegal_bodies=under(data.xpos[robot.illegal_contact_bodies]),
+    )
+
+
 def terminations(robot: Robot, data: mjx.Data, limit_angle: float, base_height: float, contact_min_height: float,
-                 margin: float) -> dict[str, Array]:
-    """AGILE's termination terms on flat ground (``time_out`` is left to the time limit of ``VecEnv``)."""
-    touching = contacts.probes_touching(data.geom_xpos, data.geom_xmat, robot.illegal_contact_probes, margin)
+                 margin: float, ground: Ground | None = None) -> dict[str, Array]:
+    """AGILE's termination terms (``time_out`` is left to the time limit of ``VecEnv``).
+
+    Heights are above ``ground`` (terrain heights), or above the floor ``z = 0`` when it is ``None``.
+    """
+    g = ground
+    touching = contacts.probes_touching(data.geom_xpos, data.geom_xmat, robot.illegal_contact_probes, margin,
+                                        None if g is None else g.illegal_probes)
+    body_z = data.xpos[robot.illegal_contact_bodies, 2]
+    root_z = data.qpos[2]
+    if g is not None:
+        body_z, root_z = body_z - g.illegal_bodies, root_z - g.base
     return {
         "time_out": jnp.asarray(False),
         "base_orientation": term_fns.bad_orientation(data.qpos[3:7], limit_angle),
-        "illegal_contacts": term_fns.illegal_ground_contact(
-            touching, data.xpos[robot.illegal_contact_bodies, 2], contact_min_height),
-        "illegal_base_height": term_fns.illegal_base_height(data.qpos[2], base_height),
+        "illegal_contacts": term_fns.illegal_ground_contact(touching, body_z, contact_min_height),
+        "illegal_base_height": term_fns.illegal_base_height(root_z, base_height),
     }
 
 
 def signals(robot: Robot, data: mjx.Data, info: dict, action: Array, torques: tuple[Array, Array],
             terminated: Array, ctrl_dt: float, soft_limits: tuple[np.ndarray, np.ndarray],
-            orientation_bodies: np.ndarray, margin: float) -> Signals:
-    """Reward signals after a control step (``torques``: computed and applied torque of the last physics step)."""
+            orientation_bodies: np.ndarray, margin: float, ground: Ground | None = None) -> Signals:
+    """Reward signals after a control step (``torques``: computed and applied torque of the last physics step).
+
+    Contacts and the base height are measured above ``ground`` (``None``: the floor ``z = 0``).
+    """
     qpos, qvel = data.qpos, data.qvel
+    g = ground
     root_ids = np.asarray(robot.model.body_rootid[robot.feet_bodies], np.int32)
     return Signals(
         command=info["command"], lin_vel_b=base_lin_vel(qpos, qvel), ang_vel_b=base_ang_vel(qvel),
@@ -104,9 +155,11 @@ def signals(robot: Robot, data: mjx.Data, info: dict, action: Array, torques: tu
         feet_pos=data.xpos[robot.feet_bodies],
         feet_vel=contacts.body_lin_vel_w(data.xpos, data.subtree_com, data.cvel, robot.feet_bodies, root_ids),
         feet_quat=data.xquat[robot.feet_bodies],
-        feet_contact=contacts.foot_contact(data.geom_xpos, robot.foot_geoms, robot.foot_radius, margin),
+        feet_contact=contacts.foot_contact(data.geom_xpos, robot.foot_geoms, robot.foot_radius, margin,
+                                           None if g is None else g.feet),
         yaw_body_quat=data.xquat[robot.yaw_body], orientation_quats=data.xquat[orientation_bodies],
         undesired_contact=contacts.probes_touching(data.geom_xpos, data.geom_xmat, robot.undesired_contact_probes,
-                                                   margin),
+                                                   margin, None if g is None else g.undesired_probes),
         terminated=terminated,
+        terrain_height=0.0 if g is None else g.base,
     )

@@ -33,6 +33,7 @@ class Signals(NamedTuple):
         orientation_quats: bodies whose tilt the exp orientation term rewards ``[K, 4]``.
         undesired_contact: ``[P]`` bool.
         terminated: the step ended in a (non-timeout) termination, bool.
+        terrain_height: ground height under the root (0 on flat ground).
     """
 
     command: Array
@@ -61,6 +62,7 @@ class Signals(NamedTuple):
     orientation_quats: Array
     undesired_contact: Array
     terminated: Array
+    terrain_height: Array | float = 0.0
 
 
 def is_terminated(s: Signals) -> Array:
@@ -78,8 +80,8 @@ def track_ang_vel_z_exp(s: Signals, std: float) -> Array:
 
 
 def base_height_exp(s: Signals, target_height: float, std: float) -> Array:
-    """``exp(-(z_root - target)^2 / std^2)`` on flat ground (terrain height 0)."""
-    return jnp.exp(-jnp.square(s.root_pos[2] - target_height) / std**2)
+    """``exp(-(z_root - terrain - target)^2 / std^2)`` with the root height above the ground under it."""
+    return jnp.exp(-jnp.square(s.root_pos[2] - s.terrain_height - target_height) / std**2)
 
 
 def flat_orientation_l2(s: Signals) -> Array:

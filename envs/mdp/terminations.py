@@ -1,4 +1,4 @@
-"""Termination terms of the velocity tasks (AGILE / Isaac Lab definitions) on flat ground."""
+"""Termination terms of the velocity tasks (AGILE / Isaac Lab definitions); heights are above the ground."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def bad_orientation(body_quat: Array, limit_angle: float) -> Array:
 
 
 def illegal_base_height(root_z: Array, height_threshold: float) -> Array:
-    """The root is lower than ``height_threshold`` above the (flat) terrain."""
+    """The root is lower than ``height_threshold`` above the terrain (``root_z``: height above the ground)."""
     return root_z < height_threshold
 
 
@@ -24,7 +24,7 @@ def illegal_ground_contact(probe_contact: Array, body_heights: Array, min_height
 
     Args:
         probe_contact: ``[P]`` floor-contact flags of the trunk probes (stand-in for force > threshold).
-        body_heights: ``[B]`` heights of the gating bodies' origins.
+        body_heights: ``[B]`` heights of the gating bodies' origins above the ground.
         min_height: height gate (m).
     """
     return jnp.any(probe_contact) & (jnp.min(body_heights) < min_height)

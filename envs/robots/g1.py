@@ -12,6 +12,7 @@ import functools
 
 import mujoco
 
+from envs import terrain
 from envs.mdp.symmetry import G1_MIRROR
 from envs.robots import assets
 from envs.robots.robot import ActuatorGroup, Robot, build_robot, finish_mjx_spec, probe, select_joints
@@ -68,12 +69,18 @@ ACTUATORS = (
 )
 
 
-def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> mujoco.MjSpec:
-    """Menagerie's G1 scene turned into the MJX-friendly variant (see the module docstring)."""
+def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False,
+              terrain_cfg: terrain.TerrainConfig | None = None) -> mujoco.MjSpec:
+    """Menagerie's G1 scene turned into the MJX-friendly variant (see the module docstring).
+
+    With ``terrain_cfg`` the floor plane is replaced by the generated heightfield (:mod:`envs.terrain`).
+    """
     spec = assets.load_spec("unitree_g1", "scene")
     assets.clear_keyframes(spec)
     assets.disable_all_collisions(spec)
     assets.set_floor(spec)
+    if terrain_cfg is not None:
+        terrain.attach(spec, terrain_cfg)
     for side in ("left", "right"):
         spheres = [g for g in spec.body(f"{side}_ankle_roll_link").geoms if g.type == mujoco.mjtGeom.mjGEOM_SPHERE]
         for i, geom in enumerate(spheres, start=1):
@@ -86,9 +93,10 @@ def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes:
 
 
 @functools.lru_cache(maxsize=4)
-def g1_robot(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> Robot:
+def g1_robot(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False,
+             terrain_cfg: terrain.TerrainConfig | None = None) -> Robot:
     """The G1 :class:`Robot` with AGILE's tables, resolved by name against the MJX-friendly model."""
-    model = make_spec(solver, keep_meshes).compile()
+    model = make_spec(solver, keep_meshes, terrain_cfg).compile()
     sphere = mujoco.mjtGeom.mjGEOM_SPHERE
     trunk_probes = tuple(probe(model, "", sphere, n) for n in ("pelvis_probe", "torso_probe_low", "torso_probe_high"))
     return build_robot(

@@ -3,6 +3,7 @@
 The model is Menagerie's ``booster_t1/scene.xml`` edited at load time: every original geom stops colliding,
 four r = 1 cm spheres at the bottom corners of each foot box collide with the floor only, each hinge gets
 a torque motor (the PD runs in JAX), joints get AGILE's armature and friction, and the solver is set for MJX.
+On rough terrain a generated heightfield takes the place of the floor plane.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 
 import mujoco
 
+from envs import terrain
 from envs.mdp.symmetry import T1_MIRROR
 from envs.robots import assets
 from envs.robots.robot import ActuatorGroup, Robot, build_robot, finish_mjx_spec, probe, select_joints
@@ -56,12 +58,18 @@ FOOT_SPHERE_RADIUS = 0.01
 WAIST_PROBE_RADIUS = 0.07
 
 
-def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> mujoco.MjSpec:
-    """Menagerie's T1 scene turned into the MJX-friendly variant (see the module docstring)."""
+def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False,
+              terrain_cfg: terrain.TerrainConfig | None = None) -> mujoco.MjSpec:
+    """Menagerie's T1 scene turned into the MJX-friendly variant (see the module docstring).
+
+    With ``terrain_cfg`` the floor plane is replaced by the generated heightfield (:mod:`envs.terrain`).
+    """
     spec = assets.load_spec("booster_t1", "scene")
     assets.clear_keyframes(spec)
     assets.disable_all_collisions(spec)
     assets.set_floor(spec)
+    if terrain_cfg is not None:
+        terrain.attach(spec, terrain_cfg)
     for side in ("left", "right"):
         body = f"{side}_foot_link"
         box = next(g for g in spec.body(body).geoms if g.type == mujoco.mjtGeom.mjGEOM_BOX)
@@ -72,9 +80,10 @@ def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes:
 
 
 @functools.lru_cache(maxsize=4)
-def t1_robot(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False) -> Robot:
+def t1_robot(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False,
+             terrain_cfg: terrain.TerrainConfig | None = None) -> Robot:
     """The T1 :class:`Robot` with AGILE's tables, resolved by name against the MJX-friendly model."""
-    model = make_spec(solver, keep_meshes).compile()
+    model = make_spec(solver, keep_meshes, terrain_cfg).compile()
     legs = select_joints(JOINT_ORDER, LEG_JOINTS)
     return build_robot(
         "booster_t1", model, JOINT_ORDER, ACTUATORS,

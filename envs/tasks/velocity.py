@@ -1,4 +1,4 @@
-"""AGILE's velocity-tracking task (``Velocity-T1-v0`` and ``Velocity-G1-History-v0``) on flat ground in MJX.
+"""AGILE's velocity-tracking task (``Velocity-T1-v0`` and ``Velocity-G1-History-v0``) in MJX, flat or rough.
 
 One :class:`VelocityEnv` class implements both robots; :class:`T1VelocityConfig` and :class:`G1VelocityConfig`
 give AGILE's tables. The env is a single, pure environment (``reset(key)``, ``step(state, action)``); batch it
@@ -17,6 +17,11 @@ export order is :func:`envs.mdp.observations.term_major`):
   joint_pos_rel of the action joints (12), joint_vel_rel x0.05 (12), last action (12); noise before scale;
 * critic ``[70]``: velocity_commands (3), base_lin_vel (3), base_ang_vel (3), projected_gravity (3),
   joint_pos_rel of all joints (23), joint_vel_rel x0.1 (23), last action (12); no noise.
+
+Rough terrain (``cfg.terrain``, :mod:`envs.terrain`): a heightfield replaces the floor plane, each episode
+starts on a tile of its current level (``info["terrain_level"]``, ``info["terrain_col"]``), base height and
+contacts are measured above the terrain, and :meth:`VelocityEnv.carry_over` applies the terrain-level
+curriculum (:mod:`envs.mdp.curriculum`) when ``VecEnv`` auto-resets an env.
 
 State carried in ``info``: ``rng``, ``command``/``command_time`` (s to resample), ``last_action``,
 ``prev_action_rate``, ``delay`` (physics steps per joint), ``delay_line``, ``fresh`` (first step of an
@@ -37,8 +42,9 @@ import numpy as np
 from mujoco import mjx
 
 from agile_jax.types import Array, PRNGKey
+from envs import terrain as terrain_lib
 from envs.core import EnvState, TerminationSpec
-from envs.mdp import actuators, commands, events, random_motion, symmetry, terms
+from envs.mdp import actuators, commands, curriculum, events, random_motion, symmetry, terms
 from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
 from envs.mdp.rewards import Signals
@@ -122,6 +128,11 @@ class T1VelocityConfig:
         contact_margin: geometric contact distance (m) for feet and trunk probes.
         orientation_bodies: bodies of the exp orientation reward.
         init_height_offset: spawn height above the resting height of the default pose (m).
+        terrain: rough terrain (:class:`envs.terrain.TerrainConfig`); ``None`` is the flat floor.
+        height_scan: ``(half_width, points)``: the base height is measured above the mean terrain height over a
+            ``points x points`` grid spanning ``+-half_width`` (m) around the root (rough terrain only).
+        spawn_clearance: spawn heights are above the highest terrain point within this half-width (m) of the
+            root, so that no foot starts inside a bump (rough terrain only).
     """
 
     robot: str = "t1"
@@ -156,6 +167,9 @@ class T1VelocityConfig:
     contact_margin: float = 0.005
     orientation_bodies: tuple[str, ...] = ("Trunk",)
     init_height_offset: float = 0.045
+    terrain: terrain_lib.TerrainConfig | None = None
+    height_scan: tuple[float, int] = (0.5, 5)
+    spawn_clearance: float = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +198,7 @@ def make_robot(cfg: VelocityConfig) -> Robot:
     builders = {"t1": t1.t1_robot, "g1": g1.g1_robot}
     if cfg.robot not in builders:
         raise ValueError(f"unknown robot '{cfg.robot}', expected one of {sorted(builders)}")
-    return builders[cfg.robot](solver)
+    return builders[cfg.robot](solver, terrain_cfg=cfg.terrain)
 
 
 def set_common_step(state: EnvState, step: int | Array) -> EnvState:
@@ -224,6 +238,8 @@ class VelocityEnv:
         self._soft_lower, self._soft_upper = mid - soft * half, mid + soft * half
         self._orientation_bodies = np.asarray([robot.model.body(n).id for n in cfg.orientation_bodies], np.int32)
         self._mirror_obs = symmetry.group_mirror(loco.obs_mirrors(robot))
+        self.terrain = terrain_lib.to_jax(terrain_lib.generate(cfg.terrain)) if cfg.terrain is not None else None
+        self._scan = terrain_lib.scan_offsets(*cfg.height_scan)
 
     def make_data(self) -> mjx.Data:
         """Fresh ``mjx.Data`` of the model (call it inside ``vmap`` for per-env Warp data)."""
@@ -306,6 +322,9 @@ class VelocityEnv:
         domain = events.sample_domain(ks[0], robot, cfg.domain) if cfg.domain.randomize else None
         domain = domain if domain is not None else events.nominal_domain(robot)
         root_q, root_qd = events.sample_root_state(ks[1], robot.stand_height + cfg.init_height_offset, cfg.domain)
+        if self.terrain is not None:
+            tile = self._initial_tile(jax.random.fold_in(key, 1))
+            root_q = self._place_on_tile(root_q, *tile)
         default = jnp.asarray(robot.default_pos)
         q = events.sample_joint_pos(ks[2], default, self._soft_lower, self._soft_upper, cfg.domain.reset_joint_scale)
         data = self.make_data() if cfg.impl == "warp" else self._data0
@@ -325,6 +344,8 @@ class VelocityEnv:
             "wrench_time": jax.random.uniform(ks[7], (), jnp.float32, *cfg.domain.wrench_interval),
             "root_vel": self._root_vel_w(data), "common_step": jnp.zeros((), jnp.int32),
         }
+        if self.terrain is not None:
+            info.update(terrain_level=tile[0], terrain_col=tile[1])
         frame = self._policy_frame(ks[8], data, info)
         info["history"] = obs_terms.fill_history(frame, cfg.history_length)
         obs = {"policy": info["history"], "critic": self._critic_obs(data, info)}
@@ -345,9 +366,10 @@ class VelocityEnv:
         line = jnp.where(info["fresh"], actuators.fill_delay_line(target, self.robot.max_delay), info["delay_line"])
         data, line, computed, applied = self._physics(model, motor, state.data, info, line, target)
         info.update(delay_line=line, fresh=jnp.asarray(False), rng=rng)
-        term_terms = self._terminations(data)
+        ground = self._ground(data)
+        term_terms = self._terminations(data, ground)
         terminated = term_terms["base_orientation"] | term_terms["illegal_contacts"] | term_terms["illegal_base_height"]
-        sig = self._signals(data, info, action, computed, applied, terminated)
+        sig = self._signals(data, info, action, computed, applied, terminated, ground)
         weights = terms.reward_weights(self.cfg.rewards, self.cfg.curricula, info["common_step"])
         reward_terms = terms.weighted_rewards(self._reward_fns, weights, sig, self.ctrl_dt)
         # Bookkeeping for the next step's rate terms and accelerations.
@@ -421,14 +443,61 @@ class VelocityEnv:
     def _wrench_bodies(self) -> np.ndarray:
         return np.concatenate([[self.robot.wrench_body], self.robot.extremity_bodies]).astype(np.int32)
 
-    def _terminations(self, data: mjx.Data) -> dict[str, Array]:
-        c = self.cfg
-        return loco.terminations(self.robot, data, c.limit_angle, c.base_height_threshold,
-                                 c.illegal_contact_min_height, c.contact_margin)
+    def _ground(self, data: mjx.Data) -> loco.Ground | None:
+        """Terrain heights under the measured points, ``None`` on the flat floor."""
+        return None if self.terrain is None else loco.ground_heights(self.robot, data, self.terrain, self._scan)
 
-    def _signals(self, data, info, action, computed, applied, terminated) -> Signals:
+    def _terminations(self, data: mjx.Data, ground: loco.Ground | None = None) -> dict[str, Array]:
+        """Termination terms; ``ground`` defaults to :meth:`_ground` of ``data``."""
+        c = self.cfg
+        ground = self._ground(data) if ground is None else ground
+        return loco.terminations(self.robot, data, c.limit_angle, c.base_height_threshold,
+                                 c.illegal_contact_min_height, c.contact_margin, ground)
+
+    def _signals(self, data, info, action, computed, applied, terminated, ground=None) -> Signals:
+        """Reward signals; ``ground`` defaults to :meth:`_ground` of ``data``."""
+        ground = self._ground(data) if ground is None else ground
         return loco.signals(self.robot, data, info, action, (computed, applied), terminated, self.ctrl_dt,
-                            (self._soft_lower, self._soft_upper), self._orientation_bodies, self.cfg.contact_margin)
+                            (self._soft_lower, self._soft_upper), self._orientation_bodies, self.cfg.contact_margin,
+                            ground)
+
+    # -- rough terrain ---------------------------------------------------------------------------
+    def _initial_tile(self, key: PRNGKey) -> tuple[Array, Array]:
+        """A start tile: level ``U{0..max_init_level}``, column ``U{0..num_cols-1}`` (int32 scalars)."""
+        k_level, k_col = jax.random.split(key)
+        level = jax.random.randint(k_level, (), 0, self.cfg.terrain.max_init_level + 1, jnp.int32)
+        return level, jax.random.randint(k_col, (), 0, self.terrain.num_cols, jnp.int32)
+
+    def _place_on_tile(self, root_q: Array, level: Array, col: Array) -> Array:
+        """Root pose ``[7]`` given relative to a tile (xy from its origin, z above the local ground) in the world."""
+        xy = root_q[0:2] + self.terrain.origins[level, col, 0:2]
+        ground = terrain_lib.max_height_near(self.terrain, xy, self.cfg.spawn_clearance)
+        return root_q.at[0:2].set(xy).at[2].add(ground)
+
+    def _tile_relative(self, root_q: Array, level: Array, col: Array) -> Array:
+        """Inverse of :meth:`_place_on_tile`."""
+        ground = terrain_lib.max_height_near(self.terrain, root_q[0:2], self.cfg.spawn_clearance)
+        return root_q.at[0:2].add(-self.terrain.origins[level, col, 0:2]).at[2].add(-ground)
+
+    def carry_over(self, finished: EnvState, fresh: EnvState) -> EnvState:
+        """Terrain-level curriculum at an auto-reset (called by ``VecEnv`` per env; identity on flat ground).
+
+        The env keeps its column; its level moves by :func:`envs.mdp.curriculum.terrain_level_update` from the
+        finished episode (distance walked from the tile origin, last command), and the fresh episode's spawn is
+        moved from the tile its reset drew to that tile.
+        """
+        if self.terrain is None:
+            return fresh
+        level, col = finished.info["terrain_level"], finished.info["terrain_col"]
+        distance = jnp.linalg.norm(finished.data.qpos[0:2] - self.terrain.origins[level, col, 0:2])
+        key = jax.random.fold_in(fresh.info["rng"], 2)
+        new_level = curriculum.terrain_level_update(key, level, distance, finished.info["command"][0:2],
+                                                    self.cfg.episode_length_s, self.cfg.terrain.tile_size,
+                                                    self.terrain.num_levels)
+        local = self._tile_relative(fresh.data.qpos[0:7], fresh.info["terrain_level"], fresh.info["terrain_col"])
+        qpos = fresh.data.qpos.at[0:7].set(self._place_on_tile(local, new_level, col))
+        info = {**fresh.info, "terrain_level": new_level, "terrain_col": col}
+        return fresh.replace(data=fresh.data.replace(qpos=qpos), info=info)
 
     def _interval_events(self, key: PRNGKey, data: mjx.Data, info: dict):
         """Velocity pushes and new external wrenches when their per-env timers expire."""
