@@ -34,6 +34,7 @@ from agile_jax.training.iteration import (
     _all_finite,
     _episode_extras,
     _state_spec,
+    collect_local,
     place_state,
 )
 from agile_jax.training.rollout import EpisodeLog, make_distill_rollout_fn
@@ -99,11 +100,7 @@ def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teach
 
     def local_collect(state: TrainState) -> Collected:
         _, key_roll = jax.random.split(state.key)
-        n_local = jax.tree.leaves(state.env_state)[0].shape[0]
-        env_ids = jax.lax.axis_index(axis) * n_local + jnp.arange(n_local)
-        env_state, hidden, tr, infos = rollout(state.params, state.normalizers, state.env_state, state.hidden,
-                                               key_roll, env_ids)
-        return Collected(env_state=env_state, transitions=tr, infos=infos, hidden=hidden)
+        return collect_local(rollout, state, key_roll, axis)
 
     def local_learn(state: TrainState, collected: Collected):
         key, _ = jax.random.split(state.key)

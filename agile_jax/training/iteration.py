@@ -104,6 +104,19 @@ def _episode_extras(infos, axis_name) -> dict:
     return out
 
 
+def collect_local(rollout, state: TrainState, key: PRNGKey, axis_name: str) -> Collected:
+    """Runs ``rollout`` on this device's envs (inside ``shard_map``), with env ids global over the mesh.
+
+    ``rollout(params, normalizers, env_state, hidden, key, env_ids) -> (env_state, hidden, transitions, infos)``;
+    per-env keys derive from the global env ids, so the result does not depend on the device count.
+    """
+    n_local = jax.tree.leaves(state.env_state)[0].shape[0]
+    env_ids = jax.lax.axis_index(axis_name) * n_local + jnp.arange(n_local)
+    env_state, hidden, tr, infos = rollout(state.params, state.normalizers, state.env_state, state.hidden, key,
+                                           env_ids)
+    return Collected(env_state=env_state, transitions=tr, infos=infos, hidden=hidden)
+
+
 @dataclass(frozen=True)
 class Trainer:
     """Static pieces of a run and its pure ``init`` / ``iteration`` functions.
@@ -161,12 +174,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
 
     def local_collect(state: TrainState) -> Collected:
         _, key_roll, _ = jax.random.split(state.key, 3)
-        n_local = jax.tree.leaves(state.env_state)[0].shape[0]
-        env_ids = jax.lax.axis_index(axis) * n_local + jnp.arange(n_local)
-        # Collect T steps on this device's envs.
-        env_state, hidden, tr, infos = rollout(state.params, state.normalizers, state.env_state, state.hidden,
-                                               key_roll, env_ids)
-        return Collected(env_state=env_state, transitions=tr, infos=infos, hidden=hidden)
+        return collect_local(rollout, state, key_roll, axis)
 
     def local_learn(state: TrainState, collected: Collected):
         key, _, key_update = jax.random.split(state.key, 3)
