@@ -22,14 +22,13 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from agile_jax import platform  # noqa: E402
-from experiments.train import build_config  # noqa: E402
+from experiments.train import build_config, config_or_none  # noqa: E402
 
 
-def random_action_stats(env, std: float, steps: int, seed: int = 0) -> dict:
-    """Statistics of ``steps`` control steps of actions ``std * N(0, 1)`` on a :class:`envs.core.VecEnv`."""
+def make_random_rollout(env, steps: int):
+    """A jitted ``(std, key) -> per-step outputs`` of ``steps`` control steps of actions ``std * N(0, 1)`` on a
+    :class:`envs.core.VecEnv`, from a fresh reset (``std`` is traced, so every level shares one compile)."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
     n = env.num_envs
 
@@ -42,6 +41,15 @@ def random_action_stats(env, std: float, steps: int, seed: int = 0) -> dict:
             return s, (info.reward, s.reward_terms, info.done, info.terminated, info.episode_length)
 
         return jax.lax.scan(body, state, jax.random.split(jax.random.fold_in(key, 1), steps))[1]
+
+    return run
+
+
+def random_action_stats(run, std: float, seed: int = 0) -> dict:
+    """Statistics of one :func:`make_random_rollout` run at noise level ``std``."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
 
     reward, terms, done, terminated, length = jax.device_get(run(jnp.float32(std), jax.random.PRNGKey(seed)))
     ended = length[done]
@@ -64,15 +72,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args, settings = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if not any(s.startswith("config=") for s in settings):
         parser.error("name a preset, e.g. config=t1_velocity")
-    cfg = build_config(settings)
+    cfg = config_or_none(build_config, settings)
+    if cfg is None:
+        raise SystemExit(2)
     cfg.runner.init_at_random_ep_len = False  # episode lengths must count from a real start
     platform.enable_compilation_cache()
     from experiments.configs import make_env
 
-    env = make_env(cfg)
+    run = make_random_rollout(make_env(cfg), args.steps)
     results = []
     for std in args.std:
-        res = random_action_stats(env, std, args.steps, args.seed)
+        res = random_action_stats(run, std, args.seed)
         results.append(res)
         length = res["mean_length_of_ended"]
         print(f"std {std:4.2f}: reward/step {res['reward_per_step']:+.4f}, episodes ended {res['episodes_ended']} "

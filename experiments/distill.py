@@ -28,7 +28,7 @@ if ROOT not in sys.path:
 
 from agile_jax import config as config_lib  # noqa: E402
 from agile_jax import platform  # noqa: E402
-from experiments.train import export_final_policy, parse_args, run_directories  # noqa: E402
+from experiments.train import config_or_none, export_final_policy, parse_args, run_directories  # noqa: E402
 
 
 def split_teacher(argv: list[str]) -> tuple[str, list[str]]:
@@ -68,10 +68,8 @@ def build_config(argv: list[str]) -> config_lib.DistillationConfig:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        cfg = build_config(argv)
-    except config_lib.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    cfg = config_or_none(build_config, argv)
+    if cfg is None:
         return 2
     platform.enable_compilation_cache()
     from agile_jax.training.distill_runner import DistillationRunner

@@ -84,11 +84,18 @@ def run_directories(cfg) -> tuple[str, str | None]:
     return os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else "")), resume_dir
 
 
-def main(argv: list[str]) -> int:
+def config_or_none(build, argv: list[str]):
+    """``build(argv)``, or ``None`` after printing its :class:`ConfigError` (the caller exits with code 2)."""
     try:
-        cfg = build_config(argv)
+        return build(argv)
     except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        return None
+
+
+def main(argv: list[str]) -> int:
+    cfg = config_or_none(build_config, argv)
+    if cfg is None:
         return 2
     platform.enable_compilation_cache()
     from agile_jax.training.runner import OnPolicyRunner

@@ -18,3 +18,10 @@ def test_zero_actions_on_point_mass_only_time_out(tmp_path):
 def test_a_preset_is_required():
     with pytest.raises(SystemExit):
         baseline.main(["--steps", "5"])
+
+
+def test_a_config_typo_exits_with_code_2_and_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        baseline.main(["config=point_mass", "algorithm.learning_rat=1e-3"])
+    assert exit_info.value.code == 2
+    assert "did you mean 'algorithm.learning_rate'" in capsys.readouterr().err
