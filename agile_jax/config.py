@@ -126,6 +126,12 @@ class RunnerConfig:
     # One fused XLA program per iteration (fastest). False runs collection and learning as two programs and
     # logs Perf/collection_time and Perf/learning_time separately.
     fused_iteration: bool = True
+    # Precision of float32 matrix products in training (JAX's names: "highest" = full float32, "high" /
+    # "default" = TF32 on recent NVIDIA GPUs, bfloat16 passes on TPUs). Export and teacher checks always
+    # compare against a float32-exact reference, whatever this says. No effect on a CPU.
+    matmul_precision: str = "highest"
+    # Bit-repeatable runs on GPUs (XLA's deterministic ops; costs throughput). CPU runs always are.
+    deterministic: bool = False
     # Entropy-coefficient annealing (AGILE runner fields).
     enable_entropy_coef_annealing: bool = False
     entropy_coef_annealing_start_progress: float = 0.1
