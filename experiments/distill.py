@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
     finally:
         runner.close()
     print(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "
-          f"{runner.tracker.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
+          f"{runner.episodes.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
     export_final_policy(runner)
     return 0
 

@@ -32,7 +32,7 @@ def test_cartpole_balance_learns_with_the_real_trainer(tmp_path):
     runner.learn(cfg.runner.max_iterations)
     runner.close()
     assert random_return < 100.0, random_return
-    assert runner.tracker.mean_return > THRESHOLD, (runner.tracker.mean_return, random_return)
+    assert runner.episodes.mean_return > THRESHOLD, (runner.episodes.mean_return, random_return)
     # the run left TensorBoard scalars under RSL-RL tag names and checkpoints behind
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: PLC0415
 

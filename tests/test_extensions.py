@@ -187,15 +187,17 @@ def test_entropy_annealing_gates_and_decays():
     run = RunnerConfig(enable_entropy_coef_annealing=True, entropy_coef_annealing_start_progress=0.3,
                        enable_entropy_coef_annealing_success_rate=0.8, entropy_annealing_decay_rate=0.5,
                        min_entropy_coef=0.001)
-    anneal = entropy.anneal_entropy_coef
-    assert anneal(0.01, 0.01, 20, 100, 1000.0, 1000, run) == 0.01  # progress 0.2: too early
-    assert anneal(0.01, 0.01, 40, 100, 700.0, 1000, run) == 0.01  # episodes too short (< 800)
-    assert anneal(0.01, 0.01, 40, 100, 900.0, 1000, run) == 0.005  # exponential
-    assert anneal(0.0015, 0.01, 40, 100, 900.0, 1000, run) == 0.001  # clamped at min
+    anneal = lambda *args: float(entropy.anneal_entropy_coef(*args))
+    f32 = lambda x: float(np.float32(x))
+    assert anneal(0.01, 0.01, 20, 100, 1000.0, 1000, run) == f32(0.01)  # progress 0.2: too early
+    assert anneal(0.01, 0.01, 40, 100, 700.0, 1000, run) == f32(0.01)  # episodes too short (< 800)
+    assert anneal(0.01, 0.01, 40, 100, float("nan"), 1000, run) == f32(0.01)  # no episode finished yet
+    assert anneal(0.01, 0.01, 40, 100, 900.0, 1000, run) == f32(0.005)  # exponential
+    assert anneal(0.0015, 0.01, 40, 100, 900.0, 1000, run) == f32(0.001)  # clamped at min
     run.entropy_annealing_decay_rate = None
     assert anneal(0.01, 0.01, 40, 100, 900.0, 1000, run) == pytest.approx(0.006)  # linear: init * (1 - 0.4)
     run.enable_entropy_coef_annealing = False
-    assert anneal(0.01, 0.01, 40, 100, 900.0, 1000, run) == 0.01
+    assert anneal(0.01, 0.01, 40, 100, 900.0, 1000, run) == f32(0.01)
 
 
 # -- integration ----------------------------------------------------------------------------------------
@@ -220,7 +222,7 @@ def test_all_extensions_on_still_learns_and_logs():
     cfg = _all_on_config()
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
     runner.learn(40)
-    assert runner.tracker.mean_return > 60.0  # random ~15-25, see test_training
+    assert runner.episodes.mean_return > 60.0  # random ~15-25, see test_training
     out = jax.device_get(runner.trainer.iteration(runner.state)[1])
     assert {"mirror", "l2c2_actor", "l2c2_critic", "Train/reward_scale"} <= set(out.metrics)
     assert float(runner.state.hyper["entropy_coef"]) < cfg.algorithm.entropy_coef  # annealed

@@ -43,7 +43,7 @@ def trained():
     cfg = _config()
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
     runner.learn(1)
-    early = runner.tracker.mean_return
+    early = runner.episodes.mean_return
     runner.learn(40)
     return runner, early
 
@@ -79,7 +79,7 @@ def test_rollout_stores_state_before_acting_and_resets_at_dones():
 def test_recurrent_ppo_learns_point_mass(trained):
     runner, early = trained
     # A random policy scores ~15-25 per 100-step episode; parking at the origin scores 70+.
-    assert runner.tracker.mean_return > 60.0 > (early or 0.0)
+    assert runner.episodes.mean_return > 60.0 > (early or 0.0)
     assert any(float(jnp.abs(x).max()) > 0.0 for x in jax.tree.leaves(runner.state.hidden))
 
 

@@ -26,10 +26,10 @@ def test_point_mass_learns():
     cfg.env.episode_length = 100
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
     runner.learn(2)
-    early = runner.tracker.mean_return
+    early = runner.episodes.mean_return
     runner.learn(40)
     # A random policy scores ~15-25 per 100-step episode here; a policy that parks at the origin ~70+.
-    assert runner.tracker.mean_return > 60.0 > (early or 0.0)
+    assert runner.episodes.mean_return > 60.0 > (early or 0.0)
 
 
 def test_same_seed_gives_bit_identical_params(runner_pair):

@@ -1,15 +1,16 @@
 """Export with a parity gate: artefacts are written only if they reproduce the JAX policy.
 
-:func:`export_policy` builds every requested format into a temporary directory next to ``out_dir``, runs
-the JAX policy (``make_inference_fn``, deterministic), onnxruntime and TorchScript on the same random and
-real observations, and moves the files into ``out_dir`` only when every max-abs difference is within
-``tol``; otherwise it raises :class:`ExportParityError` and ``out_dir`` is left untouched. Recurrent policies
-are compared step by step over each observation set taken as a sequence with periodic resets
-(:mod:`agile_jax.export.sequence`).
+:func:`export_policy` builds every requested format into a temporary directory next to ``out_dir``, runs the
+JAX policy (``make_inference_fn``, deterministic, float32-exact on the CPU whatever the training device),
+onnxruntime and TorchScript on the same random and real observations, and moves the files into ``out_dir``
+only when every max-abs difference is within ``tol``; otherwise it raises :class:`ExportParityError` and
+``out_dir`` is left untouched. Recurrent policies are compared step by step over each observation set taken as
+a sequence with periodic resets (:mod:`agile_jax.export.sequence`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from agile_jax import precision
 from agile_jax.export import io_descriptor, onnx, sequence, torchscript
 from agile_jax.export.spec import PolicySpec, policy_spec
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups, make_inference_fn
@@ -138,6 +140,21 @@ def _publish(tmp: str, out_dir: str) -> list[str]:
     return names
 
 
+def _reordered(sets: Mapping, order: np.ndarray | None, networks: ActorCritic) -> Mapping:
+    """Observation sets whose groups, flattened and concatenated, give the graph input ``env_flat[order]``."""
+    if order is None:
+        return sets
+    groups, shapes = networks.obs_groups["actor"], networks.obs_shapes
+    dims = [int(np.prod(shapes[g])) for g in groups]
+    starts = np.cumsum([0] + dims)
+    out = {}
+    for name, obs in sets.items():
+        # order is block-diagonal over groups: permute each group's flat rows within the group.
+        out[name] = {g: obs[g].reshape(len(obs[g]), -1)[:, order[s:s + d] - s].reshape(obs[g].shape)
+                     for g, s, d in zip(groups, starts, dims)}
+    return out
+
+
 def export_policy(networks: ActorCritic, params: Params, normalizers: Mapping, out_dir: str, env: Any = None,
                   formats: Sequence[str] = ("onnx", "torchscript"), tol: float = 1e-5, dynamic_batch: bool = False,
                   opset: int = onnx.DEFAULT_OPSET, observations: Any = None, num_random: int = 64, seed: int = 0,
@@ -175,18 +192,23 @@ def export_policy(networks: ActorCritic, params: Params, normalizers: Mapping, o
     meta = {**({"joint_names": joint_names} if joint_names else {}), **dict(metadata or {})}
     spec = policy_spec(networks, params, normalizers, meta)
     sets = observation_sets(networks, spec, observations, num_random, seed, max_rows)
-    reference, starts = _references(networks, params, normalizers, sets)
+    # The reference is float32-exact whatever precision training used (TF32 on GPUs would move it by ~1e-3).
+    with precision.exact():
+        reference, starts = _references(networks, jax.device_get(params), jax.device_get(normalizers), sets)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        paths = _write(spec, tmp, formats, {"opset": opset, "dynamic_batch": dynamic_batch})
-        errors = _compare(paths, sets, networks, reference, starts)
-        report = _report(spec, errors, sets, reference, formats, tol, opset, dynamic_batch, meta, out_dir)
+        # The graphs read the descriptor's input layout (AGILE's term-major history), so feed them that.
+        order = io_descriptor.input_order(spec, env_desc)
+        graph = spec if order is None else dataclasses.replace(spec, input_index=np.argsort(order))
+        paths = _write(graph, tmp, formats, {"opset": opset, "dynamic_batch": dynamic_batch})
+        errors = _compare(paths, _reordered(sets, order, networks), networks, reference, starts)
+        report = _report(graph, errors, sets, reference, formats, tol, opset, dynamic_batch, meta, out_dir)
         report["ir_version"] = onnx.ir_version(paths["onnx"]) if "onnx" in paths else None
         if not report["passed"]:
             raise ExportParityError(_failure_message(report, out_dir), report)
-        desc = io_descriptor.describe(spec, env, joint_names, {f: FILES[f] for f in formats}, dynamic_batch)
+        desc = io_descriptor.describe(graph, env, joint_names, {f: FILES[f] for f in formats}, dynamic_batch)
         io_descriptor.write_io_descriptor(os.path.join(tmp, "policy.yaml"), desc)
         _dump_json(os.path.join(tmp, "network_config.json"), _network_config(networks))
         _dump_json(os.path.join(tmp, REPORT_FILE), report)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agile_jax import precision
 from agile_jax.networks.recurrent import RNN, rnn_from_torch
 
 IDENTITY_MODULES = ("Identity", "_IdentityDeterministicOutput")
@@ -229,7 +230,8 @@ def check_parity(module, policy: ImportedPolicy, steps: int = 6, seed: int = 0, 
         for t in range(steps if policy.is_recurrent else 1):
             rows = x[t] if policy.is_recurrent else x[:, 0]
             ref = module(torch.from_numpy(rows)).numpy()
-            ours, state = policy.apply(jnp.asarray(rows), state)
+            with precision.exact():  # float32-exact whatever the training device's default
+                ours, state = policy.apply(jnp.asarray(rows), jax.device_get(state))
             worst = max(worst, float(np.max(np.abs(np.asarray(ours) - ref))))
             scale = max(scale, float(np.max(np.abs(ref))))
     if hasattr(module, "reset"):

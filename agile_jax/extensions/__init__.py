@@ -1,7 +1,8 @@
 """AGILE's PPO enhancements, assembled from their config blocks into the trainer's hooks.
 
-:func:`build_extensions` turns ``cfg.algorithm.{symmetry_cfg, l2c2_cfg, reward_normalization_cfg}`` into
-lists of loss terms, rollout-side reward shapers, a minibatch augmentation and batch-extras builders;
+:func:`build_extensions` turns ``cfg.algorithm.{symmetry_cfg, l2c2_cfg, reward_normalization_cfg}`` and the
+runner's entropy annealing into lists of loss terms, rollout-side reward shapers, a minibatch augmentation,
+batch-extras builders and the entropy schedule;
 the PPO update itself stays free of per-extension branches.
 """
 
@@ -12,7 +13,7 @@ from typing import NamedTuple
 
 from agile_jax.algorithms import shaping
 from agile_jax.algorithms.losses import entropy_term, make_surrogate_term, make_value_term
-from agile_jax.extensions import critic_warmup, l2c2, reward_norm, symmetry, termination
+from agile_jax.extensions import critic_warmup, entropy, l2c2, reward_norm, symmetry, termination
 from agile_jax.training.parallel import AXIS
 
 
@@ -24,6 +25,7 @@ class Extensions(NamedTuple):
     augment: Callable | None
     batch_extras: list
     lr_hooks: list
+    entropy_schedule: Callable | None = None
 
 
 def find_mirror_functions(env, mirror_obs=None, mirror_actions=None):
@@ -66,7 +68,9 @@ def build_extensions(cfg, env, networks, mirror_obs=None, mirror_actions=None) -
         extras.append(l2c2.pair_extras)
     if alg.critic_warmup_steps > 0 and alg.schedule == "adaptive":
         lr_hooks.append(critic_warmup.make_lr_hook(alg.critic_warmup_steps))
-    return Extensions(shapers=shapers, terms=terms, augment=augment, batch_extras=extras, lr_hooks=lr_hooks)
+    schedule = entropy.make_schedule(alg.entropy_coef, cfg.runner.max_iterations, env.max_episode_length, cfg.runner)
+    return Extensions(shapers=shapers, terms=terms, augment=augment, batch_extras=extras, lr_hooks=lr_hooks,
+                      entropy_schedule=schedule)
 
 
 def _ppo_terms(alg) -> list:

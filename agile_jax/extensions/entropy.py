@@ -1,27 +1,53 @@
-"""Entropy-coefficient annealing (AGILE's runner fields), a pure function applied once per iteration.
+"""Entropy-coefficient annealing (AGILE's runner fields), a pure function applied inside the jitted iteration.
 
 Annealing runs when it is enabled, ``progress > entropy_coef_annealing_start_progress`` and the mean
 length of the last 100 finished episodes exceeds ``enable_entropy_coef_annealing_success_rate *
 max_episode_length``: exponential (``coef * entropy_annealing_decay_rate`` per iteration) when a decay rate
 is set, otherwise linear (``init_coef * (1 - progress)``); clamped at ``min_entropy_coef``. Progress is
 ``iteration / max_iterations`` of the run, so a resumed run anneals exactly as an uninterrupted one (the
-coefficient itself is in the train state and the episode buffer in the checkpoint).
+coefficient and the episode window are both in the train state).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
-def anneal_entropy_coef(coef: float, init_coef: float, iteration: int, max_iterations: int,
-                        mean_episode_length: float | None, max_episode_length: int, runner_cfg) -> float:
-    """The entropy coefficient for the next iteration."""
-    if not runner_cfg.enable_entropy_coef_annealing or mean_episode_length is None:
+import jax.numpy as jnp
+
+from agile_jax.types import Array
+
+
+def anneal_entropy_coef(coef, init_coef: float, iteration, max_iterations: int, mean_episode_length,
+                        max_episode_length: int, runner_cfg) -> Array:
+    """The entropy coefficient for the next iteration (float32; traceable).
+
+    Args:
+        coef: the current coefficient.
+        init_coef: the configured ``algorithm.entropy_coef``.
+        iteration: iterations done so far.
+        max_iterations: ``runner.max_iterations``.
+        mean_episode_length: mean length of the last 100 finished episodes; NaN while there are none.
+        max_episode_length: the env's episode length in steps.
+        runner_cfg: the ``RunnerConfig`` with AGILE's annealing fields.
+    """
+    coef = jnp.asarray(coef, jnp.float32)
+    if not runner_cfg.enable_entropy_coef_annealing:
         return coef
-    progress = iteration / max(max_iterations, 1)
+    progress = jnp.asarray(iteration, jnp.float32) / max(max_iterations, 1)
     threshold = runner_cfg.enable_entropy_coef_annealing_success_rate * max_episode_length
-    if progress <= runner_cfg.entropy_coef_annealing_start_progress or mean_episode_length <= threshold:
-        return coef
+    # NaN compares false: no finished episodes yet means no annealing.
+    active = (progress > runner_cfg.entropy_coef_annealing_start_progress) & (mean_episode_length > threshold)
     if runner_cfg.entropy_annealing_decay_rate is not None:
         new = coef * runner_cfg.entropy_annealing_decay_rate
     else:
         new = init_coef * (1.0 - progress)
-    return max(new, runner_cfg.min_entropy_coef)
+    return jnp.where(active, jnp.maximum(new, runner_cfg.min_entropy_coef), coef).astype(jnp.float32)
+
+
+def make_schedule(init_coef: float, max_iterations: int, max_episode_length: int,
+                  runner_cfg) -> Callable[[Array, Array, Array], Array] | None:
+    """``schedule(coef, iteration, mean_episode_length) -> coef``, or ``None`` when annealing is off."""
+    if not runner_cfg.enable_entropy_coef_annealing:
+        return None
+    return lambda coef, iteration, mean_length: anneal_entropy_coef(
+        coef, init_coef, iteration, max_iterations, mean_length, max_episode_length, runner_cfg)

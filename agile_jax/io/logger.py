@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import collections
+import math
 import time
 
 import numpy as np
-
-
-class EpisodeTracker:
-    """The last ``maxlen`` finished episodes' returns and lengths (RSL-RL's ``rewbuffer`` / ``lenbuffer``)."""
-
-    def __init__(self, maxlen: int = 100):
-        self.returns: collections.deque = collections.deque(maxlen=maxlen)
-        self.lengths: collections.deque = collections.deque(maxlen=maxlen)
-
-    def add(self, done: np.ndarray, episode_return: np.ndarray, episode_length: np.ndarray) -> None:
-        """Adds the episodes that ended in a ``[T, N]`` rollout, in time order."""
-        mask = np.asarray(done, bool)
-        self.returns.extend(np.asarray(episode_return)[mask].tolist())
-        self.lengths.extend(np.asarray(episode_length)[mask].tolist())
-
-    @property
-    def mean_return(self) -> float | None:
-        return float(np.mean(self.returns)) if self.returns else None
-
-    @property
-    def mean_length(self) -> float | None:
-        return float(np.mean(self.lengths)) if self.lengths else None
 
 
 class Logger:
@@ -65,9 +43,13 @@ class Logger:
             self.writer.close()
 
 
-def iteration_scalars(metrics: dict, episode_extras: dict, tracker: EpisodeTracker, timing: dict[str, float],
+def iteration_scalars(metrics: dict, episode_extras: dict, episode_stats: dict[str, float], timing: dict[str, float],
                       samples: int) -> dict[str, float]:
-    """Maps one iteration's outputs to RSL-RL 5.x tags."""
+    """Maps one iteration's outputs to RSL-RL 5.x tags.
+
+    ``episode_stats`` holds ``Train/mean_reward`` and ``Train/mean_episode_length`` over the last 100 finished
+    episodes, NaN (logged as ``None``: nothing written) before the first episode ends.
+    """
     out: dict[str, float] = {}
     for key, value in metrics.items():
         if key == "mean_std":
@@ -80,8 +62,8 @@ def iteration_scalars(metrics: dict, episode_extras: dict, tracker: EpisodeTrack
             out[f"Loss/{key}"] = value
     if episode_extras.get("episode_count", 0) > 0:
         out.update({k: v for k, v in episode_extras.items() if k != "episode_count"})
-    out["Train/mean_reward"] = tracker.mean_return
-    out["Train/mean_episode_length"] = tracker.mean_length
+    for tag, value in episode_stats.items():
+        out[tag] = None if math.isnan(value) else value
     out["Perf/total_fps"] = samples / max(timing["iteration"], 1e-9)
     out["Perf/iteration_time"] = timing["iteration"]
     for name in ("collection", "learning"):

@@ -19,25 +19,27 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from agile_jax import config as config_lib
+from agile_jax import precision
 from agile_jax.algorithms import distillation, optim
 from agile_jax.extensions import find_mirror_functions
 from agile_jax.io.logger import Logger
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
-from agile_jax.training import parallel
+from agile_jax.training import episodes, parallel
 from agile_jax.training.iteration import (
+    OUTPUT_SPEC,
     Collected,
-    IterationOutput,
     Trainer,
     TrainState,
     _all_finite,
-    _episode_extras,
     _state_spec,
     collect_local,
+    finish_iteration,
     place_state,
+    sharded_program,
 )
-from agile_jax.training.rollout import EpisodeLog, make_distill_rollout_fn
+from agile_jax.training.rollout import make_distill_rollout_fn
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.training.teacher import Teacher, load_teacher
 
@@ -120,29 +122,29 @@ def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teach
         finite = {"observations": _all_finite(tr.obs, axis), "rewards": _all_finite(infos.reward, axis),
                   "teacher_actions": _all_finite(tr.teacher_actions, axis), "loss": _all_finite(metrics, axis),
                   "params": _all_finite(params, axis)}
+        window, out = finish_iteration(state.episodes, metrics, infos, finite, axis)
         new_state = state.replace(params=params, opt_state=opt_state, normalizers=normalizers,
                                   hyper=dict(state.hyper, num_updates=state.hyper["num_updates"] + 1),
-                                  env_state=collected.env_state, key=key, iteration=state.iteration + 1, hidden=hidden)
-        return new_state, IterationOutput(metrics=metrics,
-                                          episodes=EpisodeLog(infos.done, infos.episode_return, infos.episode_length),
-                                          episode_extras=_episode_extras(infos, axis), finite=finite)
+                                  env_state=collected.env_state, key=key, iteration=state.iteration + 1,
+                                  episodes=window, hidden=hidden)
+        return new_state, out
 
     state_spec = _state_spec()
     collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis), hidden=P(axis))
-    out_spec = IterationOutput(metrics=P(), episodes=P(None, axis), episode_extras=P(), finite=P())
-
-    def sharded(fn, in_specs, out_specs):
-        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False))
+    out_spec = OUTPUT_SPEC
+    sharded = lambda fn, in_specs, out_specs: sharded_program(fn, mesh, in_specs, out_specs, run.matmul_precision)
 
     def init(key) -> TrainState:
         key_params, key_env, key_next = jax.random.split(key, 3)
         params = {"actor": student.init(key_params)["actor"]}
-        reset = jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh))
+        reset = precision.with_precision(jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh)),
+                                         run.matmul_precision)
         env_state = reset(jax.random.split(key_env, env.num_envs))
         hidden = {"actor": student.init_hidden(env.num_envs)["actor"], "teacher": teacher.init_state(env.num_envs)}
         state = TrainState(params=params, opt_state=tx.init(params), normalizers=student.init_normalizers(),
                            shaping=(), hyper={"num_updates": jnp.zeros((), jnp.int32)}, env_state=env_state,
-                           key=key_next, iteration=jnp.zeros((), jnp.int32), hidden=hidden)
+                           key=key_next, iteration=jnp.zeros((), jnp.int32), episodes=episodes.init_window(),
+                           hidden=hidden)
         return place_state(state, mesh)
 
     return Trainer(env=env, networks=student, cfg=cfg, tx=tx, mesh=mesh, init=init,

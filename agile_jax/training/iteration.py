@@ -17,13 +17,14 @@ from flax import struct
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from agile_jax import precision
 from agile_jax.algorithms import gae, optim, ppo, shaping
 from agile_jax.algorithms.losses import Batch
 from agile_jax.algorithms.recurrent import trajectory_minibatches
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic
-from agile_jax.training import parallel
-from agile_jax.training.rollout import EpisodeLog, make_stateful_rollout_fn
+from agile_jax.training import episodes, parallel
+from agile_jax.training.rollout import make_stateful_rollout_fn
 from agile_jax.types import Array, LossTerm, PRNGKey
 
 
@@ -40,6 +41,7 @@ class TrainState:
         env_state: batched env state ``[N, ...]`` (sharded over devices).
         key: PRNG key of the next iteration.
         iteration: number of iterations done.
+        episodes: the last 100 finished episodes (returns and lengths), replicated.
         hidden: the policy's recurrent state between rollouts, ``{"actor": ..., "critic": ...}`` with leaves
             ``[N, ...]`` (sharded like the env state; empty for feed-forward networks).
     """
@@ -52,22 +54,24 @@ class TrainState:
     env_state: Any
     key: PRNGKey
     iteration: Array
+    episodes: episodes.EpisodeWindow
     hidden: Any = ()
 
 
 class IterationOutput(NamedTuple):
-    """What the host needs after an iteration (one device-to-host transfer).
+    """What the host needs after an iteration: replicated scalars only (one small device-to-host transfer).
 
     Attributes:
         metrics: scalar losses and statistics (``value``, ``surrogate``, ``entropy``, ``learning_rate`` ...).
-        episodes: per-step episode outcomes ``[T, N]`` for the last-100-episodes statistics.
+        episode_stats: ``Train/mean_reward`` and ``Train/mean_episode_length`` over the last 100 finished
+            episodes (NaN before the first one ends).
         episode_extras: ``Episode_Reward/<term>`` and ``Episode_Termination/<term>`` means over the
             episodes that ended in this iteration, plus ``episode_count``.
         finite: name -> bool, whether each checked quantity was free of NaN/inf.
     """
 
     metrics: dict
-    episodes: EpisodeLog
+    episode_stats: dict
     episode_extras: dict
     finite: dict
 
@@ -102,6 +106,25 @@ def _episode_extras(infos, axis_name) -> dict:
         ended = jnp.logical_and(fired, infos.done).astype(jnp.float32)
         out[f"Episode_Termination/{name}"] = jax.lax.psum(jnp.sum(ended), axis_name) / denom
     return out
+
+
+def finish_iteration(window: episodes.EpisodeWindow, metrics: dict, infos, finite: dict,
+                     axis_name: str) -> tuple[episodes.EpisodeWindow, IterationOutput]:
+    """Adds the rollout's finished episodes to ``window`` and assembles the iteration's host outputs."""
+    window = episodes.record(window, infos.done, infos.episode_return, infos.episode_length, axis_name)
+    mean_return, mean_length = episodes.means(window)
+    stats = {"Train/mean_reward": mean_return, "Train/mean_episode_length": mean_length}
+    return window, IterationOutput(metrics=metrics, episode_stats=stats,
+                                   episode_extras=_episode_extras(infos, axis_name), finite=finite)
+
+
+OUTPUT_SPEC = IterationOutput(metrics=P(), episode_stats=P(), episode_extras=P(), finite=P())
+
+
+def sharded_program(fn: Callable, mesh: Mesh, in_specs, out_specs, matmul_precision: str) -> Callable:
+    """``fn`` as one jitted ``shard_map`` program over ``mesh``, traced at ``matmul_precision``."""
+    program = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False))
+    return precision.with_precision(program, matmul_precision)
 
 
 def collect_local(rollout, state: TrainState, key: PRNGKey, axis_name: str) -> Collected:
@@ -145,7 +168,8 @@ def _batch_from_rollout(tr, advantages, returns, extras: dict) -> Batch:
 
 def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.RewardShaper] | None = None,
                  terms: Sequence[LossTerm] | None = None, augment=None, batch_extras: Sequence[Callable] = (),
-                 lr_hooks: Sequence[Callable] = (), mesh: Mesh | None = None) -> Trainer:
+                 lr_hooks: Sequence[Callable] = (), entropy_schedule: Callable | None = None,
+                 mesh: Mesh | None = None) -> Trainer:
     """Assembles the PPO iteration for a batched env.
 
     Args:
@@ -157,6 +181,8 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         augment: minibatch augmentation (``Batch -> Batch``).
         batch_extras: ``(rollout, last_obs) -> dict`` of ``[T, N, ...]`` arrays merged into ``Batch.extras``.
         lr_hooks: ``(lr, hyper) -> lr`` applied per minibatch before the adaptive rule.
+        entropy_schedule: ``(coef, iteration, mean_episode_length) -> coef`` decided at the start of each
+            iteration from the episodes finished before it (AGILE's entropy annealing), or ``None``.
         mesh: device mesh (default: :func:`parallel.make_mesh` with ``runner.num_devices``).
     """
     alg, run = cfg.algorithm, cfg.runner
@@ -179,6 +205,10 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
     def local_learn(state: TrainState, collected: Collected):
         key, _, key_update = jax.random.split(state.key, 3)
         env_state, tr, infos = collected.env_state, collected.transitions, collected.infos
+        hyper = state.hyper
+        if entropy_schedule is not None:  # decided from the episodes that ended before this iteration
+            coef = entropy_schedule(hyper["entropy_coef"], state.iteration, episodes.means(state.episodes)[1])
+            hyper = dict(hyper, entropy_coef=coef)
         # Value of the observation after the last step (the critic's state is read, not advanced).
         last_values, _ = networks.value_step(state.params, state.normalizers, env_state.obs, collected.hidden["critic"])
         # Rollout-side shaping (timeout bootstrap, ...), then GAE.
@@ -190,8 +220,8 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         for build in batch_extras:
             extras.update(build(tr, env_state.obs))
         batch = _batch_from_rollout(tr, advantages, returns, extras)
-        params, opt_state, hyper, metrics = update(state.params, state.opt_state, state.normalizers, state.hyper,
-                                                   batch, key_update)
+        params, opt_state, hyper, metrics = update(state.params, state.opt_state, state.normalizers, hyper, batch,
+                                                   key_update)
         # Normalisers see every stored observation once per iteration (RSL-RL 5.5).
         normalizers = {
             name: normalization.update(state.normalizers[name], x, until, axis)
@@ -199,6 +229,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
         }
         metrics = dict(metrics, **shaping_metrics, mean_std=jnp.mean(networks.action_std(params)),
                        mean_step_reward=jax.lax.pmean(jnp.mean(tr.rewards), axis))
+        metrics["Train/entropy_coef"] = hyper["entropy_coef"]
         finite = {
             "observations": _all_finite(tr.obs, axis),
             "rewards": _all_finite(tr.rewards, axis),
@@ -206,12 +237,10 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
             "loss": _all_finite(metrics, axis),
             "params": _all_finite(params, axis),
         }
+        window, out = finish_iteration(state.episodes, metrics, infos, finite, axis)
         new_state = TrainState(params=params, opt_state=opt_state, normalizers=normalizers, shaping=shaping_states,
                                hyper=hyper, env_state=env_state, key=key, iteration=state.iteration + 1,
-                               hidden=collected.hidden)
-        out = IterationOutput(metrics=metrics,
-                              episodes=EpisodeLog(infos.done, infos.episode_return, infos.episode_length),
-                              episode_extras=_episode_extras(infos, axis), finite=finite)
+                               episodes=window, hidden=collected.hidden)
         return new_state, out
 
     def local_iteration(state: TrainState):
@@ -219,25 +248,24 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
 
     state_spec = _state_spec()
     collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis), hidden=P(axis))
-    out_spec = IterationOutput(metrics=P(), episodes=P(None, axis), episode_extras=P(), finite=P())
-
-    def sharded(fn, in_specs, out_specs):
-        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False))
-
-    iteration = sharded(local_iteration, (state_spec,), (state_spec, out_spec))
+    sharded = lambda fn, in_specs, out_specs: sharded_program(fn, mesh, in_specs, out_specs, run.matmul_precision)
+    iteration = sharded(local_iteration, (state_spec,), (state_spec, OUTPUT_SPEC))
     collect = sharded(local_collect, (state_spec,), collected_spec)
-    learn = sharded(local_learn, (state_spec, collected_spec), (state_spec, out_spec))
+    learn = sharded(local_learn, (state_spec, collected_spec), (state_spec, OUTPUT_SPEC))
+
+    reset = precision.with_precision(jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh)),
+                                     run.matmul_precision)
 
     def init(key: PRNGKey) -> TrainState:
         key_params, key_env, key_next = jax.random.split(key, 3)
         params = networks.init(key_params)
         env_keys = jax.random.split(key_env, env.num_envs)
-        env_state = jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh))(env_keys)
+        env_state = reset(env_keys)
         state = TrainState(
             params=params, opt_state=tx.init(params), normalizers=networks.init_normalizers(),
             shaping=shaping.init_shapers(shapers),
             hyper={"entropy_coef": jnp.asarray(alg.entropy_coef, jnp.float32), "num_updates": jnp.zeros((), jnp.int32)},
-            env_state=env_state, key=key_next, iteration=jnp.zeros((), jnp.int32),
+            env_state=env_state, key=key_next, iteration=jnp.zeros((), jnp.int32), episodes=episodes.init_window(),
             hidden=networks.init_hidden(env.num_envs),
         )
         return place_state(state, mesh)
@@ -249,7 +277,7 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
 def _state_spec() -> TrainState:
     """Partition spec prefix of a :class:`TrainState`: env state split over devices, the rest replicated."""
     return TrainState(params=P(), opt_state=P(), normalizers=P(), shaping=P(), hyper=P(),
-                      env_state=P(parallel.AXIS), key=P(), iteration=P(), hidden=P(parallel.AXIS))
+                      env_state=P(parallel.AXIS), key=P(), iteration=P(), episodes=P(), hidden=P(parallel.AXIS))
 
 
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:

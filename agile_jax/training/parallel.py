@@ -41,3 +41,33 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def env_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(AXIS))
+
+
+def is_main_process() -> bool:
+    """Process 0 of a multi-host run (or the only process): the one that writes logs and exports."""
+    return jax.process_index() == 0
+
+
+def to_host(tree):
+    """NumPy copy of a pytree of replicated (or local) arrays, on every process of a multi-host run.
+
+    ``jax.device_get`` refuses arrays that span other processes' devices; a replicated array has a full
+    copy on this process's devices, which is read instead.
+    """
+
+    def fetch(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if not x.is_fully_replicated:
+                raise ValueError(f"array of shape {x.shape} is split over hosts; gather it before reading it")
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(fetch, tree)
+
+
+def local_rows(x) -> np.ndarray:
+    """This process's rows of an env-sharded array (all rows on a single host), in global order."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.concatenate([np.asarray(s.data) for s in shards])

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
-import numpy as np
 
 from agile_jax import config as config_lib
+from agile_jax import precision
 from agile_jax.extensions import Extensions, build_extensions
-from agile_jax.extensions.entropy import anneal_entropy_coef
 from agile_jax.io import checkpoint as ckpt
-from agile_jax.io.logger import EpisodeTracker, Logger, iteration_scalars
+from agile_jax.io.logger import Logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
+from agile_jax.training import episodes, parallel
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, make_trainer, place_state
 
 
@@ -30,6 +30,23 @@ class TrainingDivergedError(FloatingPointError):
 
 
 POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent")
+
+
+class EpisodeSummary(NamedTuple):
+    """Means over the last 100 finished episodes (``None`` before the first one ends)."""
+
+    mean_return: float | None
+    mean_length: float | None
+    count: int
+
+
+def check_runner_settings(cfg) -> None:
+    """Precision and determinism settings: valid, and determinism decided before the GPU starts."""
+    try:
+        precision.check_precision(cfg.runner.matmul_precision)
+        precision.configure_determinism(cfg.runner.deterministic)
+    except precision.PrecisionError as err:
+        raise config_lib.ConfigError(str(err)) from None
 
 
 def make_networks(cfg, env) -> ActorCritic:
@@ -73,22 +90,27 @@ class OnPolicyRunner:
 
     def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
                  extensions: Extensions | None = None, mesh=None):
+        check_runner_settings(cfg)
         networks = make_networks(cfg, env)
         ext = extensions or build_extensions(cfg, env, networks, mirror_obs, mirror_actions)
         trainer = make_trainer(cfg, env, networks, shapers=ext.shapers, terms=ext.terms, augment=ext.augment,
-                               batch_extras=ext.batch_extras, lr_hooks=ext.lr_hooks, mesh=mesh)
+                               batch_extras=ext.batch_extras, lr_hooks=ext.lr_hooks,
+                               entropy_schedule=ext.entropy_schedule, mesh=mesh)
         self._setup(env, cfg, log_dir, networks, trainer)
 
     def _setup(self, env, cfg, log_dir: str | None, networks, trainer) -> None:
-        """Initial train state, episode tracker, checkpointer and run directory (shared with subclasses)."""
+        """Initial train state, checkpointer and run directory (shared with subclasses).
+
+        On several hosts every process checkpoints its share of the env state into the same (shared)
+        ``log_dir``; only process 0 writes ``config.yaml``, logs and exports.
+        """
         self.env, self.cfg, self.log_dir = env, cfg, log_dir
         self.networks, self.trainer = networks, trainer
         self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
-        self.tracker = EpisodeTracker()
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
         self.logger: Logger | None = None
         self._last_saved: int | None = None
-        if log_dir:
+        if log_dir and parallel.is_main_process():
             os.makedirs(log_dir, exist_ok=True)
             with open(os.path.join(log_dir, "config.yaml"), "w") as f:
                 f.write(config_lib.to_yaml(cfg))
@@ -99,30 +121,34 @@ class OnPolicyRunner:
 
     @property
     def current_learning_iteration(self) -> int:
-        return int(self.state.iteration)
+        return int(parallel.to_host(self.state.iteration))
+
+    @property
+    def episodes(self) -> EpisodeSummary:
+        """Mean return and length of the last 100 finished episodes (RSL-RL's ``rewbuffer`` / ``lenbuffer``)."""
+        window = parallel.to_host(self.state.episodes)
+        mean_return, mean_length = (float(x) for x in episodes.means(window))
+        count = int(window.count)
+        return EpisodeSummary(mean_return if count else None, mean_length if count else None, count)
 
     # -- training -----------------------------------------------------------------------------------
     def learn(self, num_learning_iterations: int) -> None:
         """Runs ``num_learning_iterations`` iterations, logging and checkpointing along the way."""
         run = self.cfg.runner
-        if self.log_dir and self.logger is None:
+        main = parallel.is_main_process()
+        if self.log_dir and self.logger is None and main:
             self.logger = Logger(self.log_dir, run.logger)
         samples = run.num_steps_per_env * self.env.num_envs
         start = self.current_learning_iteration
-        bar = _progress(num_learning_iterations, start, run.progress_bar and self.log_dir is not None)
+        bar = _progress(num_learning_iterations, start, run.progress_bar and self.log_dir is not None and main)
         try:
-            for _ in range(num_learning_iterations):
-                self._anneal_entropy()
+            for it in range(start + 1, start + num_learning_iterations + 1):
                 new_state, out, timing = self._run_iteration()
-                it = int(new_state.iteration)
                 if run.check_for_nan:
                     self._check_finite(out.finite, it)
                 self.state = new_state
-                self.tracker.add(out.episodes.done, out.episodes.episode_return, out.episodes.episode_length)
-                metrics = _to_float(out.metrics)
-                if "entropy_coef" in self.state.hyper:
-                    metrics["Train/entropy_coef"] = float(self.state.hyper["entropy_coef"])
-                scalars = iteration_scalars(metrics, _to_float(out.episode_extras), self.tracker, timing, samples)
+                scalars = iteration_scalars(_to_float(out.metrics), _to_float(out.episode_extras),
+                                            _to_float(out.episode_stats), timing, samples)
                 if self.logger:
                     self.logger.scalars(scalars, it)
                 _update_progress(bar, scalars)
@@ -139,31 +165,21 @@ class OnPolicyRunner:
                 self.logger.writer and self.logger.writer.flush()
 
     def _run_iteration(self):
-        """One iteration, fused or as collect + learn; returns ``(state, host outputs, timing)``."""
+        """One iteration, fused or as collect + learn; returns ``(state, host outputs, timing)``.
+
+        The host receives replicated scalars only (metrics, episode statistics, finiteness flags).
+        """
         t0 = time.time()
         if self.cfg.runner.fused_iteration:
             new_state, out = self.trainer.iteration(self.state)
-            out = jax.device_get(out)  # the one host sync per iteration
+            out = parallel.to_host(out)  # the one host sync per iteration
             return new_state, out, {"iteration": time.time() - t0}
         collected = jax.block_until_ready(self.trainer.collect(self.state))
         t1 = time.time()
         new_state, out = self.trainer.learn(self.state, collected)
-        out = jax.device_get(out)
+        out = parallel.to_host(out)
         t2 = time.time()
         return new_state, out, {"iteration": t2 - t0, "collection": t1 - t0, "learning": t2 - t1}
-
-    def _anneal_entropy(self) -> None:
-        """AGILE's entropy-coefficient schedule, decided on the host once per iteration before the rollout."""
-        run = self.cfg.runner
-        if not run.enable_entropy_coef_annealing or "entropy_coef" not in self.state.hyper:
-            return  # off, or an algorithm without an entropy bonus (distillation)
-        coef = float(self.state.hyper["entropy_coef"])
-        new = anneal_entropy_coef(coef, self.cfg.algorithm.entropy_coef, self.current_learning_iteration,
-                                  run.max_iterations, self.tracker.mean_length, self.env.max_episode_length, run)
-        if new != coef:
-            hyper = dict(self.state.hyper, entropy_coef=jax.device_put(np.float32(new),
-                                                                       self.state.hyper["entropy_coef"].sharding))
-            self.state = self.state.replace(hyper=hyper)
 
     def _check_finite(self, finite: dict, iteration: int) -> None:
         bad = next((name for name in self.finite_checks if not bool(finite[name])), None)
@@ -188,8 +204,7 @@ class OnPolicyRunner:
         it = self.current_learning_iteration
         if path is None and self._last_saved == it:
             return os.path.join(checkpointer.directory, str(it))
-        meta = {"config": config_lib.to_yaml(self.cfg), "episode_returns": list(self.tracker.returns),
-                "episode_lengths": list(self.tracker.lengths), **self.checkpoint_meta()}
+        meta = {"config": config_lib.to_yaml(self.cfg), **self.checkpoint_meta()}
         out = checkpointer.save(it, self.state, meta)
         if path is None:
             self._last_saved = it
@@ -201,12 +216,9 @@ class OnPolicyRunner:
         """Restores a train state saved by :meth:`save` (run dir or its ``checkpoints`` dir)."""
         if self.checkpointer:
             self.checkpointer.wait()
-        restored, meta = ckpt.restore(path, iteration, jax.device_get(self.state))
+        # The current state is the template: restored arrays land directly in its (possibly multi-host) shardings.
+        restored, meta = ckpt.restore(path, iteration, self.state)
         self.state = place_state(restored, self.trainer.mesh)
-        # The last-100-episodes buffer gates entropy annealing; restoring it keeps resumes exact.
-        self.tracker = EpisodeTracker()
-        self.tracker.returns.extend(meta.get("episode_returns", []))
-        self.tracker.lengths.extend(meta.get("episode_lengths", []))
         self._last_saved = None
         return meta
 
@@ -240,7 +252,7 @@ class OnPolicyRunner:
 
 
 def _to_float(tree: dict) -> dict[str, float]:
-    return {k: float(np.asarray(v)) for k, v in tree.items()}
+    return {k: float(v) for k, v in tree.items()}
 
 
 def _progress(total: int, start: int, enabled: bool) -> Any:
