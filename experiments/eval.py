@@ -21,6 +21,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA notes every program loaded from the cache
 
 from agile_jax.evaluation.run import EvalConfig, evaluate
+from agile_jax.export.io_descriptor import DescriptorError
 
 
 def _value(field: dataclasses.Field, text: str):
@@ -63,13 +64,21 @@ def parse_args(argv: list[str]) -> EvalConfig:
     return EvalConfig(**values)
 
 
+def _fail(message: str) -> None:
+    """One line on stderr and exit code 2 (bad input, not a crash)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         result = evaluate(cfg)
     except FileNotFoundError as err:
-        raise SystemExit(f"error: {err} (pass a run directory of experiments/train.py, or the 'exported' "
-                         "directory written by experiments/export.py)") from None
+        _fail(f"error: {err} (pass a run directory of experiments/train.py, or the 'exported' "
+              "directory written by experiments/export.py)")
+    except DescriptorError as err:
+        _fail(f"error: {err}")
     print(json.dumps({"out": result["out"], **result["summary"],
                       "real_time_factor": [e["real_time_factor"] for e in result["episodes"]],
                       "sim_real_time_factor": [e["sim_real_time_factor"] for e in result["episodes"]]}, indent=2))

@@ -139,10 +139,11 @@ def test_joint_names_that_do_not_match_the_model_are_refused(exported, tmp_path)
 
 
 def test_descriptor_observation_matches_the_env(exported):
-    """The observation rebuilt from policy.yaml alone equals the MJX env's flattened policy observation."""
+    """The observation rebuilt from policy.yaml alone equals the MJX env's policy observation, term-major."""
     import dataclasses
 
     from agile_jax.evaluation import policy_io, sim2mujoco
+    from envs.mdp.observations import term_major
     from envs.tasks.velocity import T1VelocityConfig, VelocityEnv
 
     env = VelocityEnv(dataclasses.replace(T1VelocityConfig(), obs_noise=False))
@@ -152,7 +153,9 @@ def test_descriptor_observation_matches_the_env(exported):
     values = policy_io.term_values(np.asarray(state.data.qpos, np.float64), np.asarray(state.data.qvel, np.float64),
                                    joints.qpos, joints.dof, np.asarray(state.info["command"]), np.zeros(12))
     built = policy_io.ObservationBuilder(io, noise_scale=0.0)(values)
-    np.testing.assert_allclose(built, np.asarray(state.obs["policy"]).reshape(-1), atol=1e-5)
+    # policy.yaml describes AGILE's term-major input; the env keeps [H, F] frames.
+    expected = np.asarray(term_major(state.obs["policy"], env.policy_layout))
+    np.testing.assert_allclose(built, expected, atol=1e-5)
 
 
 @pytest.mark.slow

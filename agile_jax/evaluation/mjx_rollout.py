@@ -48,13 +48,16 @@ def rollout(env, policy: Callable[[np.ndarray], np.ndarray], schedule: CommandSc
 
     Args:
         env: the single (unbatched) env; configure it without randomisation for a clean comparison.
-        policy: ``flat policy obs [D] -> action [A]`` (the exported policy's input: ``obs['policy']`` flattened).
+        policy: ``flat policy obs [D] -> action [A]``: the exported policy's input, ``obs['policy']`` in AGILE's
+            term-major history layout.
         schedule: command source. duration: episode length (s). seed: reset key.
         delay: actuator command delay (physics steps) of every joint (replaces the env's random one).
 
     Returns:
         The trajectory (joint arrays in ``env.robot.joint_names`` order) plus ``dt``, ``fell``, ``wall_time``.
     """
+    from envs.mdp.observations import term_major
+
     reset, step = jax.jit(env.reset), jax.jit(env.step)
     state = reset(jax.random.key(seed))
     rows, fell, start = [], False, time.perf_counter()
@@ -65,7 +68,8 @@ def rollout(env, policy: Callable[[np.ndarray], np.ndarray], schedule: CommandSc
             info["history"] = info["history"].at[..., 6:9].set(jnp.asarray(cmd))
             info["delay"] = jnp.full_like(info["delay"], delay)
         state = state.replace(info=info, obs={**state.obs, "policy": info["history"]})
-        action = np.asarray(policy(np.asarray(state.obs["policy"], np.float32).reshape(-1)), np.float32)
+        action = np.asarray(policy(np.asarray(term_major(state.obs["policy"], env.policy_layout), np.float32)),
+                            np.float32)
         state = step(state, jnp.asarray(action))
         rows.append({**_row(env, state, cmd, action), "time": (k + 1) * env.ctrl_dt})
         if bool(state.terminated):

@@ -1,7 +1,9 @@
 """What ``policy.yaml`` says about running a policy, and the NumPy pieces that follow it.
 
-Only the IO descriptor is read here (no env code): observation terms (order, size, scale, noise, history
-layout), the action mapping ``target = offset + scale * a`` with its clip, and the articulation tables.
+Only the IO descriptor is read here (no env code), in AGILE's schema (:mod:`agile_jax.export.io_descriptor`):
+observation terms (order, per-frame size, ``overloads`` scale / clip / history, offsets, noise), the action
+mapping ``target = offset + scale * clip(a)`` and the articulation tables. The flat input is built term-major,
+as AGILE's evaluator builds it; a pre-AGILE descriptor is refused with one line.
 """
 
 from __future__ import annotations
@@ -12,7 +14,20 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from agile_jax.export.io_descriptor import read_io_descriptor
+from agile_jax.export.io_descriptor import (
+    DescriptorError,
+    check_format,
+    frame_size,
+    history_length,
+    read_io_descriptor,
+    term_width,
+)
+
+# AGILE's term name -> the raw value it reads (see term_values).
+TERM_SOURCES = {"base_ang_vel": "base_ang_vel", "base_lin_vel": "base_lin_vel",
+                "projected_gravity": "projected_gravity", "locomotion_command": "command",
+                "navigation_command": "command", "joint_pos_rel": "joint_pos", "joint_pos": "joint_pos",
+                "joint_vel_rel": "joint_vel", "joint_vel": "joint_vel", "last_action": "last_action"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,12 +36,11 @@ class PolicyIO:
 
     Attributes:
         terms: observation terms of the policy group (descriptor dicts, concatenation order).
-        history_length / layout: frames ``H`` and ``"frame_major"`` (``[H, F]`` flattened) or ``"term_major"``.
-        obs_dim: policy input width ``D``.
+        obs_dim: policy input width ``D`` (term-major: each term's frames together).
         joint_names / default_pos / kp / kd / effort_limit / velocity_limit / saturation: articulation tables.
         action_joints: joints driven by the action vector, in order.
-        action_scale / action_offset: ``target = offset + scale * a``.
-        action_clip / clip_target: clip range and whether it applies to the target (else to ``a``).
+        action_scale / action_offset: ``target = offset + scale * clip(a)``.
+        action_clip: ``(lo [A], hi [A])`` bounds of the raw action, or ``None``.
         physics_dt / decimation: physics step (s) and physics steps per policy step.
         robot: articulation name (e.g. ``booster_t1``).
         command_ranges: ``field -> (lo, hi)`` of the velocity command, if described.
@@ -36,8 +50,6 @@ class PolicyIO:
     """
 
     terms: tuple[dict, ...]
-    history_length: int
-    layout: str
     obs_dim: int
     joint_names: tuple[str, ...]
     default_pos: np.ndarray
@@ -49,8 +61,7 @@ class PolicyIO:
     action_joints: tuple[str, ...]
     action_scale: np.ndarray
     action_offset: np.ndarray
-    action_clip: tuple[float, float] | None
-    clip_target: bool
+    action_clip: tuple[np.ndarray, np.ndarray] | None
     physics_dt: float
     decimation: int
     robot: str
@@ -73,44 +84,66 @@ class PolicyIO:
 def _arr(table: Mapping, key: str, n: int, default: float | None = None) -> np.ndarray:
     if table.get(key) is None:
         if default is None:
-            raise ValueError(f"policy.yaml: articulations.robot.{key} is missing")
+            raise DescriptorError(f"policy.yaml: articulations.robot.{key} is missing")
         return np.full(n, default)
     return np.asarray(table[key], np.float64).reshape(n)
+
+
+def _per_action(value, a: int, default: float) -> np.ndarray:
+    """A scalar or per-joint (possibly ``[[...]]``-nested, as AGILE writes it) value as ``[A]``."""
+    arr = np.asarray(default if value is None else value, np.float64)
+    return np.broadcast_to(arr.reshape(-1) if arr.size == a else arr.reshape(()), (a,)).copy()
+
+
+def action_clip(clip, a: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(lo [A], hi [A])`` of an action term's raw-action ``clip`` (``[lo, hi]`` or per joint), or ``None``."""
+    if clip is None:
+        return None
+    bounds = np.asarray(clip, np.float64)
+    bounds = np.broadcast_to(bounds.reshape(-1, 2) if bounds.ndim == 2 else bounds.reshape(1, 2), (a, 2))
+    return bounds[:, 0].copy(), bounds[:, 1].copy()
+
+
+def _check_policy(desc: Mapping) -> str:
+    """The single observation group of a non-recurrent policy; refuses anything else in one line."""
+    groups = desc["policy"]["inputs"][0]["groups"]
+    if len(groups) != 1 or desc["policy"].get("type", "MLP") != "MLP":
+        raise DescriptorError("sim2mujoco runs single-group, non-recurrent (policy.type MLP) policies only")
+    unknown = [t["name"] for t in desc["observations"][groups[0]["name"]] if t["name"] not in TERM_SOURCES]
+    if unknown:
+        raise DescriptorError(f"policy.yaml: observation terms {unknown} are not supported; known: "
+                              f"{sorted(TERM_SOURCES)}")
+    return groups[0]["name"]
 
 
 def parse(desc: Mapping) -> PolicyIO:
     """Builds a :class:`PolicyIO` from a loaded ``policy.yaml``.
 
     Raises:
-        ValueError: the descriptor lacks what a sim-to-sim run needs (joint names, gains, timing ...).
+        DescriptorError: a pre-AGILE descriptor, or one that lacks what a sim-to-sim run needs (joint names,
+            gains, timing ...).
     """
-    groups = desc["policy"]["inputs"][0]["groups"]
-    if len(groups) != 1 or desc["policy"]["network"].get("state"):
-        raise ValueError("sim2mujoco runs single-group, non-recurrent policies only")
-    group = groups[0]["name"]
-    terms = tuple(desc["observations"][group])
-    hist = (desc.get("observation_history") or {}).get(group, {})
+    check_format(desc)
+    terms = tuple(desc["observations"][_check_policy(desc)])
     art = (desc.get("articulations") or {}).get("robot")
     actions = desc.get("actions") or []
     if not art or not art.get("joint_names") or len(actions) != 1 or not actions[0].get("joint_names"):
-        raise ValueError("policy.yaml does not name its joints (articulations.robot / actions[0].joint_names); "
-                         "export it with an env that provides io_description()")
+        raise DescriptorError("policy.yaml does not name its joints (articulations.robot / actions[0].joint_names);"
+                              " export it with an env that provides io_description()")
     names, act = tuple(art["joint_names"]), actions[0]
     n, a = len(names), len(act["joint_names"])
     missing = [j for j in act["joint_names"] if j not in names]
     if missing:
-        raise ValueError(f"policy.yaml: action joints {missing} are not articulation joints")
+        raise DescriptorError(f"policy.yaml: action joints {missing} are not articulation joints")
     scene, term = desc.get("scene") or {}, desc.get("terminations") or {}
     ranges = ((desc.get("commands") or {}).get("base_velocity") or {}).get("ranges") or {}
     return PolicyIO(
-        terms=terms, history_length=int(hist.get("length", 1)), layout=hist.get("layout", "term_major"),
-        obs_dim=int(groups[0]["dim"]), joint_names=names, default_pos=_arr(art, "default_joint_pos", n, 0.0),
-        kp=_arr(art, "default_joint_stiffness", n), kd=_arr(art, "default_joint_damping", n),
-        effort_limit=_arr(art, "effort_limit", n, np.inf), velocity_limit=_arr(art, "velocity_limit", n, np.inf),
-        saturation=_arr(art, "saturation_effort", n, np.inf), action_joints=tuple(act["joint_names"]),
-        action_scale=np.broadcast_to(np.asarray(act.get("scale", 1.0), np.float64), (a,)).copy(),
-        action_offset=np.broadcast_to(np.asarray(act.get("offset", 0.0), np.float64), (a,)).copy(),
-        action_clip=tuple(act["clip"]) if act.get("clip") else None, clip_target=bool(act.get("clip_target", False)),
+        terms=terms, obs_dim=sum(term_width(t) for t in terms), joint_names=names,
+        default_pos=_arr(art, "default_joint_pos", n, 0.0), kp=_arr(art, "default_joint_stiffness", n),
+        kd=_arr(art, "default_joint_damping", n), effort_limit=_arr(art, "effort_limit", n, np.inf),
+        velocity_limit=_arr(art, "velocity_limit", n, np.inf), saturation=_arr(art, "saturation_effort", n, np.inf),
+        action_joints=tuple(act["joint_names"]), action_scale=_per_action(act.get("scale"), a, 1.0),
+        action_offset=_per_action(act.get("offset"), a, 0.0), action_clip=action_clip(act.get("clip"), a),
         physics_dt=float(scene["physics_dt"]), decimation=int(scene["decimation"]), robot=str(art.get("name", "")),
         command_ranges={k: tuple(v) for k, v in ranges.items()},
         implicit_damping=bool(scene.get("implicit_damping", False)),
@@ -143,59 +176,63 @@ def term_values(qpos: np.ndarray, qvel: np.ndarray, joint_qpos: np.ndarray, join
     quat = qpos[3:7]
     return {"base_ang_vel": qvel[3:6].copy(), "base_lin_vel": quat_rotate_inverse(quat, qvel[0:3]),
             "projected_gravity": quat_rotate_inverse(quat, np.array([0.0, 0.0, -1.0])),
-            "velocity_commands": np.asarray(command, np.float64), "joint_pos": qpos[joint_qpos],
+            "command": np.asarray(command, np.float64), "joint_pos": qpos[joint_qpos],
             "joint_vel": qvel[joint_dof], "last_action": np.asarray(last_action, np.float64)}
 
 
 class ObservationBuilder:
-    """Builds the flat policy input ``[D]`` per policy step from the descriptor terms and a history buffer.
+    """Builds the flat policy input ``[D]`` per policy step: one history buffer per term, term-major.
+
+    As AGILE's evaluator: each term's value is computed, offset, scaled and clipped, pushed into that term's
+    ``history_length`` frames (oldest first), and the terms' frames are concatenated in order. Unlike it, an
+    empty history is back-filled with the first frame (as the training env does) instead of zeros.
 
     Args:
         io: parsed descriptor.
-        noise_scale: multiplier of every term's uniform noise (0 = clean).
+        noise_scale: multiplier of every term's uniform training noise (``extras.noise``; 0 = clean).
         seed: noise seed.
     """
 
     def __init__(self, io: PolicyIO, noise_scale: float = 1.0, seed: int = 0):
         self.io, self.noise_scale, self.rng = io, noise_scale, np.random.default_rng(seed)
         self._idx = {n: i for i, n in enumerate(io.joint_names)}
-        self.history: np.ndarray | None = None
+        self.history: list[np.ndarray] | None = None
 
     def reset(self) -> None:
         """Empties the history (the next frame fills every slot)."""
         self.history = None
 
     def _term(self, term: Mapping, values: Mapping[str, np.ndarray]) -> np.ndarray:
-        name = term["name"]
-        source = {"joint_pos_rel": "joint_pos", "joint_vel_rel": "joint_vel", "actions": "last_action"}.get(name, name)
-        if source not in values:
-            raise ValueError(f"policy.yaml: observation term '{name}' is not supported by sim2mujoco")
+        """One frame of ``term``: value, minus offsets, plus noise, clipped, scaled (Isaac Lab's order)."""
+        source = TERM_SOURCES[term["name"]]
         x = np.asarray(values[source], np.float64)
         if source in ("joint_pos", "joint_vel") and term.get("joint_names"):
             x = x[[self._idx[j] for j in term["joint_names"]]]
-        if term.get("offset") is not None:
-            x = x - np.asarray(term["offset"])
-        noise = term.get("noise")
+        offsets = term.get("joint_pos_offsets" if source == "joint_pos" else "joint_vel_offsets")
+        if offsets is not None and term["name"].endswith("_rel"):
+            x = x - np.asarray(offsets)
+        noise = (term.get("extras") or {}).get("noise")
         if noise and self.noise_scale > 0:
             x = x + self.noise_scale * self.rng.uniform(noise["n_min"], noise["n_max"], x.shape)
-        if term.get("clip"):
-            x = np.clip(x, *term["clip"])
-        return x * np.asarray(term.get("scale") if term.get("scale") is not None else 1.0)
+        overloads = term.get("overloads") or {}
+        if overloads.get("clip"):
+            x = np.clip(x, *overloads["clip"])
+        scale = overloads.get("scale")
+        x = x * np.asarray(scale if scale is not None else 1.0)
+        if x.size != frame_size(term):
+            raise DescriptorError(f"policy.yaml: term '{term['name']}' has shape {term.get('shape')}, "
+                                  f"the state gives {x.size} values")
+        return x.reshape(-1)
 
     def __call__(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Appends this step's frame to the history and returns the flat input ``[D]`` (float32)."""
-        frame = np.concatenate([self._term(t, values) for t in self.io.terms])
-        h = self.io.history_length
-        self.history = np.repeat(frame[None], h, 0) if self.history is None else np.concatenate(
-            [self.history[1:], frame[None]], 0)
-        if self.io.layout == "frame_major":
-            flat = self.history.reshape(-1)
+        """Pushes this step's frame of every term and returns the flat input ``[D]`` (float32)."""
+        frames = [self._term(t, values) for t in self.io.terms]
+        lengths = [max(history_length(t), 1) for t in self.io.terms]
+        if self.history is None:
+            self.history = [np.repeat(f[None], h, 0) for f, h in zip(frames, lengths)]
         else:
-            bounds = np.cumsum([0] + [int(np.prod(t["shape"])) // h for t in self.io.terms])
-            flat = np.concatenate([self.history[:, b0:b1].reshape(-1) for b0, b1 in zip(bounds[:-1], bounds[1:])])
-        if flat.size != self.io.obs_dim:
-            raise ValueError(f"built {flat.size} observation values, the policy reads {self.io.obs_dim}")
-        return flat.astype(np.float32)
+            self.history = [np.concatenate([buf[1:], f[None]], 0) for buf, f in zip(self.history, frames)]
+        return np.concatenate([buf.reshape(-1) for buf in self.history]).astype(np.float32)
 
 
 def load_policy(path: str) -> Callable[[np.ndarray], np.ndarray]:

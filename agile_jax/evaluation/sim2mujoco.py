@@ -92,10 +92,8 @@ class Actuation:
     def targets(self, action: np.ndarray) -> np.ndarray:
         """Joint position targets ``[J]`` of a raw action ``[A]``."""
         io = self.io
-        a = action if io.clip_target or io.action_clip is None else np.clip(action, *io.action_clip)
+        a = action if io.action_clip is None else np.clip(action, *io.action_clip)  # raw-action clip per joint
         legs = io.action_offset + io.action_scale * a
-        if io.clip_target and io.action_clip is not None:
-            legs = np.clip(legs, *io.action_clip)
         target = io.default_pos.copy()
         target[io.action_idx] = legs
         return target

@@ -6,6 +6,8 @@ loads with plain ``torch.jit.load`` where this package is not installed.
 
 from __future__ import annotations
 
+from typing import Optional, Union
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,14 +29,18 @@ def make_activation(name: str) -> nn.Module:
 
 
 class MLPPolicy(nn.Module):
-    """Deterministic MLP policy with the observation normaliser as buffers.
+    """Deterministic MLP policy with the input reordering and the observation normaliser as buffers.
 
-    ``forward(obs [B, D]) -> actions [B, A]``; ``reset()`` is a no-op kept for the deployment interface
-    shared with recurrent policies.
+    ``forward(obs [B, D] or [D]) -> actions [B, A] or [A]``; ``reset()`` is a no-op kept for the deployment
+    interface shared with recurrent policies.
     """
 
     def __init__(self, spec: PolicySpec):
         super().__init__()
+        # Exported input layout -> env layout (identity when the spec has no input_index).
+        index = spec.input_index if spec.input_index is not None else np.arange(spec.obs_dim)
+        self.reorder = spec.input_index is not None
+        self.register_buffer("input_index", torch.from_numpy(np.array(index, np.int64)))
         mean = spec.obs_mean if spec.normalized else np.zeros(spec.obs_dim, np.float32)
         denom = spec.obs_denominator if spec.normalized else np.ones(spec.obs_dim, np.float32)
         # Normaliser buffers: (x - mean) / (std + eps) with the denominator precomputed in float32.
@@ -52,8 +58,14 @@ class MLPPolicy(nn.Module):
                 layers.append(make_activation(spec.activation))
         self.mlp = nn.Sequential(*layers)
 
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """The input in the env layout, normalised: ``(obs[..., index] - mean) / denominator``."""
+        if self.reorder:
+            obs = obs.index_select(-1, self.input_index)
+        return (obs - self.obs_mean) / self.obs_denominator
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.mlp((obs - self.obs_mean) / self.obs_denominator)
+        return self.mlp(self.normalize(obs))
 
     @torch.jit.export
     def reset(self) -> None:
@@ -73,7 +85,9 @@ def _load_rnn(rnn: nn.Module, spec: PolicySpec) -> None:
 class LSTMPolicy(MLPPolicy):
     """Normaliser -> ``nn.LSTM`` -> MLP with the state in buffers ``hidden_state`` / ``cell_state`` ``[layers, 1, H]``.
 
-    ``forward(obs [1, D]) -> actions [1, A]`` advances the state; ``reset()`` zeroes it (RSL-RL's layout).
+    Two calls: ``forward(obs [1, D]) -> actions [1, A]`` advances the internal state and ``reset()`` zeroes it
+    (RSL-RL's layout); ``forward(obs [1, D], hidden [2 * layers, 1, H]) -> (actions [1, A], hidden)`` is
+    stateless, with ``h`` in the first ``layers`` rows of ``hidden`` and ``c`` in the rest (AGILE's RNN path).
     """
 
     def __init__(self, spec: PolicySpec):
@@ -84,12 +98,17 @@ class LSTMPolicy(MLPPolicy):
         self.register_buffer("hidden_state", torch.zeros(layers, 1, width))
         self.register_buffer("cell_state", torch.zeros(layers, 1, width))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = (obs - self.obs_mean) / self.obs_denominator
-        out, (h, c) = self.rnn(x.unsqueeze(0), (self.hidden_state, self.cell_state))
-        self.hidden_state[:] = h
-        self.cell_state[:] = c
-        return self.mlp(out.squeeze(0))
+    def forward(self, obs: torch.Tensor, hidden: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript parses these)
+                ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # noqa: UP007
+        x = self.normalize(obs).unsqueeze(0)
+        if hidden is None:
+            out, (h, c) = self.rnn(x, (self.hidden_state, self.cell_state))
+            self.hidden_state[:] = h
+            self.cell_state[:] = c
+            return self.mlp(out.squeeze(0))
+        layers = self.hidden_state.shape[0]
+        out, (h, c) = self.rnn(x, (hidden[:layers], hidden[layers:]))
+        return self.mlp(out.squeeze(0)), torch.cat([h, c], 0)
 
     @torch.jit.export
     def reset(self) -> None:
@@ -99,7 +118,10 @@ class LSTMPolicy(MLPPolicy):
 
 
 class GRUPolicy(MLPPolicy):
-    """Normaliser -> ``nn.GRU`` -> MLP with the state in the buffer ``hidden_state`` ``[layers, 1, H]``."""
+    """Normaliser -> ``nn.GRU`` -> MLP with the state in the buffer ``hidden_state`` ``[layers, 1, H]``.
+
+    Calls as :class:`LSTMPolicy`; the explicit state is ``hidden [layers, 1, H]``.
+    """
 
     def __init__(self, spec: PolicySpec):
         super().__init__(spec)
@@ -108,11 +130,15 @@ class GRUPolicy(MLPPolicy):
         _load_rnn(self.rnn, spec)
         self.register_buffer("hidden_state", torch.zeros(layers, 1, width))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = (obs - self.obs_mean) / self.obs_denominator
-        out, h = self.rnn(x.unsqueeze(0), self.hidden_state)
-        self.hidden_state[:] = h
-        return self.mlp(out.squeeze(0))
+    def forward(self, obs: torch.Tensor, hidden: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript parses these)
+                ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # noqa: UP007
+        x = self.normalize(obs).unsqueeze(0)
+        if hidden is None:
+            out, h = self.rnn(x, self.hidden_state)
+            self.hidden_state[:] = h
+            return self.mlp(out.squeeze(0))
+        out, h = self.rnn(x, hidden)
+        return self.mlp(out.squeeze(0)), h
 
     @torch.jit.export
     def reset(self) -> None:

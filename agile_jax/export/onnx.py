@@ -1,7 +1,7 @@
 """``policy.onnx`` built directly from the params with ``onnx.helper`` (no torch, no tracing).
 
-The MLP graph is ``obs [B, D] -> Sub(mean) -> Div(std + eps) -> [MatMul -> Add -> act] x n -> MatMul -> Add
--> actions [B, A]``, weights as initializers. ``B`` is 1 by default (static, like AGILE, Playground and
+The MLP graph is ``obs [B, D] -> [Gather(input_index)] -> Sub(mean) -> Div(std + eps) -> [MatMul -> Add -> act] x n
+-> MatMul -> Add -> actions [B, A]``, weights as initializers. ``B`` is 1 by default (static, like AGILE, Playground and
 RSL-RL exports) or a symbolic ``batch`` dimension. The default opset is 11; the IR version is picked by
 ``helper.make_model_gen_version`` (``make_model`` would stamp an IR that onnxruntime refuses).
 
@@ -103,8 +103,16 @@ def activation(g: GraphBuilder, name: str, x: str) -> str:
 # -- bodies ---------------------------------------------------------------------------------------
 
 
+def _reorder(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
+    """``obs[:, input_index]``: the exported input layout (AGILE's term-major history) -> the env's layout."""
+    if spec.input_index is None:
+        return x
+    return g.op("Gather", [x, g.int_const("input_index", spec.input_index)], axis=1)
+
+
 def _normalize(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
-    """The observation normaliser baked in, with the same arithmetic as the JAX policy."""
+    """The input reordered (if needed), then the observation normaliser with the JAX policy's arithmetic."""
+    x = _reorder(g, spec, x)
     if spec.normalized:
         x = g.op("Sub", [x, g.const("obs_mean", spec.obs_mean)])
         x = g.op("Div", [x, g.const("obs_denominator", spec.obs_denominator)])

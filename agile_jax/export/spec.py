@@ -5,6 +5,8 @@ normaliser, the layers and the activation. The ONNX and TorchScript builders rea
 network kind adds one spec ``kind`` plus one body builder per format, and declares its carried state in
 ``state`` (``h`` -> inputs ``h_in`` / outputs ``h_out``). Recurrent actors (kinds ``"lstm"`` / ``"gru"``) carry
 ``h`` (and ``c``) of shape ``[layers, 1, H]`` like RSL-RL's exports and hold their RNN weights in ``rnn``.
+``input_index`` reorders the graph input before anything else (AGILE's term-major history layout -> the env's
+frame-major one), so the deployed graph reads the layout ``policy.yaml`` describes.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class PolicySpec:
         rnn: recurrent layers (``"lstm"`` / ``"gru"`` kinds): per layer ``{"kernel_ih" [in, G*H], "kernel_hh"
             [H, G*H], "bias_ih", "bias_hh"}`` with PyTorch's gate order; the MLP ``layers`` read its output.
         metadata: free-form strings/numbers recorded in the exported files.
+        input_index: ``[D]`` int64 or ``None``: the graph's first op is ``x = obs[..., input_index]``, mapping the
+            exported input layout onto the env layout the network was trained on.
     """
 
     kind: str
@@ -66,6 +70,7 @@ class PolicySpec:
     state: tuple[StateSpec, ...] = ()
     rnn: tuple[dict, ...] = ()
     metadata: dict = field(default_factory=dict)
+    input_index: np.ndarray | None = None
 
     @property
     def hidden_dims(self) -> tuple[int, ...]:
@@ -81,6 +86,16 @@ class PolicySpec:
         """Width ``H`` of the recurrent state (0 for an MLP)."""
         return int(self.rnn[0]["kernel_hh"].shape[0]) if self.rnn else 0
 
+    @property
+    def hidden_shape(self) -> tuple[int, ...]:
+        """Shape of the one packed state tensor of the explicit-state TorchScript call (``()`` for an MLP).
+
+        ``[S, 1, H]`` with ``S = layers`` (GRU: ``h``) or ``2 * layers`` (LSTM: ``h`` rows, then ``c`` rows).
+        """
+        if not self.state:
+            return ()
+        return (len(self.state) * self.state[0].shape[0], 1, self.rnn_hidden_dim)
+
     def describe(self) -> dict:
         """A JSON-friendly summary (layout, not weights)."""
         return {
@@ -89,6 +104,7 @@ class PolicySpec:
             "obs_normalization": self.normalized, "normalizer_eps": NORMALIZER_EPS,
             "obs_groups": list(self.obs_groups), "obs_group_dims": list(self.obs_group_dims),
             "state": [{"name": s.name, "shape": list(s.shape)} for s in self.state],
+            "input_reordered": self.input_index is not None,
             **({"rnn_type": self.kind, "rnn_hidden_dim": self.rnn_hidden_dim, "rnn_num_layers": len(self.rnn)}
                if self.rnn else {}),
         }

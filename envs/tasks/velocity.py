@@ -248,13 +248,15 @@ class VelocityEnv:
         return mjx.make_data(self.robot.model, impl=self.cfg.impl)
 
     def io_description(self) -> dict:
-        """The task part of the exported ``policy.yaml`` (:mod:`agile_jax.export.io_descriptor`).
+        """The task part of the exported ``policy.yaml`` in AGILE's IO-descriptor schema
+        (:mod:`agile_jax.export.io_descriptor`).
 
-        The policy group is the ``[H, F]`` history flattened frame-major (``observation_history`` says so):
-        each term is listed with its history shape ``[H, n]``, but its values sit at offset ``o`` of every
-        ``F``-wide frame. Terms add uniform ``noise`` then multiply by ``scale``; ``joint_pos_rel`` subtracts
-        ``offset``. Actions: ``target = clip(offset + scale * a)`` when ``clip_target`` (else the action is
-        clipped); joints outside the action hold their default position under the same PD.
+        Policy terms are listed per frame (``shape [n]``) with ``overloads.history_length = H``; the env keeps
+        the group as ``[H, F]`` frames, which ``observation_history`` declares (``frame_major``) so that the
+        exporter reorders the graph input into AGILE's term-major layout. Terms add ``extras.noise`` then multiply
+        by ``overloads.scale``; ``joint_pos_rel`` subtracts ``joint_pos_offsets``. The action clip is stated on
+        the raw action, per joint (the target clip of training mapped through ``target = offset + scale * a``);
+        joints outside the action hold their default position under the same PD.
 
         Returns:
             A dict with ``observations``, ``observation_history``, ``actions``, ``articulations``, ``scene``.
@@ -266,26 +268,29 @@ class VelocityEnv:
 
         h, names = cfg.history_length, list(r.action_names)
         default_a = f64(r.default_pos[r.action_idx])
-        sources = {"base_ang_vel": ("base_ang_vel", {}), "projected_gravity": ("projected_gravity", {}),
-                   "velocity_commands": ("velocity_commands", {"command": "base_velocity"}),
-                   "joint_pos": ("joint_pos_rel", {"joint_names": names, "offset": default_a}),
-                   "joint_vel": ("joint_vel_rel", {"joint_names": names}),
-                   "actions": ("last_action", {"joint_names": names})}
-        terms, offset = [], 0
+        # Our term -> (AGILE's term name, observation_type, joint-space keys).
+        sources = {"base_ang_vel": ("base_ang_vel", "RootState", {}),
+                   "projected_gravity": ("projected_gravity", "RootState", {}),
+                   "velocity_commands": ("locomotion_command", "Command", {}),
+                   "joint_pos": ("joint_pos_rel", "JointState", {"joint_names": names, "joint_pos_offsets": default_a}),
+                   "joint_vel": ("joint_vel_rel", "JointState",
+                                 {"joint_names": names, "joint_vel_offsets": np.zeros(len(names))}),
+                   "actions": ("last_action", "Action", {})}
+        terms = []
         for t in self.policy_layout:
-            name, extra = sources[t.name]
-            terms.append({"name": name, "shape": [h, t.size], "scale": t.scale, "clip": None, "history_length": h,
-                          "frame_offset": offset, "noise": {"type": "uniform", "n_min": -t.noise, "n_max": t.noise}
-                          if cfg.obs_noise and t.noise else None, **extra})
-            offset += t.size
-        a_clip = list(cfg.action_clip) if cfg.action_clip is not None else None
+            name, kind, extra = sources[t.name]
+            noise = {"type": "uniform", "n_min": -t.noise, "n_max": t.noise} if cfg.obs_noise and t.noise else None
+            terms.append({"name": name, "shape": [t.size], "dtype": "torch.float32", "mdp_type": "Observation",
+                          "observation_type": kind, "overloads": {"clip": None, "scale": t.scale, "history_length": h,
+                                                                  "flatten_history_dim": True},
+                          **extra, "extras": {"noise": noise, **({"command": "base_velocity"} if kind == "Command"
+                                                                 else {})}})
         return {
             "observations": {"policy": terms},
-            "observation_history": {"policy": {"length": h, "layout": "frame_major", "frame_dim": offset,
-                                               "order": "oldest_first", "reset": "repeat_first"}},
-            "actions": [{"name": "joint_pos", "action_type": "JointPositionAction", "shape": [len(names)],
-                         "joint_names": names, "scale": cfg.action_scale, "offset": default_a, "clip": a_clip,
-                         "clip_target": bool(cfg.clip_processed_actions)}],
+            "observation_history": {"policy": {"layout": "frame_major", "reset": "repeat_first"}},
+            "actions": [{"name": "joint_position_action", "action_type": "JointAction", "mdp_type": "Action",
+                         "shape": [len(names)], "dtype": "torch.float32", "joint_names": names,
+                         "scale": cfg.action_scale, "offset": default_a, "clip": self._raw_action_clip(default_a)}],
             "articulations": {"robot": {
                 "name": r.name, "joint_names": list(r.joint_names), "default_joint_pos": f64(r.default_pos),
                 "default_joint_vel": np.zeros(r.num_joints), "default_joint_stiffness": f64(r.kp),
@@ -304,6 +309,17 @@ class VelocityEnv:
             "scene": {"dt": self.ctrl_dt, "physics_dt": cfg.sim_dt, "decimation": cfg.decimation,
                       "episode_length_s": cfg.episode_length_s, "implicit_damping": cfg.implicit_damping},
         }
+
+    def _raw_action_clip(self, offset: np.ndarray) -> list | None:
+        """Per-joint ``[lo, hi]`` bounds of the raw action equivalent to the configured clip (``None``: no clip)."""
+        cfg = self.cfg
+        if cfg.action_clip is None:
+            return None
+        lo, hi = (np.full(len(offset), b, np.float64) for b in cfg.action_clip)
+        if cfg.clip_processed_actions:  # clip(o + s * a, lo, hi) == o + s * clip(a, (lo - o) / s, (hi - o) / s)
+            lo, hi = (lo - offset) / cfg.action_scale, (hi - offset) / cfg.action_scale
+            lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)  # a negative scale swaps the bounds
+        return np.round(np.stack([lo, hi], -1), 6).tolist()
 
     # -- mirror maps (pure, last axis) -------------------------------------------------------------
     def mirror_actions(self, actions: Array) -> Array:
