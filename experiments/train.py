@@ -80,7 +80,9 @@ def run_directories(cfg) -> tuple[str, str | None]:
     run = cfg.runner
     experiment_dir = os.path.abspath(os.path.join(run.log_root, run.experiment_name))
     resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    from agile_jax.training.distributed import broadcast_text
+
+    stamp = broadcast_text(datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))  # process 0's clock on all hosts
     return os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else "")), resume_dir
 
 
@@ -93,34 +95,64 @@ def config_or_none(build, argv: list[str]):
         return None
 
 
-def main(argv: list[str]) -> int:
-    cfg = config_or_none(build_config, argv)
-    if cfg is None:
-        return 2
+def start_processes(cfg) -> bool:
+    """Process-wide settings that must precede the first JAX computation, then multi-host start-up."""
+    from agile_jax import precision
+    from agile_jax.training import distributed
+
+    try:
+        precision.configure_determinism(cfg.runner.deterministic)
+    except precision.PrecisionError as err:
+        raise config_lib.ConfigError(str(err)) from None
+    distributed.initialize_from_environment()
     platform.enable_compilation_cache()
+    return True
+
+
+def say(message: str) -> None:
+    """Prints on process 0 only (every process of a multi-host run runs this script)."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+def train(cfg):
+    """Builds the env and runner, resumes if asked, trains to ``max_iterations``; returns the runner."""
     from agile_jax.training.runner import OnPolicyRunner
     from experiments.configs import make_env
 
     notice = platform.accelerator_notice()
     if notice:
-        print(notice)
+        say(notice)
     run = cfg.runner
     log_dir, resume_dir = run_directories(cfg)
     env = make_env(cfg)
-    print(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; "
-          f"logging to {log_dir}")
+    say(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; "
+        f"logging to {log_dir}")
     runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
     if resume_dir:
         meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
-        print(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
+        say(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
     remaining = max(run.max_iterations - runner.current_learning_iteration, 0)
     try:
         runner.learn(remaining)
     finally:
         runner.close()
-    print(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "
-          f"{runner.episodes.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
-    export_final_policy(runner)
+    say(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "
+        f"{runner.episodes.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
+    return runner
+
+
+def main(argv: list[str]) -> int:
+    cfg = config_or_none(build_config, argv)
+    if cfg is None or not config_or_none(start_processes, cfg):
+        return 2
+    runner = train(cfg)
+    import jax
+
+    if jax.process_index() == 0:  # one writer for the exported policy
+        export_final_policy(runner)
     return 0
 
 

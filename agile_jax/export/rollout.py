@@ -17,6 +17,7 @@ import numpy as np
 from agile_jax.export.exporter import export_policy
 from agile_jax.networks.actor_critic import make_inference_fn
 from agile_jax.networks.recurrent import make_recurrent_inference_fn, reset_state
+from agile_jax.training import parallel
 from agile_jax.types import PRNGKey
 
 
@@ -71,8 +72,9 @@ def export_runner(runner: Any, out_dir: str, rollout_steps: int = 0, seed: int =
     Returns:
         The export report.
     """
-    params, normalizers = jax.device_get((runner.state.params, runner.state.normalizers))
-    observations = {"env_state": jax.device_get(runner.state.env_state.obs)}
+    # Replicated values and this process's envs: on several hosts the export runs on process 0 alone.
+    params, normalizers = parallel.to_host((runner.state.params, runner.state.normalizers))
+    observations = {"env_state": jax.tree.map(parallel.local_rows, runner.state.env_state.obs)}
     if rollout_steps > 0:
         net = runner.networks
         if net.is_recurrent:

@@ -283,6 +283,5 @@ def _state_spec() -> TrainState:
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:
     """Puts a (host or device) train state onto ``mesh`` with the trainer's shardings."""
     rep, env_sh = parallel.replicated(mesh), parallel.env_sharded(mesh)
-    placed = jax.device_put(state.replace(env_state=None, hidden=()), rep)
-    return placed.replace(env_state=jax.device_put(state.env_state, env_sh),
-                          hidden=jax.device_put(state.hidden, env_sh))
+    placed = parallel.put(state.replace(env_state=None, hidden=()), rep)
+    return placed.replace(env_state=parallel.put(state.env_state, env_sh), hidden=parallel.put(state.hidden, env_sh))

@@ -71,3 +71,23 @@ def local_rows(x) -> np.ndarray:
         return np.asarray(jax.device_get(x))
     shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
     return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+def put(tree, sharding: NamedSharding):
+    """Places a pytree with ``sharding``, also across hosts (every process passes the same host values).
+
+    ``jax.device_put`` accepts only this process's devices; on several hosts each process builds its own
+    shards of the global array from its (identical) host copy instead. Arrays already placed are kept.
+    """
+
+    def put_leaf(x):
+        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+            return x
+        if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
+            return jax.device_put(x, sharding)
+        if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put_leaf(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put_leaf, tree)
