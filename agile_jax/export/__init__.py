@@ -7,7 +7,9 @@
 * :mod:`agile_jax.export.onnx_import`: an ONNX policy (ours or RSL-RL's, MLP or LSTM/GRU) as a JAX function;
   :mod:`~agile_jax.export.torchscript_import` the same for TorchScript policies (distillation teachers).
 * Recurrent policies export with explicit state I/O (ONNX ``h_in``/``c_in`` -> ``h_out``/``c_out``) or internal
-  state buffers and ``reset()`` (TorchScript), checked step by step (:mod:`~agile_jax.export.sequence`).
+  state buffers and ``reset()`` (TorchScript, which also takes AGILE's packed ``hidden`` argument), checked step
+  by step (:mod:`~agile_jax.export.sequence`).
+* ``policy.yaml`` follows NVIDIA WBC-AGILE's IO-descriptor schema; the graphs read its term-major input.
 * :mod:`agile_jax.export.rsl_rl`: RSL-RL 5.x ``model_<it>.pt`` checkpoints to and from agile_jax params.
 
 torch is needed only for TorchScript and RSL-RL checkpoints and is imported on use.

@@ -1,7 +1,9 @@
 """``policy.pt``: the policy rebuilt as a ``torch.nn.Module`` and scripted with ``torch.jit.script``.
 
-``Linear.weight = kernel.T``, the normaliser as buffers, the same activation, and an exported ``reset()``
-(AGILE's and RSL-RL's deployment interface). torch is imported lazily: install the ``export`` extra.
+``Linear.weight = kernel.T``, the input reordering and the normaliser as buffers, the same activation, and an
+exported ``reset()`` (AGILE's and RSL-RL's deployment interface). Recurrent modules also accept AGILE's RNN call
+``module(obs, hidden) -> (actions, hidden)`` (see :mod:`agile_jax.export._torch_modules`). torch is imported
+lazily: install the ``export`` extra.
 """
 
 from __future__ import annotations
