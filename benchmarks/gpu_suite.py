@@ -15,8 +15,8 @@ has its own time budget and is skipped when the suite's budget cannot hold it):
    matmul precision.
 6. ``train``: phase 1's runner trains on for the time left, then ``export`` writes ONNX / TorchScript.
 
-All T1 phases trace under the preset's ``runner.matmul_precision`` (``key=value`` overrides apply to every
-T1 config). Usage::
+The trainer traces its programs at the preset's ``runner.matmul_precision``; the suite runs its own env
+timings under the same precision. ``key=value`` overrides apply to every T1 config. Usage::
 
     python benchmarks/gpu_suite.py --out suite.json                 # full sizes, < 8 minutes on a GPU
     python benchmarks/gpu_suite.py --smoke --out /tmp/suite.json    # tiny sizes: a dry run on a CPU
@@ -52,6 +52,7 @@ import ppo_update  # noqa: E402
 from suite_report import Phase, Report, environment, memory_record  # noqa: E402
 
 from agile_jax import platform  # noqa: E402
+from agile_jax.training import parallel  # noqa: E402
 from agile_jax.training.runner import OnPolicyRunner  # noqa: E402
 from experiments.configs import make_env  # noqa: E402
 from experiments.train import build_config, run_directories  # noqa: E402
@@ -76,7 +77,7 @@ class Sizes:
 
 
 FULL = Sizes(num_envs=(4096, 16384), steady_iterations=6, env_repeats=20, ppo_num_envs=(4096, 16384), ppo_repeats=5,
-             budget_s=440, first_iteration_s=100, steady_s=80, env_overhead_s=60, ppo_s=20, train_min_s=30,
+             budget_s=430, first_iteration_s=100, steady_s=80, env_overhead_s=60, ppo_s=20, train_min_s=30,
              export_s=45)
 SMOKE = Sizes(num_envs=(16, 32), steady_iterations=2, env_repeats=3, ppo_num_envs=(64,), ppo_repeats=2,
               budget_s=1500, first_iteration_s=600, steady_s=400, env_overhead_s=300, ppo_s=120, train_min_s=5,
@@ -113,16 +114,15 @@ class Suite:
 
 def timed_iterations(runner: OnPolicyRunner, count: int, phase: Phase) -> list[float]:
     """Wall seconds of up to ``count`` iterations (fewer when the phase runs out of time), each the jitted
-    iteration plus the host transfer of its outputs, as ``OnPolicyRunner.learn`` does it; the runner's state
-    and episode statistics advance."""
+    iteration plus the host transfer of its outputs, as ``OnPolicyRunner.learn`` does it (without logging
+    and checkpoints); the runner's state advances."""
     times: list[float] = []
     while len(times) < count and (not times or phase.left() > 2 * times[-1]):
         t0 = time.perf_counter()
         state, out = runner.trainer.iteration(runner.state)
-        out = jax.device_get(out)
+        parallel.to_host(out)
         times.append(time.perf_counter() - t0)
         runner.state = state
-        runner.tracker.add(out.episodes.done, out.episodes.episode_return, out.episodes.episode_length)
     return times
 
 
@@ -159,6 +159,9 @@ def steady(suite: Suite, impl: str, num_envs: int, phase: Phase) -> None:
         t1 = time.time()
         runner.learn(1)
         res["first_learn_s"] = time.time() - t1
+    # The second iteration is timed on its own: it compiles again when the state's types change after one step.
+    res["second_iteration_s"] = timed_iterations(runner, 1, phase)[0]
+    phase.save()
     times = timed_iterations(runner, suite.sizes.steady_iterations, phase)
     median = statistics.median(times)
     suite.iteration_s[(impl, num_envs)] = median
@@ -223,7 +226,7 @@ def train(suite: Suite, phase: Phase) -> None:
         done = runner.current_learning_iteration
         res.update(iterations=done - start, learn_s=time.time() - t0, total_iterations=done,
                    env_steps=done * runner.cfg.runner.num_steps_per_env * runner.env.num_envs,
-                   mean_return=runner.tracker.mean_return, mean_length=runner.tracker.mean_length)
+                   mean_return=runner.episodes.mean_return, mean_length=runner.episodes.mean_length)
         phase.save()
     res.update(log_dir=runner.log_dir, per_iteration_estimate_s=per_it)
 
@@ -282,7 +285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="gpu_suite.json", help="the JSON file (rewritten after every phase)")
     p.add_argument("--smoke", action="store_true", help="tiny env counts and iterations: a dry run on a CPU")
-    p.add_argument("--budget-s", type=float, default=None, help="planned total seconds (full: 440, smoke: 1500)")
+    p.add_argument("--budget-s", type=float, default=None, help="planned total seconds (full: 430, smoke: 1500)")
     p.add_argument("--preset", default="t1_velocity")
     p.add_argument("--impl", nargs="+", default=["jax", "warp"], help="MJX backends (warp only when it imports)")
     p.add_argument("--precisions", nargs="+", default=["highest", "default"], help="matmul precisions of ppo_update")
