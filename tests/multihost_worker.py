@@ -1,6 +1,7 @@
 """One process of the multi-host test: ``train.py``'s start-up and training, then a dump of its parameters.
 
-``python -m tests.multihost_worker OUT_FILE key=value ...``; the launcher variables (``JAX_COORDINATOR_ADDRESS``,
+``python -m tests.multihost_worker OUT_FILE key=value ...`` (``{process}`` in ``OUT_FILE`` becomes the process
+index); the launcher variables (``JAX_COORDINATOR_ADDRESS``,
 ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``) come from the environment, as from any launcher.
 """
 
@@ -22,8 +23,8 @@ def main(out_file: str, argv: list[str]) -> None:
     if jax.process_index() == 0:
         train_script.export_final_policy(runner)
     leaves = jax.tree_util.tree_flatten_with_path(parallel.to_host(runner.state.params))[0]
-    np.savez(out_file, process_count=jax.process_count(), device_count=jax.device_count(),
-             log_dir=runner.log_dir, iteration=runner.current_learning_iteration,
+    np.savez(out_file.format(process=jax.process_index()), process_count=jax.process_count(),
+             device_count=jax.device_count(), log_dir=runner.log_dir, iteration=runner.current_learning_iteration,
              episodes=runner.episodes.count, **{jax.tree_util.keystr(path): leaf for path, leaf in leaves})
 
 

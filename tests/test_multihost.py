@@ -126,6 +126,21 @@ def test_checkpoint_of_two_processes_restores_in_one(runs):
     assert runner.current_learning_iteration == ITERATIONS + 1
 
 
+def test_torchrun_launches_a_two_process_run(tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    if not os.path.exists(torchrun):
+        pytest.skip("torchrun comes with the 'export' extra (torch)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_FLAGS"))}
+    argv = ["config=point_mass", "num_envs=16", "max_iterations=1", f"log_root={tmp_path}", "progress_bar=false"]
+    proc = subprocess.run([torchrun, "--nnodes=1", "--nproc-per-node=2", f"--master-port={_free_port()}", "-m",
+                           "tests.multihost_worker", str(tmp_path / "out_{process}.npz"), *argv],
+                          cwd=ROOT, env=dict(env, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    dumps = [dict(np.load(tmp_path / f"out_{i}.npz")) for i in range(2)]
+    assert [int(d["process_count"]) for d in dumps] == [2, 2]
+    assert leaves_equal(_params(dumps[0]), _params(dumps[1]))
+
+
 @pytest.mark.parametrize("environ, expected", [
     ({}, None),
     ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"},
