@@ -107,6 +107,21 @@ def _termination_sigmas(terms: dict[str, Array], specs: dict[str, TerminationSpe
     return bad, good
 
 
+def _select_one(done: Array, fresh: EnvState, running: EnvState) -> EnvState:
+    """One env's state after the step: ``fresh`` where ``done`` (a scalar), else ``running``.
+
+    Physics data that knows how to merge itself (``mjx.Data.where``) does so: MJX-Warp data holds fields
+    shared by the whole batch (the contact buffer), which an element-wise select would break.
+    """
+    def pick(f: Array, r: Array) -> Array:
+        return jnp.where(done, f, r)
+
+    data_where = getattr(running.data, "where", None)
+    data = data_where(done, fresh.data) if data_where is not None else jax.tree.map(pick, fresh.data, running.data)
+    rest = jax.tree.map(pick, fresh.replace(data=None), running.replace(data=None))
+    return rest.replace(data=data)
+
+
 class VecEnv:
     """A batch of ``num_envs`` copies of a single-env task, with time limit and auto-reset.
 
@@ -193,10 +208,7 @@ class VecEnv:
                 reward_terms=running.reward_terms, termination_terms=running.termination_terms,
             )
 
-            def select(f, r):
-                return jnp.where(info.done.reshape(info.done.shape + (1,) * (r.ndim - 1)), f, r)
-
-            new_state = jax.tree.map(select, fresh, running)
+            new_state = jax.vmap(_select_one)(info.done, fresh, running)
             # Info the task declares persistent (startup randomisation, global step counters) survives the reset.
             keep = {k: running.info[k] for k in self.persistent_info}
             return new_state.replace(info={**new_state.info, **keep})

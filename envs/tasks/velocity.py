@@ -38,10 +38,12 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 from mujoco import mjx
 
 from agile_jax.types import Array, PRNGKey
+from envs import mjx_impl
 from envs import terrain as terrain_lib
 from envs.core import EnvState, TerminationSpec
 from envs.mdp import actuators, commands, curriculum, events, random_motion, symmetry, terms
@@ -112,8 +114,9 @@ class T1VelocityConfig:
 
     Attributes:
         robot: ``"t1"`` or ``"g1"``.
-        impl: ``mjx.put_model`` implementation, ``"jax"`` or ``"warp"``.
-        naconmax / njmax: Warp only: contacts across all envs, constraint rows per env.
+        impl: MJX implementation, ``"jax"`` or ``"warp"`` (MuJoCo Warp, see :mod:`envs.mjx_impl`).
+        naconmax / njmax: Warp only: contact slots shared by all envs of a batch, constraint rows per env
+            (:func:`sized_for_batch` sets both from the model and the batch size).
         sim_dt / decimation: physics step (s) and physics steps per control step.
         solver: MuJoCo solver options (``timestep`` is overridden by ``sim_dt``).
         episode_length_s: time limit (enforced by ``VecEnv``).
@@ -201,6 +204,23 @@ def make_robot(cfg: VelocityConfig) -> Robot:
     return builders[cfg.robot](solver, terrain_cfg=cfg.terrain)
 
 
+def sized_for_batch(cfg: VelocityConfig, num_envs: int) -> VelocityConfig:
+    """``cfg`` with the MuJoCo Warp buffers sized for a batch of ``num_envs`` envs (``impl="jax"``: unchanged).
+
+    Warp keeps one contact buffer for the whole batch (``naconmax``) and ``njmax`` constraint rows per env; on
+    a CPU every Warp kernel walks its whole buffer, so an oversized one costs time (2.5x at 16 envs).
+    """
+    if cfg.impl != "warp":
+        return cfg
+    model = make_robot(cfg).model
+    contacts = mjx_impl.max_contacts(int(np.sum(model.geom_contype == assets.FOOT_CONTYPE)), cfg.terrain is not None)
+    condim = int(np.max(model.geom_condim))
+    rows_per_contact = 2 * (condim - 1) if model.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL else condim
+    # Contacts, one active side per limited joint, and a friction-loss row per dof (joint friction DR).
+    njmax = contacts * rows_per_contact + int(np.sum(model.jnt_limited)) + model.nv
+    return dataclasses.replace(cfg, naconmax=num_envs * contacts, njmax=njmax)
+
+
 def set_common_step(state: EnvState, step: int | Array) -> EnvState:
     """Writes the global control-step count (drives the action-rate curricula) into a (batched) state."""
     cur = state.info["common_step"]
@@ -217,7 +237,7 @@ class VelocityEnv:
     def __init__(self, cfg: VelocityConfig):
         self.cfg = cfg
         self.robot = robot = make_robot(cfg)
-        self.mjx_model = mjx.put_model(robot.model, impl=cfg.impl)
+        self.mjx_model = mjx_impl.put_model(robot.model, cfg.impl)
         self._data0 = self.make_data()
         self.ctrl_dt = cfg.sim_dt * cfg.decimation
         self.max_episode_length = int(round(cfg.episode_length_s / self.ctrl_dt))
@@ -242,10 +262,8 @@ class VelocityEnv:
         self._scan = terrain_lib.scan_offsets(*cfg.height_scan)
 
     def make_data(self) -> mjx.Data:
-        """Fresh ``mjx.Data`` of the model (call it inside ``vmap`` for per-env Warp data)."""
-        if self.cfg.impl == "warp":
-            return mjx.make_data(self.robot.model, impl="warp", naconmax=self.cfg.naconmax, njmax=self.cfg.njmax)
-        return mjx.make_data(self.robot.model, impl=self.cfg.impl)
+        """Fresh ``mjx.Data`` of the model (host-built constants, so it is safe to close over in a trace)."""
+        return mjx_impl.make_data(self.robot.model, self.cfg.impl, self.cfg.naconmax, self.cfg.njmax)
 
     def io_description(self) -> dict:
         """The task part of the exported ``policy.yaml`` in AGILE's IO-descriptor schema
@@ -343,7 +361,7 @@ class VelocityEnv:
             root_q = self._place_on_tile(root_q, *tile)
         default = jnp.asarray(robot.default_pos)
         q = events.sample_joint_pos(ks[2], default, self._soft_lower, self._soft_upper, cfg.domain.reset_joint_scale)
-        data = self.make_data() if cfg.impl == "warp" else self._data0
+        data = self._data0  # built once on the host: under vmap, Warp's shared contact buffer stays unbatched
         qpos = jnp.asarray(data.qpos).at[0:7].set(root_q).at[robot.qpos_adr].set(q)
         data = data.replace(qpos=qpos, qvel=jnp.zeros_like(data.qvel).at[0:6].set(root_qd))
         cmd = commands.sample_command(ks[3], cfg.commands)

@@ -18,7 +18,8 @@ class VelocityEnvConfig:
     Attributes:
         robot: ``"t1"`` (Booster T1) or ``"g1"`` (Unitree G1).
         num_envs: parallel environments.
-        impl: MJX implementation for ``mjx.put_model`` (``"jax"`` or ``"warp"``).
+        impl: MJX implementation: ``"jax"`` (everywhere) or ``"warp"`` (MuJoCo Warp on a CUDA GPU or on
+            Warp's CPU device; needs the ``warp`` extra; one device only).
         episode_length_s: episode time limit (s).
         obs_noise: corrupt the policy observations with AGILE's uniform noise.
         random_arm_motion: drive arms and head to random targets as a disturbance.
@@ -46,6 +47,15 @@ class VelocityEnvConfig:
     rel_standing_envs: float = 0.25
     termination_type: str = "neutral"
     termination_sigma: float = 5.0
+
+    def __post_init__(self):
+        if self.impl != "jax":  # the check imports MJX; the default needs none of it
+            from envs import mjx_impl
+
+            try:
+                mjx_impl.check_impl(self.impl)
+            except ValueError as err:
+                raise ConfigError(f"env.{err}") from None
 
 
 @dataclass
@@ -174,7 +184,7 @@ def _velocity_env(cfg: VelocityEnvConfig):
     task = dataclasses.replace(base, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
-    return velocity.VelocityEnv(task)
+    return velocity.VelocityEnv(velocity.sized_for_batch(task, cfg.num_envs))
 
 
 def _terrain(cfg: VelocityEnvConfig):
@@ -191,6 +201,15 @@ def _terrain(cfg: VelocityEnvConfig):
     except ValueError as err:
         raise ConfigError(f"env.terrain_*: {err}") from err
     return rough
+
+
+def _check_single_device(num_devices: int) -> None:
+    """MuJoCo Warp shares one contact buffer over the env batch, which cannot be split over devices."""
+    import jax
+
+    if (num_devices or len(jax.devices())) > 1:
+        raise ConfigError("env.impl=warp trains on one device (its contact buffer spans the whole env batch); "
+                          "set runner.num_devices=1")
 
 
 def _cartpole_env(cfg):
@@ -212,5 +231,7 @@ def make_env(cfg: TrainConfig) -> VecEnv:
     name = type(cfg.env).__name__
     if name not in ENV_FACTORIES:
         raise ConfigError(f"no environment is registered for env config {name}; known: {sorted(ENV_FACTORIES)}")
+    if getattr(cfg.env, "impl", "jax") == "warp":
+        _check_single_device(cfg.runner.num_devices)
     single = ENV_FACTORIES[name](cfg.env)
     return VecEnv(single, cfg.env.num_envs, init_at_random_ep_len=cfg.runner.init_at_random_ep_len)
