@@ -282,6 +282,19 @@ class OnnxPolicy:
                     values[name] = value
         return tuple(jnp.asarray(values[name]) for name in self.output_names)
 
+    def input_index(self) -> np.ndarray | None:
+        """``P`` when the graph starts by reordering its first input's features (``Gather(obs, P, axis=1)``,
+        as this package's exports of a term-major history do), else ``None``."""
+        first = self.input_names[0]
+        for node in self._nodes:
+            if first in node.input:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                if node.op_type == "Gather" and node.input[0] == first and axis in (1, -1) \
+                        and node.input[1] in self._consts:
+                    return np.asarray(self._consts[node.input[1]], np.int64)
+                return None
+        return None
+
     def __call__(self, obs: Any) -> jax.Array:
         """First output for a single-input graph (``obs -> actions``)."""
         return self.apply(obs)[0]

@@ -106,6 +106,7 @@ class ImportedPolicy:
     rnn: RNN | None = None
     rnn_params: Any = None
     source: str = ""
+    input_index: np.ndarray | None = None
 
     @property
     def is_recurrent(self) -> bool:
@@ -117,6 +118,8 @@ class ImportedPolicy:
 
     def apply(self, x: jax.Array, state: tuple = ()) -> tuple[jax.Array, tuple]:
         """Actions ``[N, A]`` for ``x`` ``[N, D]`` and the next state."""
+        if self.input_index is not None:  # the module's first op: exported layout -> its training layout
+            x = x[..., self.input_index]
         if self.obs_mean is not None:
             x = (x - self.obs_mean) / self.obs_denominator
         if self.rnn is not None:
@@ -209,7 +212,15 @@ def convert_module(module, source: str = "") -> ImportedPolicy:
     return ImportedPolicy(obs_dim=int(obs_dim), action_dim=int(layers[-1][0].shape[1]), layers=layers,
                           activations=activations, obs_mean=None if norm is None else norm[0],
                           obs_denominator=None if norm is None else norm[1], rnn=rnn, rnn_params=rnn_params,
-                          source=source)
+                          source=source, input_index=_input_index(module))
+
+
+def _input_index(module) -> np.ndarray | None:
+    """The reordering this package's modules apply first (``reorder`` flag + ``input_index`` buffer), if any."""
+    if not getattr(module, "reorder", False):
+        return None
+    buffers = dict(module.named_buffers(recurse=False))
+    return _numpy(buffers["input_index"]).astype(np.int64) if "input_index" in buffers else None
 
 
 def check_parity(module, policy: ImportedPolicy, steps: int = 6, seed: int = 0, tol: float = PARITY_TOL) -> float:

@@ -88,6 +88,18 @@ def _onnx_groups(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
     return tuple(groups) if groups else None
 
 
+def from_env_layout(apply: Callable, input_index: np.ndarray | None) -> Callable:
+    """``apply`` fed the env's flat observation, for a graph whose first op is ``x = obs[..., input_index]``.
+
+    Exports of a history group take AGILE's term-major layout and reorder it to the env's frame-major one
+    first; a teacher receives the env's layout, so it is put into the exported layout (the inverse order).
+    """
+    if input_index is None:
+        return apply
+    to_exported = np.argsort(input_index)
+    return lambda x, state: apply(x[..., to_exported], state)
+
+
 def teacher_from_onnx(path: str) -> Teacher:
     """A :class:`Teacher` from an ONNX policy (``obs [1|B, D] (+ h_in[, c_in]) -> actions (+ h_out[, c_out])``).
 
@@ -112,6 +124,7 @@ def teacher_from_onnx(path: str) -> Teacher:
     def init_state(num_envs: int):
         return tuple(jnp.zeros((num_envs, *shape), jnp.float32) for shape in state_shapes)
 
+    apply = from_env_layout(apply, policy.input_index())
     obs_dim = int(policy.input_shapes[0][-1])
     action_dim = int(jax.eval_shape(apply, jnp.zeros((1, obs_dim)), init_state(1))[0].shape[-1])
     return Teacher(apply=apply, init_state=init_state, obs_dim=obs_dim, action_dim=action_dim,
@@ -142,7 +155,8 @@ def teacher_from_torchscript(path: str) -> Teacher:
     policy = load_torchscript_policy(path)
     layout = {"format": "torchscript", "hidden_dims": [int(k.shape[1]) for k, _ in policy.layers[:-1]],
               "rnn": None if policy.rnn is None else policy.rnn.rnn_type, "normalizer": policy.obs_mean is not None}
-    return Teacher(apply=policy.apply, init_state=policy.init_state, obs_dim=policy.obs_dim,
+    return Teacher(apply=from_env_layout(policy.apply, policy.input_index), init_state=policy.init_state,
+                   obs_dim=policy.obs_dim,
                    action_dim=policy.action_dim, is_recurrent=policy.is_recurrent, source=path,
                    sha256=file_sha256(path), description=layout)
 
