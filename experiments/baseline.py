@@ -1,12 +1,17 @@
 """What an untrained policy scores: episode length, return and reward terms of zero and Gaussian random actions.
 
-``python experiments/baseline.py config=t1_velocity [num_envs=64] [--steps 150] [--std 0 0.3 1.0]``
+``python experiments/baseline.py config=t1_velocity [num_envs=64] [--steps 150] [--std 0 0.3 1.0] [--audit]``
 
 Runs the preset's env (same overrides as ``train.py``) for ``--steps`` control steps per action noise level
 ``std`` (actions ``std * N(0, 1)``, so ``std=0`` holds the default pose) and prints, per level, the mean
 reward per step, how many episodes ended (and how many by a failure), their mean length, and the mean
 per-step value of each reward term. It is the reference line for a learning curve: ``Train/mean_episode_length``
 of a policy that learns must rise above these numbers.
+
+``--audit`` prints, for every reward term, its mean per-step contribution (weight x dt included) in three
+regimes: a *standing* robot (zero actions, the first ``AUDIT_WINDOW`` control steps after a reset, still
+upright), a *falling* robot (zero actions, the ``AUDIT_WINDOW`` steps that end in a failure termination) and a
+*random* policy (actions ``N(0, 1)``, the preset's initial noise, every step).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import argparse
 import json
 import os
 import sys
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA notes every program loaded from the cache
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,12 +70,59 @@ def random_action_stats(run, std: float, seed: int = 0) -> dict:
     }
 
 
+AUDIT_WINDOW = 10
+
+
+def steps_in_episode(done: np.ndarray) -> np.ndarray:
+    """``[T, N]`` index of each step within its episode (0 at the first step after a reset)."""
+    out = np.zeros(done.shape, np.int64)
+    for t in range(1, done.shape[0]):
+        out[t] = np.where(done[t - 1], 0, out[t - 1] + 1)
+    return out
+
+
+def steps_before_failure(terminated: np.ndarray, window: int) -> np.ndarray:
+    """``[T, N]`` mask of the ``window`` steps that end at a failure termination (that step included)."""
+    mask = np.zeros(terminated.shape, bool)
+    for t, n in zip(*np.nonzero(terminated)):
+        mask[max(t - window + 1, 0):t + 1, n] = True
+    return mask
+
+
+def term_audit(run, seed: int = 0, window: int = AUDIT_WINDOW) -> dict[str, dict[str, float]]:
+    """Per-term mean per-step contribution: ``{regime: {term: value}}`` (regimes: standing, falling, random)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    _, terms, done, terminated, _ = jax.device_get(run(jnp.float32(0.0), jax.random.PRNGKey(seed)))
+    first_episode = np.cumsum(done, axis=0) - done == 0
+    masks = {"standing": first_episode & (steps_in_episode(done) < window),
+             "falling": steps_before_failure(terminated, window)}
+    audit = {regime: {k: float(v[m].mean()) if m.any() else float("nan") for k, v in sorted(terms.items())}
+             for regime, m in masks.items()}
+    _, random_terms, *_ = jax.device_get(run(jnp.float32(1.0), jax.random.PRNGKey(seed)))
+    audit["random"] = {k: float(np.mean(v)) for k, v in sorted(random_terms.items())}
+    return audit
+
+
+def print_audit(audit: dict[str, dict[str, float]]) -> None:
+    """The audit as a Markdown table, terms sorted by their magnitude under the random policy."""
+    regimes = list(audit)
+    print("| term | " + " | ".join(f"{r} (per step)" for r in regimes) + " |")
+    print("| --- |" + " --- |" * len(regimes))
+    for term in sorted(audit["random"], key=lambda k: -abs(audit["random"][k])):
+        print(f"| {term} | " + " | ".join(f"{audit[r][term]:+.2e}" for r in regimes) + " |")
+    print("| **sum** | " + " | ".join(f"{sum(audit[r].values()):+.3f}" for r in regimes) + " |")
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--std", type=float, nargs="+", default=[0.0, 0.3, 1.0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the statistics as JSON")
+    parser.add_argument("--audit", action="store_true", help="per-term contributions: standing, falling, random")
     args, settings = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if not any(s.startswith("config=") for s in settings):
         parser.error("name a preset, e.g. config=t1_velocity")
@@ -80,6 +134,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from experiments.configs import make_env
 
     run = make_random_rollout(make_env(cfg), args.steps)
+    if args.audit:
+        audit = term_audit(run, args.seed)
+        print_audit(audit)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(audit, f, indent=2)
+        return [audit]
     results = []
     for std in args.std:
         res = random_action_stats(run, std, args.seed)
