@@ -25,3 +25,14 @@ def test_a_config_typo_exits_with_code_2_and_a_suggestion(capsys):
         baseline.main(["config=point_mass", "algorithm.learning_rat=1e-3"])
     assert exit_info.value.code == 2
     assert "did you mean 'algorithm.learning_rate'" in capsys.readouterr().err
+
+
+def test_audit_regime_masks_by_hand():
+    import numpy as np
+
+    from experiments.baseline import steps_before_failure, steps_in_episode
+
+    done = np.array([[0, 0], [1, 0], [0, 0], [0, 1]], bool)  # [T=4, N=2]
+    np.testing.assert_array_equal(steps_in_episode(done), [[0, 0], [1, 1], [0, 2], [1, 3]])
+    terminated = np.array([[0, 0], [1, 0], [0, 0], [0, 0]], bool)  # env 1's end at t=3 was a time-out
+    np.testing.assert_array_equal(steps_before_failure(terminated, 2), [[1, 0], [1, 0], [0, 0], [0, 0]])
