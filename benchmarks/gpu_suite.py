@@ -33,6 +33,7 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -73,15 +74,16 @@ class Sizes:
     env_overhead_s: float
     ppo_s: float
     train_min_s: float
+    train_max_s: float
     export_s: float
 
 
 FULL = Sizes(num_envs=(4096, 16384), steady_iterations=6, env_repeats=20, ppo_num_envs=(4096, 16384), ppo_repeats=5,
              budget_s=430, first_iteration_s=100, steady_s=80, env_overhead_s=60, ppo_s=20, train_min_s=30,
-             export_s=45)
+             train_max_s=600, export_s=45)
 SMOKE = Sizes(num_envs=(16, 32), steady_iterations=2, env_repeats=3, ppo_num_envs=(64,), ppo_repeats=2,
               budget_s=1500, first_iteration_s=600, steady_s=400, env_overhead_s=300, ppo_s=120, train_min_s=5,
-              export_s=200)
+              train_max_s=20, export_s=200)
 HARD_LIMIT_MARGIN_S = 30  # the watchdog ends the process this long after the planned budget
 
 
@@ -181,29 +183,30 @@ def memory(suite: Suite, phase: Phase) -> None:
 
 
 def env_overhead(suite: Suite, phase: Phase) -> None:
-    """The env alone (``VecEnv.step``, raw ``mjx.step``) from the trainer's env states vs the iteration."""
+    """The env alone (``VecEnv.step``, raw ``mjx.step``) from the trainer's env states, timed round-robin
+    with the trainer's whole iteration from its current state."""
     runner = suite.main_runner()
     venv, n = runner.env, runner.env.num_envs
-    state = runner.state.env_state
     actions = 0.3 * jax.random.normal(jax.random.PRNGKey(1), (n, venv.env.action_size))
-    calls = {k: v for k, v in env_throughput.rows(venv.env, state, actions).items() if k in ("env", "raw")}
+    calls = {k: v for k, v in env_throughput.rows(venv.env, runner.state.env_state, actions).items()
+             if k in ("env", "raw")}
     compile_s = {k: env_throughput._compile(fn, *a) for k, (fn, a) in calls.items()}
     phase.result.update(num_envs=n, compile_s=compile_s)
     phase.save()
-    per_call = env_throughput._interleaved_median(calls, suite.sizes.env_repeats)
+    calls["iteration"] = (runner.trainer.iteration, (runner.state,))  # compiled already (steady phase)
+    t = env_throughput._interleaved_median(calls, suite.sizes.env_repeats)
     steps = runner.cfg.runner.num_steps_per_env
-    res = dict(env_step_s=per_call["env"], raw_step_s=per_call["raw"], env_ctrl_steps_per_s=n / per_call["env"],
-               raw_ctrl_steps_per_s=n / per_call["raw"], env_vs_raw=per_call["env"] / per_call["raw"])
-    iteration = suite.iteration_s.get((suite.main_impl, n))
-    if iteration:
-        res.update(trainer_env_steps_per_s=n * steps / iteration,
-                   trainer_vs_env=iteration / (steps * per_call["env"]),
-                   env_share_of_iteration=steps * per_call["env"] / iteration)
-    phase.result.update(res)
+    phase.result.update(
+        env_step_s=t["env"], raw_step_s=t["raw"], iteration_s=t["iteration"], env_ctrl_steps_per_s=n / t["env"],
+        raw_ctrl_steps_per_s=n / t["raw"], trainer_env_steps_per_s=n * steps / t["iteration"],
+        env_vs_raw=t["env"] / t["raw"], trainer_vs_env=t["iteration"] / (steps * t["env"]),
+        env_share_of_iteration=steps * t["env"] / t["iteration"])
 
 
-PPO_KEYS = ("update_s_median", "update_samples_per_s", "rollout_s_median", "rollout_env_steps_per_s",
-            "compute_returns_s_median", "compile_s", "clean_samples", "final_learning_rate")
+def _median(out: dict, name: str) -> float:
+    """``ppo_update.bench``'s median of ``name`` over clean samples, or over all when none was clean."""
+    clean = out[f"{name}_median"]
+    return clean if math.isfinite(clean) else statistics.median(w for w, _ in out[f"{name}_all_(wall,clean)"])
 
 
 def ppo(suite: Suite, precision: str, num_envs: int, phase: Phase) -> None:
@@ -211,7 +214,15 @@ def ppo(suite: Suite, precision: str, num_envs: int, phase: Phase) -> None:
     with jax.default_matmul_precision(precision):
         out = ppo_update.bench(num_envs, suite.sizes.ppo_repeats, obs_norm=False, seed=0, donate=False,
                                skip_iteration=True)
-    phase.result.update(precision=precision, num_envs=num_envs, **{k: out[k] for k in PPO_KEYS})
+    cfg = ppo_update.make_config()
+    steps, epochs = cfg.runner.num_steps_per_env, cfg.algorithm.num_learning_epochs
+    update, rollout = _median(out, "update_s"), _median(out, "rollout_s")
+    phase.result.update(precision=precision, num_envs=num_envs, update_s_median=update,
+                        update_samples_per_s=num_envs * steps * epochs / update, rollout_s_median=rollout,
+                        rollout_env_steps_per_s=num_envs * steps / rollout,
+                        compute_returns_s_median=_median(out, "compute_returns_s"), compile_s=out["compile_s"],
+                        clean_samples=out["clean_samples"]["cycle"], samples=len(out["update_s_all_(wall,clean)"]),
+                        final_learning_rate=out["final_learning_rate"])
 
 
 def train(suite: Suite, phase: Phase) -> None:
@@ -276,8 +287,8 @@ def run(suite: Suite, impls: list[str], precisions: list[str]) -> None:
     with jax.default_matmul_precision(precision):
         for name, budget, fn in plan(suite, impls, precisions):
             report.run_phase(name, fn, budget, reserve_s=reserve)
-        report.run_phase("train", partial(train, suite), report.left() - s.export_s, reserve_s=s.export_s,
-                         min_s=s.train_min_s)
+        train_s = min(report.left() - s.export_s, s.train_max_s)
+        report.run_phase("train", partial(train, suite), train_s, reserve_s=s.export_s, min_s=s.train_min_s)
         report.run_phase("export", partial(export, suite), s.export_s, min_s=-HARD_LIMIT_MARGIN_S)
 
 
