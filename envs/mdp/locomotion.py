@@ -47,13 +47,18 @@ def critic_layout(num_actions: int, num_joints: int) -> tuple[ObsTerm, ...]:
     )
 
 
-def term_values(robot: Robot, qpos: Array, qvel: Array, command: Array, last_action: Array) -> dict[str, Array]:
-    """Raw values of every term, from the generalised state alone (no kinematics needed)."""
+def term_values(robot: Robot, qpos: Array, qvel: Array, command: Array, last_action: Array,
+                com_offset: Array | None = None) -> dict[str, Array]:
+    """Raw values of every term, from the generalised state alone (no kinematics needed).
+
+    ``com_offset``: the root body's centre of mass in its frame; ``base_lin_vel`` is then the velocity of that
+    centre of mass (Isaac Lab's ``root_lin_vel_b``).
+    """
     q = qpos[robot.qpos_adr] - jnp.asarray(robot.default_pos)
     qd = qvel[robot.dof_adr]
     return {
         "base_ang_vel": base_ang_vel(qvel), "projected_gravity": projected_gravity(qpos),
-        "base_lin_vel": base_lin_vel(qpos, qvel), "velocity_commands": command,
+        "base_lin_vel": base_lin_vel(qpos, qvel, com_offset), "velocity_commands": command,
         "joint_pos": q[robot.action_idx], "joint_vel": qd[robot.action_idx], "joint_pos_all": q, "joint_vel_all": qd,
         "actions": last_action,
     }
@@ -74,9 +79,21 @@ def obs_mirrors(robot: Robot) -> dict[str, Callable[[Array], Array]]:
     return {"policy": policy, "critic": critic}
 
 
-def root_vel_w(qpos: Array, qvel: Array) -> Array:
-    """Root 6-D velocity in the world frame ``[6]`` (linear, angular)."""
-    return jnp.concatenate([qvel[0:3], mmath.quat_rotate(qpos[3:7], qvel[3:6])])
+def root_vel_w(qpos: Array, qvel: Array, com_offset: Array | None = None) -> Array:
+    """Root 6-D velocity in the world frame ``[6]`` (linear, angular).
+
+    The linear part is the velocity of the root's centre of mass ``com_offset`` (in the root frame) when given
+    (Isaac Lab's ``root_lin_vel_w``), else of the root frame origin.
+    """
+    lin = qvel[0:3]
+    if com_offset is not None:
+        lin = lin + mmath.quat_rotate(qpos[3:7], jnp.cross(qvel[3:6], com_offset))
+    return jnp.concatenate([lin, mmath.quat_rotate(qpos[3:7], qvel[3:6])])
+
+
+def root_com_offset(robot: Robot, info: dict) -> Array:
+    """The root body's centre of mass in its frame ``[3]`` for the env's (possibly randomised) domain."""
+    return info["domain"].body_ipos[robot.root_body]
 
 
 class Ground(NamedTuple):
@@ -144,16 +161,17 @@ def signals(robot: Robot, data: mjx.Data, info: dict, action: Array, torques: tu
     qpos, qvel = data.qpos, data.qvel
     g = ground
     root_ids = np.asarray(robot.model.body_rootid[robot.feet_bodies], np.int32)
+    com = root_com_offset(robot, info)
     return Signals(
-        command=info["command"], lin_vel_b=base_lin_vel(qpos, qvel), ang_vel_b=base_ang_vel(qvel),
+        command=info["command"], lin_vel_b=base_lin_vel(qpos, qvel, com), ang_vel_b=base_ang_vel(qvel),
         gravity_b=projected_gravity(qpos), root_pos=qpos[0:3], root_quat=qpos[3:7],
-        root_acc=(root_vel_w(qpos, qvel) - info["root_vel"]) / ctrl_dt,
+        root_acc=(root_vel_w(qpos, qvel, com) - info["root_vel"]) / ctrl_dt,
         joint_pos=qpos[robot.qpos_adr], joint_vel=qvel[robot.dof_adr], default_pos=jnp.asarray(robot.default_pos),
         soft_lower=jnp.asarray(soft_limits[0]), soft_upper=jnp.asarray(soft_limits[1]),
         velocity_limit=jnp.asarray(robot.velocity_limit), computed_torque=torques[0], applied_torque=torques[1],
         action=action, prev_action=info["last_action"], prev_action_rate=info["prev_action_rate"],
         feet_pos=data.xpos[robot.feet_bodies],
-        feet_vel=contacts.body_lin_vel_w(data.xpos, data.subtree_com, data.cvel, robot.feet_bodies, root_ids),
+        feet_vel=contacts.body_lin_vel_w(data.xipos, data.subtree_com, data.cvel, robot.feet_bodies, root_ids),
         feet_quat=data.xquat[robot.feet_bodies],
         feet_contact=contacts.foot_contact(data.geom_xpos, robot.foot_geoms, robot.foot_radius, margin,
                                            None if g is None else g.feet),

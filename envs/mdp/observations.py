@@ -32,9 +32,15 @@ def root_quat(qpos: Array) -> Array:
     return qpos[3:7]
 
 
-def base_lin_vel(qpos: Array, qvel: Array) -> Array:
-    """Root linear velocity in the root frame ``[3]`` (MuJoCo's free-joint velocity is in the world frame)."""
-    return mmath.quat_rotate_inverse(root_quat(qpos), qvel[0:3])
+def base_lin_vel(qpos: Array, qvel: Array, com_offset: Array | None = None) -> Array:
+    """Root linear velocity in the root frame ``[3]`` (MuJoCo's free-joint velocity is in the world frame).
+
+    With ``com_offset`` (the root body's centre of mass in its own frame, MuJoCo ``body_ipos``) it is the
+    velocity of that centre of mass, as Isaac Lab's ``root_lin_vel_b`` (``root_com_lin_vel_b``); without it, the
+    velocity of the root frame origin.
+    """
+    v = mmath.quat_rotate_inverse(root_quat(qpos), qvel[0:3])
+    return v if com_offset is None else v + jnp.cross(qvel[3:6], com_offset)
 
 
 def base_ang_vel(qvel: Array) -> Array:

@@ -20,14 +20,17 @@ class Signals(NamedTuple):
 
     Attributes:
         command: velocity command ``[3]``.
-        lin_vel_b / ang_vel_b / gravity_b: root velocities and gravity in the root frame ``[3]``.
+        lin_vel_b / ang_vel_b / gravity_b: root velocities and gravity in the root frame ``[3]``; the linear
+            velocity is the root's centre-of-mass velocity (Isaac Lab's ``root_lin_vel_b``).
         root_pos / root_quat: root position ``[3]`` and orientation ``[4]``.
-        root_acc: root 6-D acceleration (world linear, world angular) by finite difference ``[6]``.
+        root_acc: root 6-D acceleration (world centre-of-mass linear, world angular) by finite difference of the
+            velocities one control step apart ``[6]``.
         joint_pos / joint_vel: ``[J]``; default_pos ``[J]``.
         soft_lower / soft_upper: soft position limits ``[J]``; velocity_limit ``[J]``.
         computed_torque / applied_torque: PD torque before / after the motor clip (last physics step) ``[J]``.
         action / prev_action / prev_action_rate: ``[A]``.
-        feet_pos / feet_vel: world position and linear velocity of the feet ``[2, 3]``; feet_quat ``[2, 4]``.
+        feet_pos / feet_vel: world position of the feet frames and linear velocity of the feet centres of mass
+            (Isaac Lab's ``body_pos_w`` / ``body_lin_vel_w``) ``[2, 3]``; feet_quat ``[2, 4]``.
         feet_contact: ``[2]`` bool.
         yaw_body_quat: orientation of the body the feet yaw is measured against ``[4]``.
         orientation_quats: bodies whose tilt the exp orientation term rewards ``[K, 4]``.
@@ -173,9 +176,9 @@ def body_acc_l2(s: Signals) -> Array:
 
 
 def feet_distance_from_ref(s: Signals, ref_distance: float) -> Array:
-    """``| |y_L - y_R| - ref |`` with the feet expressed in the root frame."""
+    """``(|y_L - y_R| - ref)^2`` with the feet expressed in the root frame (AGILE squares the deviation)."""
     rel = mmath.quat_rotate_inverse(s.root_quat[None], s.feet_pos - s.root_pos[None])
-    return jnp.abs(jnp.abs(rel[0, 1] - rel[1, 1]) - ref_distance)
+    return jnp.square(jnp.abs(rel[0, 1] - rel[1, 1]) - ref_distance)
 
 
 def jumping(s: Signals) -> Array:

@@ -133,7 +133,8 @@ class T1VelocityConfig:
         init_height_offset: spawn height above the resting height of the default pose (m).
         terrain: rough terrain (:class:`envs.terrain.TerrainConfig`); ``None`` is the flat floor.
         height_scan: ``(half_width, points)``: the base height is measured above the mean terrain height over a
-            ``points x points`` grid spanning ``+-half_width`` (m) around the root (rough terrain only).
+            ``points x points`` grid spanning ``+-half_width`` (m) around the root (rough terrain only); the default
+            is AGILE's single ray straight under the root (``GridPatternCfg(size=(0.0, 0.0))``).
         spawn_clearance: spawn heights are above the highest terrain point within this half-width (m) of the
             root, so that no foot starts inside a bump (rough terrain only).
     """
@@ -171,7 +172,7 @@ class T1VelocityConfig:
     orientation_bodies: tuple[str, ...] = ("Trunk",)
     init_height_offset: float = 0.045
     terrain: terrain_lib.TerrainConfig | None = None
-    height_scan: tuple[float, int] = (0.5, 5)
+    height_scan: tuple[float, int] = (0.0, 1)
     spawn_clearance: float = 0.3
 
 
@@ -376,8 +377,9 @@ class VelocityEnv:
             "domain": domain, "wrench": wrench,
             "push_time": jax.random.uniform(ks[6], (), jnp.float32, *cfg.domain.push_interval),
             "wrench_time": jax.random.uniform(ks[7], (), jnp.float32, *cfg.domain.wrench_interval),
-            "root_vel": self._root_vel_w(data), "common_step": jnp.zeros((), jnp.int32),
+            "common_step": jnp.zeros((), jnp.int32),
         }
+        info["root_vel"] = self._root_vel_w(data, info)
         if self.terrain is not None:
             info.update(terrain_level=tile[0], terrain_col=tile[1])
         frame = self._policy_frame(ks[8], data, info)
@@ -408,7 +410,7 @@ class VelocityEnv:
         reward_terms = terms.weighted_rewards(self._reward_fns, weights, sig, self.ctrl_dt)
         # Bookkeeping for the next step's rate terms and accelerations.
         info.update(
-            prev_action_rate=action - info["last_action"], last_action=action, root_vel=self._root_vel_w(data),
+            prev_action_rate=action - info["last_action"], last_action=action, root_vel=self._root_vel_w(data, info),
             common_step=info["common_step"] + 1,
         )
         # Commands are resampled after the rewards, then interval events fire (Isaac Lab order).
@@ -548,11 +550,13 @@ class VelocityEnv:
         return data, info
 
     # -- observations ----------------------------------------------------------------------------
-    def _root_vel_w(self, data: mjx.Data) -> Array:
-        return loco.root_vel_w(data.qpos, data.qvel)
+    def _root_vel_w(self, data: mjx.Data, info: dict) -> Array:
+        """Root centre-of-mass velocity and angular velocity in the world frame ``[6]``."""
+        return loco.root_vel_w(data.qpos, data.qvel, loco.root_com_offset(self.robot, info))
 
     def _term_values(self, data: mjx.Data, info: dict) -> dict[str, Array]:
-        return loco.term_values(self.robot, data.qpos, data.qvel, info["command"], info["last_action"])
+        return loco.term_values(self.robot, data.qpos, data.qvel, info["command"], info["last_action"],
+                                loco.root_com_offset(self.robot, info))
 
     def _policy_frame(self, key: PRNGKey, data: mjx.Data, info: dict) -> Array:
         """One policy frame ``[45]`` (noisy when ``cfg.obs_noise``)."""
