@@ -187,7 +187,7 @@ def env_overhead(suite: Suite, phase: Phase) -> None:
     with the trainer's whole iteration from its current state."""
     runner = suite.main_runner()
     venv, n = runner.env, runner.env.num_envs
-    actions = 0.3 * jax.random.normal(jax.random.PRNGKey(1), (n, venv.env.action_size))
+    actions = 0.3 * jax.random.normal(jax.random.key(1), (n, venv.env.action_size))
     calls = {k: v for k, v in env_throughput.rows(venv.env, runner.state.env_state, actions).items()
              if k in ("env", "raw")}
     compile_s = {k: env_throughput._compile(fn, *a) for k, (fn, a) in calls.items()}

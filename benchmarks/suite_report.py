@@ -201,7 +201,7 @@ def environment(project_root: str) -> dict[str, Any]:
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "env_vars": {k: v for k, v in os.environ.items()
                      if k.startswith(("XLA_", "JAX_")) or k in ("CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_LOG_LEVEL")},
-        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "jax_default_matmul_precision": getattr(jax.config, "jax_default_matmul_precision", None),
         "packages": _package_versions(),
         "gpu": _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]),
         "git_commit": _command(["git", "rev-parse", "HEAD"], cwd=project_root),
