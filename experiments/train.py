@@ -68,11 +68,21 @@ def find_resume_dir(cfg, experiment_dir: str) -> str:
         return path
     runs = []
     if os.path.isdir(experiment_dir):
-        runs = sorted(d for d in os.listdir(experiment_dir)
-                      if os.path.isdir(os.path.join(experiment_dir, d, "checkpoints")))
+        runs = sorted(d for d in os.listdir(experiment_dir) if has_intact_checkpoint(os.path.join(experiment_dir, d)))
     if not runs:
-        raise config_lib.ConfigError(f"--resume: no earlier run with checkpoints in {experiment_dir}")
+        raise config_lib.ConfigError(f"--resume: no earlier run with an intact checkpoint in {experiment_dir}")
     return os.path.join(experiment_dir, runs[-1])
+
+
+def has_intact_checkpoint(run_dir: str) -> bool:
+    """Whether ``run_dir/checkpoints`` holds a checkpoint whose checksums verify (a failed start holds none)."""
+    from agile_jax.io import checkpoint
+
+    directory = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(directory):
+        return False
+    steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
+    return bool(checkpoint.intact_steps(directory, steps))
 
 
 def run_directories(cfg) -> tuple[str, str | None]:

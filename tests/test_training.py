@@ -92,7 +92,7 @@ def test_incompatible_and_corrupt_checkpoints_give_clear_errors(tmp_path):
                 with open(os.path.join(root, name), "wb") as f:
                     f.write(b"garbage")
     fresh = OnPolicyRunner(point_mass_env(cfg), cfg)
-    with pytest.raises(CheckpointError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="damaged .file 'state/.*' changed after the save"):
         fresh.load(str(tmp_path / "run"))
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "1" / "meta")
     with pytest.raises(CheckpointError):

@@ -6,6 +6,11 @@ Layout of a run directory::
     <run_dir>/checkpoints/<iteration>/state/...   (Orbax PyTree: params, optimiser, normalisers,
                                                    shaping, schedules, rng, iteration, env state)
     <run_dir>/checkpoints/<iteration>/meta/...    (JSON: iteration, tree signature, config)
+    <run_dir>/checkpoints/<iteration>/checksums.json  (SHA-256 of every file above, written last)
+
+Every checkpoint is verified before it is restored: a file that was changed, truncated, removed or added
+after the save refuses the checkpoint with one line that names it and the newest intact one. A checkpoint
+without ``checksums.json`` was interrupted before it was complete and is not restored either.
 
 A checkpoint holds everything an exact resume needs, the env state included, so training N
 iterations, saving, restoring and training N more gives bit-identical parameters to 2N in one go.
@@ -13,6 +18,8 @@ iterations, saving, restoring and training N more gives bit-identical parameters
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any
 
@@ -21,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 META_VERSION = 1
+CHECKSUMS = "checksums.json"
 
 
 class CheckpointError(RuntimeError):
@@ -79,7 +87,7 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def save(self, iteration: int, state: Any, extra_meta: dict | None = None) -> str:
-        """Saves ``state`` as checkpoint ``iteration`` (asynchronously; see :meth:`wait`)."""
+        """Saves ``state`` as checkpoint ``iteration`` and seals it with its checksums once written."""
         meta = {"version": META_VERSION, "iteration": int(iteration), "signature": tree_signature(state)}
         meta.update(extra_meta or {})
         self.manager.save(
@@ -87,10 +95,15 @@ class Checkpointer:
             args=ocp.args.Composite(state=ocp.args.StandardSave(_to_storable(state)), meta=ocp.args.JsonSave(meta)),
             force=True,
         )
+        self.wait()
         return os.path.join(self.directory, str(int(iteration)))
 
     def wait(self) -> None:
+        """Waits for pending writes, then seals every finished checkpoint that has no checksums yet."""
         self.manager.wait_until_finished()
+        if jax.process_index() == 0:  # one writer; every process's files are on the shared disk by now
+            for step in self.manager.all_steps():
+                seal(os.path.join(self.directory, str(step)))
 
     def latest(self) -> int | None:
         return self.manager.latest_step()
@@ -103,6 +116,81 @@ class Checkpointer:
         self.manager.close()
 
 
+def _file_digests(step_dir: str) -> dict[str, str]:
+    """``relative path -> sha256`` of every file of a checkpoint except the checksum file itself."""
+    digests = {}
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, step_dir)
+            if rel in (CHECKSUMS, CHECKSUMS + ".tmp"):
+                continue
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            digests[rel] = digest.hexdigest()
+    return digests
+
+
+def _checksum_text(digests: dict[str, str]) -> str:
+    """The exact text of ``checksums.json`` for ``digests`` (one canonical form, so it can be verified too)."""
+    return json.dumps({"algorithm": "sha256", "files": digests}, indent=0, sort_keys=True)
+
+
+def seal(step_dir: str) -> None:
+    """Writes ``checksums.json`` for a finished checkpoint (atomically; kept if already there)."""
+    path = os.path.join(step_dir, CHECKSUMS)
+    if os.path.exists(path) or not os.path.isdir(step_dir):
+        return
+    tmp = path + ".tmp"
+    text = _checksum_text(_file_digests(step_dir))
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def damage(step_dir: str) -> str | None:
+    """Why a checkpoint cannot be trusted (a changed, missing or unexpected file), or ``None`` if it is intact."""
+    try:
+        with open(os.path.join(step_dir, CHECKSUMS), "rb") as f:
+            raw = f.read()
+        expected = json.loads(raw)["files"]
+        if raw.decode() != _checksum_text(expected):  # the checksum file is itself checked, byte for byte
+            raise ValueError
+    except FileNotFoundError:
+        return "it has no checksums (the save was interrupted)"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return f"its {CHECKSUMS} is damaged"
+    actual = _file_digests(step_dir)
+    for rel in sorted(set(expected) | set(actual)):
+        if rel not in actual:
+            return f"file '{rel}' is missing"
+        if rel not in expected:
+            return f"file '{rel}' was not part of the save"
+        if actual[rel] != expected[rel]:
+            return f"file '{rel}' changed after the save"
+    return None
+
+
+def intact_steps(directory: str, steps: list[int]) -> list[int]:
+    """The checkpoints among ``steps`` that pass :func:`damage`, newest last."""
+    return [s for s in sorted(steps) if damage(os.path.join(directory, str(s))) is None]
+
+
+def _verify(directory: str, step: int, steps: list[int]) -> None:
+    """Refuses a damaged checkpoint with one line naming the newest intact one."""
+    problem = damage(os.path.join(directory, str(step)))
+    if problem is None:
+        return
+    intact = intact_steps(directory, [s for s in steps if s != step])
+    advice = (f"the newest intact checkpoint is {intact[-1]}: restore it with load_checkpoint={intact[-1]}"
+              if intact else "no other checkpoint here is intact")
+    raise CheckpointError(f"checkpoint {step} in '{directory}' is damaged ({problem}); {advice}")
+
+
 def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, dict]:
     """Restores checkpoint ``iteration`` (latest if ``None``) into the structure of ``template``.
 
@@ -112,7 +200,8 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
         template: a train state of the current configuration (its shapes, dtypes and shardings are used).
 
     Raises:
-        CheckpointError: no checkpoint, unreadable files, or a tree that does not match ``template``.
+        CheckpointError: no checkpoint, a damaged one (see :func:`damage`), unreadable files, or a tree that
+            does not match ``template``.
     """
     if os.path.isdir(os.path.join(directory, "checkpoints")):
         directory = os.path.join(directory, "checkpoints")
@@ -126,6 +215,7 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
         step = max(steps) if iteration is None or iteration < 0 else int(iteration)
         if step not in steps:
             raise CheckpointError(f"no checkpoint for iteration {step} in '{directory}'; available: {sorted(steps)}")
+        _verify(directory, step, steps)
         meta = _restore_meta(manager, step, directory)
         mismatch = _diff(meta.get("signature", {}), tree_signature(template))
         if mismatch:
