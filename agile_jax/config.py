@@ -73,6 +73,23 @@ class RewardNormalizationConfig:
 
 
 @dataclass
+class RNDConfig:
+    """RSL-RL ``rnd_cfg`` (Random Network Distillation); the state is the ``rnd_state`` set of
+    ``runner.obs_groups``. ``weight`` is multiplied by the env's control step ``dt``, as RSL-RL does."""
+
+    enabled: bool = False
+    weight: float = 0.0
+    weight_schedule: Optional[dict] = None  # noqa: UP045 {mode: constant|step|linear, initial_step, final_step, final_value}
+    reward_normalization: bool = False
+    state_normalization: bool = False
+    learning_rate: float = 1e-3
+    num_outputs: int = 1
+    predictor_hidden_dims: list[int] = field(default_factory=lambda: [-1])
+    target_hidden_dims: list[int] = field(default_factory=lambda: [-1])
+    activation: str = "elu"
+
+
+@dataclass
 class AlgorithmConfig:
     """PPO hyperparameters with RSL-RL's names and defaults."""
 
@@ -97,6 +114,7 @@ class AlgorithmConfig:
     l2c2_cfg: L2C2Config = field(default_factory=L2C2Config)
     reward_normalization_cfg: RewardNormalizationConfig = field(default_factory=RewardNormalizationConfig)
     critic_warmup_steps: int = 0  # AGILE: value-only gradient steps before the policy terms fade in
+    rnd_cfg: RNDConfig = field(default_factory=RNDConfig)
 
 
 @dataclass

@@ -72,7 +72,8 @@ from synthetic_env import SyntheticConfig, SyntheticTask  # noqa: E402
 from agile_jax.algorithms import gae, optim, ppo  # noqa: E402
 from agile_jax.algorithms.losses import Batch  # noqa: E402
 from agile_jax.config import AlgorithmConfig, PolicyConfig, RunnerConfig, TrainConfig  # noqa: E402
-from agile_jax.training.iteration import make_trainer  # noqa: E402
+from agile_jax.extensions.base import chain  # noqa: E402
+from agile_jax.training.ppo_trainer import make_trainer  # noqa: E402
 from agile_jax.training.rollout import make_rollout_fn  # noqa: E402
 from agile_jax.training.runner import make_networks  # noqa: E402
 from envs.core import VecEnv  # noqa: E402
@@ -136,8 +137,9 @@ def _summary(samples: list[tuple[float, bool]]) -> dict[str, float]:
 
 def _compile(fn: Callable, *args) -> tuple[Callable, float]:
     """AOT-compiles the jitted ``fn`` for ``args``; returns the executable and the compile seconds."""
+    jitted = getattr(fn, "__wrapped__", fn)  # precision.with_precision wraps the jitted function
     t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
+    compiled = jitted.lower(*args).compile()
     return compiled, time.perf_counter() - t0
 
 
@@ -156,8 +158,9 @@ class Pieces:
         self.env_ids = jnp.arange(num_envs)
         self.rollout = jax.jit(rollout)
         self.returns = jax.jit(self._returns_fn(alg))
-        update = ppo.make_update_fn(alg, self.networks, self.tx)
-        self.update = jax.jit(update, donate_argnums=(0, 1, 3) if donate else ())
+        self.extensions = chain(ppo.default_extensions(alg))
+        update = ppo.make_update_fn(alg, self.networks, self.tx, self.extensions)
+        self.update = jax.jit(update, donate_argnums=(0,) if donate else ())
 
     def _returns_fn(self, alg: AlgorithmConfig) -> Callable:
         networks = self.networks
@@ -185,9 +188,8 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
     k_params, k_env, key = jax.random.split(key, 3)
     params = pieces.networks.init(k_params)
     normalizers = pieces.networks.init_normalizers()
-    opt_state = pieces.tx.init(params)
-    hyper = {"entropy_coef": jnp.asarray(cfg.algorithm.entropy_coef, jnp.float32),
-             "num_updates": jnp.zeros((), jnp.int32)}
+    carry = ppo.SGDCarry(params, pieces.tx.init(params), jnp.zeros((), jnp.int32))
+    ext_states = pieces.extensions.init(key, None)
     env_state = jax.jit(pieces.env.reset)(jax.random.split(k_env, num_envs))
     compile_s: dict[str, float] = {}
 
@@ -196,9 +198,9 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
     env_state, tr, _ = jax.block_until_ready(rollout(params, normalizers, env_state, key, pieces.env_ids))
     returns, compile_s["returns"] = _compile(pieces.returns, params, normalizers, env_state, tr)
     batch = make_batch(tr, *jax.block_until_ready(returns(params, normalizers, env_state, tr)))
-    update, compile_s["update"] = _compile(pieces.update, params, opt_state, normalizers, hyper, batch, key)
-    params, opt_state, hyper, metrics = jax.block_until_ready(
-        update(params, opt_state, normalizers, hyper, batch, key))
+    update, compile_s["update"] = _compile(pieces.update, carry, normalizers, ext_states, batch, key)
+    carry, metrics = jax.block_until_ready(update(carry, normalizers, ext_states, batch, key))
+    params = carry.params
 
     # (a), (a'), (b): rollout -> returns -> update cycles (the update is timed on the cycle's fixed batch).
     t_roll, t_ret, t_upd, other_cpu, util_upd = [], [], [], [], []
@@ -211,8 +213,8 @@ def bench(num_envs: int, repeats: int, obs_norm: bool, seed: int, donate: bool, 
         with Probe() as pr:
             batch = make_batch(tr, *jax.block_until_ready(returns(params, normalizers, env_state, tr)))
         with Probe() as pu:
-            params, opt_state, hyper, metrics = jax.block_until_ready(
-                update(params, opt_state, normalizers, hyper, batch, k_upd))
+            carry, metrics = jax.block_until_ready(update(carry, normalizers, ext_states, batch, k_upd))
+            params = carry.params
         ok = pa.clean and pr.clean and pu.clean
         clean_cycles += ok
         t_roll.append((pa.wall, ok))

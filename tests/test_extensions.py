@@ -10,6 +10,7 @@ import pytest
 from agile_jax.algorithms.losses import Batch, Forward
 from agile_jax.config import RunnerConfig
 from agile_jax.extensions import entropy, l2c2, reward_norm, symmetry, termination
+from agile_jax.extensions.base import Minibatch, Rollout
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition
@@ -40,6 +41,10 @@ def test_augmentation_appends_mirrored_copies_and_repeats_targets():
         np.testing.assert_array_equal(getattr(aug, name)[4:], getattr(b, name))
 
 
+def _minibatch(batch, forward=None, extras=None) -> Minibatch:
+    return Minibatch(data=batch, forward=forward, normalizers={}, extras=extras, num_updates=jnp.int32(0))
+
+
 def _net():
     return ActorCritic({"policy": (4,), "critic": (5,)}, {"actor": ["policy"], "critic": ["critic"]}, 2, (16,), (16,))
 
@@ -48,10 +53,11 @@ def test_mirror_loss_zero_for_equivariant_policy_positive_otherwise():
     net = _net()
     params = net.init(jax.random.key(0))
     b = _batch()
-    ctx = {"normalizers": {}}
-    term = symmetry.make_mirror_loss_term(net, MIRROR_OBS, MIRROR_ACT, coeff=2.0, use_mirror_loss=True,
-                                          augmented=False)
+    loss_fn = symmetry.make_mirror_loss(net, MIRROR_OBS, MIRROR_ACT, coeff=2.0, use_mirror_loss=True,
+                                        augmented=False)
+    term = lambda p, batch, fwd, ctx, key: loss_fn((), p, _minibatch(batch, fwd), key)  # noqa: E731
     fwd = Forward(mean=net.actor_mean(params, {}, b.obs), std=None, log_prob=None, value=None, entropy=None)
+    ctx = None
     loss, m = term(params, b, fwd, ctx, None)
     assert float(m["mirror"]) > 1e-4 and float(loss) == pytest.approx(2.0 * float(m["mirror"]))
     # Make the actor exactly equivariant: zero every weight from x-odd inputs to the y output and vice versa ->
@@ -61,8 +67,8 @@ def test_mirror_loss_zero_for_equivariant_policy_positive_otherwise():
                                       entropy=None), ctx, None)
     assert float(m0["mirror"]) == 0.0
     # logged but not added when use_mirror_loss is off
-    off = symmetry.make_mirror_loss_term(net, MIRROR_OBS, MIRROR_ACT, 2.0, use_mirror_loss=False, augmented=False)
-    loss_off, m_off = off(params, b, fwd, ctx, None)
+    off = symmetry.make_mirror_loss(net, MIRROR_OBS, MIRROR_ACT, 2.0, use_mirror_loss=False, augmented=False)
+    loss_off, m_off = off((), params, _minibatch(b, fwd), None)
     assert float(loss_off) == 0.0 and float(m_off["mirror"]) == pytest.approx(float(m["mirror"]))
 
 
@@ -81,9 +87,9 @@ def test_l2c2_pairs_exclude_resets_and_last_step():
     dones = jnp.array([[0, 1], [0, 0], [0, 0]], jnp.float32)
     tr = Transition(obs=obs, actions=None, rewards=None, dones=dones, time_outs=None, values=None, log_probs=None,
                     action_mean=None, action_std=None, hidden=(), extras={})
-    ex = l2c2.pair_extras(tr, None)
-    np.testing.assert_array_equal(ex[l2c2.VALID], [[True, False], [True, True], [False, False]])
-    np.testing.assert_array_equal(ex[l2c2.NEXT_OBS]["policy"][0, :, 0], [2.0, 3.0])
+    ex = l2c2.pair_extras(tr)
+    np.testing.assert_array_equal(ex.valid, [[True, False], [True, True], [False, False]])
+    np.testing.assert_array_equal(ex.next_obs["policy"][0, :, 0], [2.0, 3.0])
 
 
 def test_l2c2_interpolation_and_masked_mse():
@@ -99,9 +105,10 @@ def test_l2c2_zero_for_constant_policy_positive_otherwise():
     params = net.init(jax.random.key(1))
     b = _batch()
     nxt = jax.tree.map(lambda x: x + 1.0, b.obs)
-    b = b._replace(extras={l2c2.NEXT_OBS: nxt, l2c2.VALID: jnp.ones(4, bool)})
-    term = l2c2.make_l2c2_term(net, 1.0, 0.1)
-    loss, m = term(params, b, None, {"normalizers": {}}, jax.random.key(0))
+    pairs = l2c2.Pairs(next_obs=nxt, valid=jnp.ones(4, bool))
+    loss_fn = l2c2.make_l2c2_loss(net, 1.0, 0.1)
+    term = lambda p, batch, fwd, ctx, key: loss_fn((), p, _minibatch(batch, fwd, pairs), key)  # noqa: E731
+    loss, m = term(params, b, None, None, jax.random.key(0))
     assert float(m["l2c2_actor"]) > 0 and float(loss) == pytest.approx(float(m["l2c2_actor"]) + 0.1 * float(
         m["l2c2_critic"]), rel=1e-6)
     const = jax.tree.map(lambda x: x, params)
@@ -109,7 +116,7 @@ def test_l2c2_zero_for_constant_policy_positive_otherwise():
         mlp = const[net_name]["mlp"]["params"]
         const[net_name]["mlp"]["params"] = {k: {"kernel": jnp.zeros_like(v["kernel"]), "bias": v["bias"]}
                                             for k, v in mlp.items()}
-    loss0, _ = term(const, b, None, {"normalizers": {}}, jax.random.key(0))
+    loss0, _ = term(const, b, None, None, jax.random.key(0))
     assert float(loss0) == 0.0
 
 
@@ -140,8 +147,8 @@ def test_return_correction_product_invariance():
 def test_reward_norm_drives_return_std_towards_one():
     """Correlated rewards (AR(1)); the normalised discounted-return std approaches 1 over iterations."""
     gamma, T, N = 0.99, 64, 64
-    shaper = reward_norm.make_shaper(gamma, decay=0.99, return_scale_decay=0.9)
-    state = shaper.init()
+    ext = reward_norm.extension(gamma, decay=0.99, return_scale_decay=0.9)
+    state = ext.init(None, None)
     key, stds = jax.random.key(0), []
     x = jnp.zeros(N)
     for _ in range(80):
@@ -155,11 +162,12 @@ def test_reward_norm_drives_return_std_towards_one():
         x, rewards = jax.lax.scan(ar, x, noise)
         tr = Transition(obs=None, actions=None, rewards=rewards, dones=None, time_outs=None, values=None,
                         log_probs=None, action_mean=None, action_std=None, hidden=(), extras={})
-        state, norm, _ = shaper.apply(state, rewards, tr)
+        state, shaped, _ = ext.shape(state, Rollout(tr, rewards, None))
+        norm = shaped.rewards
         _, returns = jax.lax.scan(lambda g, r: (r + gamma * g, r + gamma * g), jnp.zeros(N), norm, reverse=True)
         # centred returns of the first half (enough lookahead) as the GAE return proxy
         ret = returns[: T // 2]
-        state = shaper.update(state, ret - jnp.mean(ret, axis=1, keepdims=True))
+        state, _ = ext.update(state, None, ret - jnp.mean(ret, axis=1, keepdims=True), None)
         stds.append(float(jnp.std(ret - jnp.mean(ret, axis=1, keepdims=True), ddof=1)))
     assert float(state.correction) > 1.5  # i.i.d. formula underestimates correlated returns
     assert abs(np.mean(stds[-10:]) - 1.0) < 0.25, stds[-10:]
@@ -225,14 +233,14 @@ def test_all_extensions_on_still_learns_and_logs():
     assert runner.episodes.mean_return > 60.0  # random ~15-25, see test_training
     out = jax.device_get(runner.trainer.iteration(runner.state)[1])
     assert {"mirror", "l2c2_actor", "l2c2_critic", "Train/reward_scale"} <= set(out.metrics)
-    assert float(runner.state.hyper["entropy_coef"]) < cfg.algorithm.entropy_coef  # annealed
+    assert float(runner.state.extensions["entropy"].coef) < cfg.algorithm.entropy_coef  # annealed
 
 
 def test_extension_state_resumes_exactly(tmp_path):
     straight, second = straight_and_resumed(_all_on_config(), tmp_path)
     assert leaves_equal(straight.state.params, second.state.params)
-    assert leaves_equal(straight.state.shaping, second.state.shaping)
-    assert float(straight.state.hyper["entropy_coef"]) == float(second.state.hyper["entropy_coef"])
+    assert leaves_equal(straight.state.extensions, second.state.extensions)
+    assert float(straight.state.extensions["entropy"].coef) == float(second.state.extensions["entropy"].coef)
 
 
 # -- critic warm-up -------------------------------------------------------------------------------------
@@ -243,8 +251,8 @@ def test_critic_warmup_scale_and_learning_rate():
 
     scale = [float(critic_warmup.policy_scale(jnp.int32(k), 4)) for k in (0, 3, 4, 5, 6, 8, 20)]
     assert scale == [0.0, 0.0, 0.0, 0.25, 0.5, 1.0, 1.0]
-    hook = critic_warmup.make_lr_hook(4)
-    lrs = [float(hook(jnp.float32(3e-3), {"num_updates": jnp.int32(k)})) for k in (3, 4, 7, 8)]
+    rule = critic_warmup.extension(4).learning_rate
+    lrs = [float(rule((), jnp.float32(3e-3), jnp.int32(k))) for k in (3, 4, 7, 8)]
     assert lrs == [np.float32(3e-3), np.float32(1e-5), np.float32(1e-5), np.float32(3e-3)]
 
 
@@ -255,7 +263,7 @@ def test_critic_warmup_freezes_the_actor_during_the_value_phase():
     actor0 = jax.tree.map(np.asarray, runner.state.params["actor"])
     critic0 = jax.tree.map(np.asarray, runner.state.params["critic"])
     runner.learn(2)  # 8 value-only steps
-    assert int(runner.state.hyper["num_updates"]) == 8
+    assert int(runner.state.num_updates) == 8
     for a, b in zip(jax.tree.leaves(actor0), jax.tree.leaves(runner.state.params["actor"])):
         np.testing.assert_array_equal(a, np.asarray(b))
     assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(critic0),

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from agile_jax.algorithms import losses, optim
+from agile_jax.extensions.base import Minibatch
 
 
 def test_surrogate_clips_both_sides():
@@ -34,11 +35,12 @@ def test_loss_terms_apply_their_coefficients():
     batch = losses.Batch(obs={}, actions=jnp.zeros((2, 1)), old_log_probs=jnp.zeros(2), old_values=jnp.zeros(2),
                          advantages=jnp.array([1.0, -1.0]), returns=jnp.array([1.0, 1.0]), old_mean=jnp.zeros((2, 1)),
                          old_std=jnp.ones((2, 1)), dones=jnp.zeros(2))
-    loss, m = losses.make_value_term(0.2, 0.5, True)(None, batch, fwd, {}, None)
+    mb = Minibatch(data=batch, forward=fwd, normalizers={}, extras=None, num_updates=jnp.int32(0))
+    loss, m = losses.value(0.2, 0.5, True).loss((), None, mb, None)
     assert float(m["value"]) == pytest.approx(0.82, rel=1e-6) and float(loss) == pytest.approx(0.41, rel=1e-6)
-    loss, m = losses.entropy_term(None, batch, fwd, {"entropy_coef": 0.01}, None)
+    loss, m = losses.entropy(0.01).loss(losses.EntropyState(coef=jnp.float32(0.01)), None, mb, None)
     assert float(m["entropy"]) == 2.0 and float(loss) == pytest.approx(-0.02)
-    loss, m = losses.make_surrogate_term(0.2)(None, batch, fwd, {}, None)
+    loss, m = losses.surrogate(0.2).loss((), None, mb, None)
     assert float(loss) == 0.0  # ratio 1, advantages cancel
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from agile_jax.algorithms import optim, ppo
 from agile_jax.algorithms.losses import Batch
 from agile_jax.config import AlgorithmConfig
+from agile_jax.extensions.base import chain
 from agile_jax.networks.actor_critic import ActorCritic
 
 
@@ -42,16 +43,21 @@ def _setup(**alg):
     return cfg, net, params, tx
 
 
+def _states(cfg):
+    """States of PPO's own extensions (the entropy coefficient)."""
+    return chain(ppo.default_extensions(cfg)).init(None, None)
+
+
 def test_adaptive_lr_is_decided_per_minibatch():
     # Old mean/std equal the current policy's -> the first minibatch has KL exactly 0 ... then grows.
-    cfg, net, params, tx = _setup(learning_rate=1e-3, desired_kl=1e-12)
+    cfg, net, params, tx = _setup(learning_rate=1e-3, desired_kl=1e-12, entropy_coef=0.0)
     b = _batch()
     mean = net.actor_mean(params, {}, b.obs)
     b = b._replace(old_mean=mean, old_std=jnp.broadcast_to(net.action_std(params), mean.shape))
     update = jax.jit(ppo.make_update_fn(cfg, net, tx))
-    hyper = {"entropy_coef": jnp.float32(0.0), "num_updates": jnp.int32(0)}
-    _, opt_state, hyper, metrics = update(params, tx.init(params), {}, hyper, b, jax.random.key(2))
-    assert int(hyper["num_updates"]) == 4
+    carry, metrics = update(ppo.SGDCarry(params, tx.init(params), 0), {}, _states(cfg), b, jax.random.key(2))
+    opt_state = carry.opt_state
+    assert int(carry.num_updates) == 4
     # 4 minibatch steps: first KL == 0 (no change), then KL > 2*desired three times -> lr / 1.5^3.
     assert float(metrics["learning_rate"]) == np.float32(np.float32(np.float32(np.float32(1e-3) / 1.5) / 1.5) / 1.5)
     assert float(optim.get_learning_rate(opt_state)) == float(metrics["learning_rate"])
@@ -60,21 +66,20 @@ def test_adaptive_lr_is_decided_per_minibatch():
 def test_fixed_schedule_keeps_learning_rate():
     cfg, net, params, tx = _setup(learning_rate=1e-3, schedule="fixed")
     update = jax.jit(ppo.make_update_fn(cfg, net, tx))
-    hyper = {"entropy_coef": jnp.float32(0.01), "num_updates": jnp.int32(0)}
-    _, _, _, metrics = update(params, tx.init(params), {}, hyper, _batch(), jax.random.key(2))
+    _, metrics = update(ppo.SGDCarry(params, tx.init(params), 0), {}, _states(cfg), _batch(), jax.random.key(2))
     assert float(metrics["learning_rate"]) == np.float32(1e-3)
     assert set(metrics) >= {"surrogate", "value", "entropy", "kl", "learning_rate"}
 
 
 def test_update_reduces_value_loss_on_fixed_batch():
-    cfg, net, params, tx = _setup(learning_rate=1e-2, schedule="fixed", use_clipped_value_loss=False)
+    cfg, net, params, tx = _setup(learning_rate=1e-2, schedule="fixed", use_clipped_value_loss=False,
+                                  entropy_coef=0.0)
     b = _batch()
     b = b._replace(returns=b.obs["policy"].sum(-1))  # a target the critic can fit
     update = jax.jit(ppo.make_update_fn(cfg, net, tx))
-    hyper = {"entropy_coef": jnp.float32(0.0), "num_updates": jnp.int32(0)}
-    opt_state = tx.init(params)
+    carry = ppo.SGDCarry(params, tx.init(params), 0)
     first = None
     for i in range(30):
-        params, opt_state, _, m = update(params, opt_state, {}, hyper, b, jax.random.key(i))
+        carry, m = update(carry, {}, _states(cfg), b, jax.random.key(i))
         first = first if first is not None else float(m["value"])
     assert float(m["value"]) < 0.5 * first

@@ -28,6 +28,7 @@ from agile_jax.algorithms import optim, ppo  # noqa: E402
 from agile_jax.algorithms.losses import Batch  # noqa: E402
 from agile_jax.algorithms.recurrent import trajectory_minibatches  # noqa: E402
 from agile_jax.config import AlgorithmConfig  # noqa: E402
+from agile_jax.extensions.base import chain  # noqa: E402
 from agile_jax.networks.recurrent import (  # noqa: E402
     RNN,
     ActorCriticRecurrent,
@@ -225,8 +226,9 @@ def test_recurrent_update_matches_rsl_rl(rnn_type):
     cfg = AlgorithmConfig(num_learning_epochs=2, num_mini_batches=2, desired_kl=0.005)
     tx = optim.make_optimizer(cfg.learning_rate, cfg.max_grad_norm)
     update = jax.jit(ppo.make_update_fn(cfg, net, tx, minibatch_fn=trajectory_minibatches))
-    hyper = {"entropy_coef": jnp.float32(cfg.entropy_coef), "num_updates": jnp.int32(0)}
-    end, _, _, metrics = update(start, tx.init(start), {}, hyper, batch, jax.random.key(0))
+    states = chain(ppo.default_extensions(cfg)).init(None, None)
+    carry, metrics = update(ppo.SGDCarry(start, tx.init(start), 0), {}, states, batch, jax.random.key(0))
+    end = carry.params
     assert float(metrics["learning_rate"]) == pytest.approx(ref_lr, rel=1e-6) and ref_lr != cfg.learning_rate
     for key in ("value", "surrogate", "entropy"):
         np.testing.assert_allclose(float(metrics[key]), ref_losses[key], rtol=1e-5, atol=1e-6, err_msg=key)

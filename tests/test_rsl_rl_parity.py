@@ -41,6 +41,7 @@ from tensordict import TensorDict  # noqa: E402
 from agile_jax.algorithms import gae, optim, ppo  # noqa: E402
 from agile_jax.algorithms.losses import Batch  # noqa: E402
 from agile_jax.config import AlgorithmConfig  # noqa: E402
+from agile_jax.extensions.base import chain  # noqa: E402
 from agile_jax.networks.actor_critic import ActorCritic  # noqa: E402
 
 T, N = 8, 4
@@ -240,8 +241,9 @@ def run_ours(case: Case, data: dict, start: dict, stored: dict) -> dict:
                   dones=jnp.asarray(data["dones"]).astype(bool))
     tx = optim.make_optimizer(cfg.learning_rate, cfg.max_grad_norm, cfg.grad_clip_mode, cfg.optimizer)
     update = jax.jit(ppo.make_update_fn(cfg, networks, tx))
-    hyper = {"entropy_coef": jnp.asarray(cfg.entropy_coef, jnp.float32), "num_updates": jnp.zeros((), jnp.int32)}
-    new_params, _, _, metrics = update(params, tx.init(params), {}, hyper, batch, jax.random.key(case.seed))
+    states = chain(ppo.default_extensions(cfg)).init(None, None)
+    carry, metrics = update(ppo.SGDCarry(params, tx.init(params), 0), {}, states, batch, jax.random.key(case.seed))
+    new_params = carry.params
     return {
         "rewards": np.asarray(rewards),
         "returns": np.asarray(returns),

@@ -1,18 +1,21 @@
-"""PPO loss terms as pure functions, and their ``LossTerm`` wrappers.
+"""PPO loss terms as pure functions, and PPO's own terms as extensions.
 
-A loss term has the signature ``term(params, batch, forward, ctx, key) -> (loss, metrics)`` and
-returns its contribution already multiplied by its coefficient; the PPO loss is their sum
-(``loss = sum_k coef_k * term_k``). ``forward`` holds the network outputs of the (possibly
-augmented) minibatch, computed once and shared by every term; ``ctx`` holds the scheduled coefficients
-of the train state (``entropy_coef`` ...) and the observation normalisers (``normalizers``).
+PPO's surrogate, value and entropy terms are :class:`~agile_jax.extensions.base.Extension` s like any
+other method's: each ``loss(state, params, minibatch, key) -> (loss, metrics)`` returns its contribution
+already multiplied by its coefficient, and the objective is their sum (``loss = sum_k coef_k * term_k``).
+``minibatch.forward`` holds the network outputs of the (possibly augmented) minibatch, computed once and
+shared by every term. The entropy coefficient is the entropy term's own state, so it can anneal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from flax import struct
 
+from agile_jax.extensions.base import Extension, Minibatch, Stats
 from agile_jax.types import Array, Observation
 
 
@@ -80,27 +83,48 @@ def value_loss(values: Array, old_values: Array, returns: Array, clip_param: flo
     return jnp.mean(jnp.maximum(jnp.square(values - returns), jnp.square(clipped - returns)))
 
 
-def make_surrogate_term(clip_param: float):
+class EntropyState(struct.PyTreeNode):
+    """State of the entropy term: the (possibly annealed) coefficient, a float32 scalar."""
+
+    coef: Array
+
+
+def surrogate(clip_param: float) -> Extension:
     """The clipped-surrogate term (coefficient 1), logged as ``surrogate``."""
 
-    def term(params, batch: Batch, forward: Forward, hyper, key):
-        loss = surrogate_loss(forward.log_prob, batch.old_log_probs, batch.advantages, clip_param)
-        return loss, {"surrogate": loss}
+    def loss(state, params, mb: Minibatch, key):
+        out = surrogate_loss(mb.forward.log_prob, mb.data.old_log_probs, mb.data.advantages, clip_param)
+        return out, {"surrogate": out}
 
-    return term
+    return Extension("surrogate", loss=loss)
 
 
-def make_value_term(clip_param: float, value_loss_coef: float, use_clipped_value_loss: bool):
+def value(clip_param: float, value_loss_coef: float, use_clipped_value_loss: bool) -> Extension:
     """The value term ``value_loss_coef * value_loss``, logged (unweighted) as ``value``."""
 
-    def term(params, batch: Batch, forward: Forward, hyper, key):
-        loss = value_loss(forward.value, batch.old_values, batch.returns, clip_param, use_clipped_value_loss)
-        return value_loss_coef * loss, {"value": loss}
+    def loss(state, params, mb: Minibatch, key):
+        out = value_loss(mb.forward.value, mb.data.old_values, mb.data.returns, clip_param, use_clipped_value_loss)
+        return value_loss_coef * out, {"value": out}
 
-    return term
+    return Extension("value", loss=loss)
 
 
-def entropy_term(params, batch: Batch, forward: Forward, hyper, key):
-    """The entropy bonus ``-entropy_coef * mean(entropy)``; the coefficient lives in ``hyper`` so it can anneal."""
-    ent = jnp.mean(forward.entropy)
-    return -hyper["entropy_coef"] * ent, {"entropy": ent}
+def entropy(coef: float, schedule: Callable[[Array, Stats], Array] | None = None) -> Extension:
+    """The entropy bonus ``-coef * mean(entropy)`` (logged as ``entropy``) with its coefficient as state.
+
+    Args:
+        coef: the initial coefficient (``entropy_coef``).
+        schedule: ``(coef, stats) -> coef`` applied at the start of each iteration (AGILE's annealing), or
+            ``None`` for a constant coefficient. The coefficient is logged as ``Train/entropy_coef``.
+    """
+
+    def loss(state: EntropyState, params, mb: Minibatch, key):
+        ent = jnp.mean(mb.forward.entropy)
+        return -state.coef * ent, {"entropy": ent}
+
+    def report(state: EntropyState, rollout, returns, key):
+        return state, {"Train/entropy_coef": state.coef}
+
+    return Extension("entropy", init=lambda key, spec: EntropyState(coef=jnp.asarray(coef, jnp.float32)), loss=loss,
+                     schedule=None if schedule is None else lambda s, stats: s.replace(coef=schedule(s.coef, stats)),
+                     update=report)

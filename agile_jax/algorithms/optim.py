@@ -56,16 +56,25 @@ def make_optimizer(learning_rate: float, max_grad_norm: float | None, grad_clip_
     return optax.chain(clip, optax.inject_hyperparams(_OPTIMIZERS[optimizer])(learning_rate=learning_rate))
 
 
+def _hyperparams_slot(opt_state) -> int:
+    """Index of the ``inject_hyperparams`` state in the chain's state (found by its type, not its position)."""
+    for i, sub in enumerate(opt_state):
+        if hasattr(sub, "hyperparams") and "learning_rate" in sub.hyperparams:
+            return i
+    raise ValueError("the optimiser state holds no injected learning rate; build it with make_optimizer")
+
+
 def get_learning_rate(opt_state) -> Array:
     """The current learning rate stored in an optimiser state made by :func:`make_optimizer`."""
-    return opt_state[1].hyperparams["learning_rate"]
+    return opt_state[_hyperparams_slot(opt_state)].hyperparams["learning_rate"]
 
 
 def set_learning_rate(opt_state, learning_rate: Array):
     """A copy of ``opt_state`` with the learning rate replaced."""
-    inject = opt_state[1]
+    slot = _hyperparams_slot(opt_state)
+    inject = opt_state[slot]
     hyper = dict(inject.hyperparams, learning_rate=jnp.asarray(learning_rate, jnp.float32))
-    return (opt_state[0], inject._replace(hyperparams=hyper), *opt_state[2:])
+    return (*opt_state[:slot], inject._replace(hyperparams=hyper), *opt_state[slot + 1:])
 
 
 def adaptive_learning_rate(learning_rate: Array, kl_mean: Array, desired_kl: float,

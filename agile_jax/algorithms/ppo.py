@@ -1,42 +1,74 @@
-"""The PPO update as a pure function: minibatching, the loss-term sum, the adaptive-KL step.
+"""The PPO update as a pure function: minibatching, the extensions' loss sum, the adaptive-KL step.
 
-``make_update_fn(cfg, networks, tx, terms=..., augment=...)`` returns
-``update(params, opt_state, normalizers, hyper, batch, key) -> (params, opt_state, hyper, metrics)`` over a
-time-major rollout batch ``[T, N, ...]``. Epochs x minibatches run inside ``lax.scan``; one
-permutation is drawn per update and reused by every epoch (RSL-RL). Extensions plug in as extra loss
-terms and as a ``Batch -> Batch`` augmentation; the update itself has no per-extension branches.
+``make_update_fn(cfg, networks, tx, extensions)`` returns
+``update(carry, normalizers, ext_states, batch, key) -> (carry, metrics)`` over a time-major rollout batch:
+epochs x minibatches in nested ``lax.scan`` s, one permutation per update reused by every epoch, the
+learning rate decided per minibatch from that minibatch's KL before its optimiser step. Every loss term,
+PPO's own included (:func:`default_extensions`), and every augmentation or learning-rate rule comes from
+the :class:`~agile_jax.extensions.base.Chain`; the update itself has no per-extension branches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from agile_jax.algorithms import gae, optim
-from agile_jax.algorithms.losses import Batch, Forward, entropy_term, make_surrogate_term, make_value_term
+from agile_jax.algorithms import gae, losses, optim
+from agile_jax.algorithms.losses import Batch, Forward
+from agile_jax.extensions.base import Chain, Extension, Rollout, chain
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic
-from agile_jax.types import LossTerm, PRNGKey
+from agile_jax.types import Array, PRNGKey
 
 
 class SGDCarry(NamedTuple):
-    """Scan carry of the minibatch loop."""
+    """Scan carry of the minibatch loop (and the learner part of the train state).
+
+    Attributes:
+        params: network params.
+        opt_state: optax state (holds the learning rate).
+        num_updates: gradient steps taken so far (int32 scalar).
+    """
 
     params: Any
     opt_state: Any
-    hyper: Any
+    num_updates: Array
 
 
-def default_terms(cfg) -> list[LossTerm]:
-    """The three PPO terms: clipped surrogate, (clipped) value loss, entropy bonus."""
+class UpdateKeys(NamedTuple):
+    """The update's random keys: the minibatch permutation and the loss terms."""
+
+    permutation: PRNGKey
+    losses: PRNGKey
+
+
+def timeout_bootstrap(gamma: float) -> Extension:
+    """``r += gamma * V(s_t) * time_out`` (RSL-RL's ``process_env_step``) as a shaping extension."""
+
+    def shape(state, rollout: Rollout):
+        tr = rollout.transitions
+        return state, rollout._replace(rewards=gae.bootstrap_timeouts(rollout.rewards, tr.values, tr.time_outs,
+                                                                      gamma)), {}
+
+    return Extension("timeout_bootstrap", shape=shape)
+
+
+def default_extensions(cfg, entropy_schedule: Callable | None = None) -> list[Extension]:
+    """PPO's own terms: timeout bootstrap, clipped surrogate, (clipped) value loss, entropy bonus.
+
+    Args:
+        cfg: an ``AlgorithmConfig``.
+        entropy_schedule: ``(coef, stats) -> coef`` for the entropy coefficient (annealing), or ``None``.
+    """
     return [
-        make_surrogate_term(cfg.clip_param),
-        make_value_term(cfg.clip_param, cfg.value_loss_coef, cfg.use_clipped_value_loss),
-        entropy_term,
+        timeout_bootstrap(cfg.gamma),
+        losses.surrogate(cfg.clip_param),
+        losses.value(cfg.clip_param, cfg.value_loss_coef, cfg.use_clipped_value_loss),
+        losses.entropy(cfg.entropy_coef, entropy_schedule),
     ]
 
 
@@ -70,10 +102,8 @@ def make_update_fn(
     cfg,
     networks: ActorCritic,
     tx: optax.GradientTransformation,
-    terms: Sequence[LossTerm] | None = None,
-    augment: Callable[[Batch], Batch] | None = None,
+    extensions: Chain | None = None,
     minibatch_fn: Callable[[Batch, PRNGKey, int], Batch] = flat_minibatches,
-    lr_hooks: Sequence[Callable] = (),
     axis_name: str | None = None,
 ):
     """Builds the PPO update.
@@ -82,19 +112,17 @@ def make_update_fn(
         cfg: an ``AlgorithmConfig`` (closed over; never passed through jit).
         networks: the actor-critic.
         tx: optimiser from :func:`agile_jax.algorithms.optim.make_optimizer`.
-        terms: loss terms; defaults to :func:`default_terms`. Extensions append theirs.
-        augment: ``Batch -> Batch`` applied to each minibatch before the forward pass (symmetry).
+        extensions: loss terms, augmentations and learning-rate rules; defaults to
+            ``chain(default_extensions(cfg))``.
         minibatch_fn: splits the rollout batch into minibatches (recurrent policies use trajectories).
-        lr_hooks: ``(lr, hyper) -> lr`` applied before the adaptive rule (e.g. AGILE's critic warm-up).
         axis_name: data-parallel axis; gradients, KL and metrics are averaged over it.
 
     Returns:
-        ``update(params, opt_state, normalizers, hyper, batch, key) -> (params, opt_state, hyper, metrics)``;
-        ``batch`` is time-major ``[T, N, ...]`` with raw advantages (normalised here); ``hyper["num_updates"]``
-        counts gradient steps.
+        ``update(carry, normalizers, ext_states, batch, key) -> (carry, metrics)``; ``carry`` is a
+        :class:`SGDCarry`, ``ext_states`` the extensions' ``{name: state}`` (read only), ``batch`` time-major
+        ``[T, N, ...]`` with raw advantages (normalised here).
     """
-    terms = list(default_terms(cfg) if terms is None else terms)
-    augment = augment or (lambda b: b)
+    extensions = extensions if extensions is not None else chain(default_extensions(cfg))
     adaptive = cfg.schedule == "adaptive" and cfg.desired_kl is not None
     if cfg.schedule not in ("adaptive", "fixed"):
         raise ValueError(f"unknown schedule '{cfg.schedule}', expected 'adaptive' or 'fixed'")
@@ -102,18 +130,13 @@ def make_update_fn(
     def pmean(x):
         return jax.lax.pmean(x, axis_name) if axis_name else x
 
-    def loss_fn(params, normalizers, hyper, mb: Batch, key):
+    def loss_fn(params, normalizers, ext_states, num_updates, mb: Batch, key):
         if cfg.normalize_advantage_per_mini_batch:
             mb = mb._replace(advantages=gae.normalize_advantages(mb.advantages))
         num_original = mb.actions.shape[0]
-        full = augment(mb)
+        full = extensions.augment(mb)
         out = forward(networks, params, normalizers, full, num_original)
-        ctx = dict(hyper, normalizers=normalizers)  # what terms may read besides params and batch
-        total, metrics = 0.0, {}
-        for i, term in enumerate(terms):
-            loss, m = term(params, full, out, ctx, jax.random.fold_in(key, i))
-            total = total + loss
-            metrics.update(m)
+        total, metrics = extensions.loss(ext_states, params, full, out, normalizers, num_updates, key)
         # KL(old || new) on the original rows only, for the learning-rate rule.
         kl = distributions.kl(mb.old_mean, mb.old_std, jax.lax.stop_gradient(out.mean[:num_original]),
                               jax.lax.stop_gradient(jnp.broadcast_to(out.std, mb.old_mean.shape)))
@@ -121,38 +144,34 @@ def make_update_fn(
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def sgd_step(normalizers, carry: SGDCarry, xs):
+    def sgd_step(normalizers, ext_states, carry: SGDCarry, xs):
         mb, key = xs
-        hyper = carry.hyper
-        (_, (metrics, kl_mean)), grads = grad_fn(carry.params, normalizers, hyper, mb, key)
+        (_, (metrics, kl_mean)), grads = grad_fn(carry.params, normalizers, ext_states, carry.num_updates, mb, key)
         grads, kl_mean = pmean(grads), pmean(kl_mean)
-        # Learning rate for this step: hooks, then the adaptive rule decided on this very minibatch.
-        lr = optim.get_learning_rate(carry.opt_state)
-        for hook in lr_hooks:
-            lr = hook(lr, hyper)
+        # Learning rate for this step: the extensions' rules, then the adaptive rule decided on this minibatch.
+        lr = extensions.learning_rate(ext_states, optim.get_learning_rate(carry.opt_state), carry.num_updates)
         if adaptive:
             lr = optim.adaptive_learning_rate(lr, kl_mean, cfg.desired_kl)
         opt_state = optim.set_learning_rate(carry.opt_state, lr)
         updates, opt_state = tx.update(grads, opt_state, carry.params)
         params = optax.apply_updates(carry.params, updates)
-        hyper = dict(hyper, num_updates=hyper["num_updates"] + 1)
         metrics = dict(metrics, kl=kl_mean)
-        return SGDCarry(params, opt_state, hyper), pmean(metrics)
+        return SGDCarry(params, opt_state, carry.num_updates + 1), pmean(metrics)
 
-    def update(params, opt_state, normalizers, hyper, batch: Batch, key: PRNGKey):
+    def update(carry: SGDCarry, normalizers, ext_states: dict, batch: Batch, key: PRNGKey):
         if not cfg.normalize_advantage_per_mini_batch:
             batch = batch._replace(advantages=gae.normalize_advantages(batch.advantages, axis_name))
-        key_perm, key_terms = jax.random.split(key)
-        minibatches = minibatch_fn(batch, key_perm, cfg.num_mini_batches)
-        step_keys = jax.random.split(key_terms, (cfg.num_learning_epochs, cfg.num_mini_batches))
+        keys = UpdateKeys(*jax.random.split(key))
+        minibatches = minibatch_fn(batch, keys.permutation, cfg.num_mini_batches)
+        step_keys = jax.random.split(keys.losses, (cfg.num_learning_epochs, cfg.num_mini_batches))
+        carry = carry._replace(num_updates=jnp.asarray(carry.num_updates, jnp.int32))
 
-        def epoch(carry, keys):
-            return jax.lax.scan(lambda c, xs: sgd_step(normalizers, c, xs), carry, (minibatches, keys))
+        def epoch(c, epoch_keys):
+            return jax.lax.scan(lambda c2, xs: sgd_step(normalizers, ext_states, c2, xs), c, (minibatches, epoch_keys))
 
-        carry, metrics = jax.lax.scan(epoch, SGDCarry(params, opt_state, hyper), step_keys)
+        carry, metrics = jax.lax.scan(epoch, carry, step_keys)
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics["learning_rate"] = optim.get_learning_rate(carry.opt_state)
-        return carry.params, carry.opt_state, carry.hyper, metrics
+        return carry, metrics
 
     return update
-

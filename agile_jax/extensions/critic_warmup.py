@@ -1,17 +1,20 @@
 """AGILE's critic warm-up: train the value function alone first, then fade the policy terms in.
 
-With ``W = critic_warmup_steps`` gradient steps and ``k`` the step counter (``num_updates`` in the train
+With ``W = critic_warmup_steps`` gradient steps and ``k`` the step counter (``num_updates`` of the train
 state): for ``k < W`` only the value term acts; for ``W <= k < 2W`` the surrogate and entropy terms are scaled
 by ``(k - W) / W`` and the learning rate is reset to ``1e-5`` before the adaptive rule each step (AGILE
 writes it through the adaptive branch, so with ``schedule="fixed"`` the rate is left alone); from ``2W`` on,
 PPO runs unchanged. The counter lives in the train state, so a resumed run continues the ramp exactly.
+
+:func:`scale_loss` wraps the policy terms; :func:`extension` is the learning-rate rule.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from agile_jax.types import Array, LossTerm
+from agile_jax.extensions.base import Extension, Minibatch
+from agile_jax.types import Array
 
 WARMUP_LEARNING_RATE = 1e-5
 
@@ -21,22 +24,23 @@ def policy_scale(num_updates: Array, warmup_steps: int) -> Array:
     return jnp.clip((num_updates.astype(jnp.float32) - warmup_steps) / warmup_steps, 0.0, 1.0)
 
 
-def scale_policy_term(term: LossTerm, warmup_steps: int) -> LossTerm:
-    """Wraps a policy loss term (surrogate, entropy) so its contribution follows :func:`policy_scale`."""
+def scale_loss(ext: Extension, warmup_steps: int) -> Extension:
+    """``ext`` with its loss scaled by :func:`policy_scale` of the gradient-step counter."""
 
-    def scaled(params, batch, forward, ctx, key):
-        loss, metrics = term(params, batch, forward, ctx, key)
-        return policy_scale(ctx["num_updates"], warmup_steps) * loss, metrics
+    def scaled(state, params, mb: Minibatch, key):
+        loss, metrics = ext.loss(state, params, mb, key)
+        return policy_scale(mb.num_updates, warmup_steps) * loss, metrics
 
-    return scaled
+    return ext._replace(loss=scaled)
 
 
-def make_lr_hook(warmup_steps: int):
-    """``(lr, hyper) -> lr``: the learning rate is reset to 1e-5 during the ramp phase."""
+def warmup_learning_rate(lr: Array, num_updates: Array, warmup_steps: int) -> Array:
+    """The learning rate is reset to 1e-5 during the ramp phase ``W <= k < 2W``."""
+    ramp = jnp.logical_and(num_updates >= warmup_steps, num_updates < 2 * warmup_steps)
+    return jnp.where(ramp, jnp.float32(WARMUP_LEARNING_RATE), lr)
 
-    def hook(lr: Array, hyper: dict) -> Array:
-        k = hyper["num_updates"]
-        ramp = jnp.logical_and(k >= warmup_steps, k < 2 * warmup_steps)
-        return jnp.where(ramp, jnp.float32(WARMUP_LEARNING_RATE), lr)
 
-    return hook
+def extension(warmup_steps: int) -> Extension:
+    """The warm-up's learning-rate rule (use it with ``schedule="adaptive"``, as AGILE does)."""
+    return Extension("critic_warmup",
+                     learning_rate=lambda state, lr, num_updates: warmup_learning_rate(lr, num_updates, warmup_steps))

@@ -1,4 +1,4 @@
-"""Entropy-coefficient annealing (AGILE's runner fields), a pure function applied inside the jitted iteration.
+"""Entropy-coefficient annealing (AGILE's runner fields): the ``schedule`` of PPO's entropy term.
 
 Annealing runs when it is enabled, ``progress > entropy_coef_annealing_start_progress`` and the mean
 length of the last 100 finished episodes exceeds ``enable_entropy_coef_annealing_success_rate *
@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
+from agile_jax.extensions.base import Stats
 from agile_jax.types import Array
 
 
@@ -45,9 +46,9 @@ def anneal_entropy_coef(coef, init_coef: float, iteration, max_iterations: int, 
 
 
 def make_schedule(init_coef: float, max_iterations: int, max_episode_length: int,
-                  runner_cfg) -> Callable[[Array, Array, Array], Array] | None:
-    """``schedule(coef, iteration, mean_episode_length) -> coef``, or ``None`` when annealing is off."""
+                  runner_cfg) -> Callable[[Array, Stats], Array] | None:
+    """``schedule(coef, stats) -> coef`` for the entropy term, or ``None`` when annealing is off."""
     if not runner_cfg.enable_entropy_coef_annealing:
         return None
-    return lambda coef, iteration, mean_length: anneal_entropy_coef(
-        coef, init_coef, iteration, max_iterations, mean_length, max_episode_length, runner_cfg)
+    return lambda coef, stats: anneal_entropy_coef(coef, init_coef, stats.iteration, max_iterations,
+                                                   stats.mean_episode_length, max_episode_length, runner_cfg)

@@ -5,29 +5,42 @@ For stored pairs ``(x_t, x_{t+1})`` of the same episode, draw ``u ~ U(0, 1)`` pe
 ``lambda_actor * MSE(mean(x_u), mean(x_t)) + lambda_critic * MSE(V(x_u), V(x_t))`` with gradients
 through both sides. Pairs that cross a reset (``done_t``) and the last step of the rollout are excluded.
 
-Pairs are drawn with the PPO minibatch itself (each sample paired with its successor), rather than
-through a second permutation as AGILE does; every valid pair is still used once per epoch. The
-un-augmented rows are used when symmetry augmentation is on. Recurrent policies are refused.
+Pairs are drawn with the PPO minibatch itself (each sample paired with its successor, carried as this
+extension's own batch extras), rather than through a second permutation as AGILE does; every valid pair is
+still used once per epoch. The un-augmented rows are used when symmetry augmentation is on. Recurrent
+policies are refused.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from agile_jax.algorithms.losses import Batch, Forward
+from agile_jax.extensions.base import Extension, Minibatch
 from agile_jax.types import Array, Observation, Transition
 
-NEXT_OBS, VALID = "l2c2_next_obs", "l2c2_valid"
+
+class Pairs(NamedTuple):
+    """Each stored step's successor, ``[T, N, ...]`` (sampled with the minibatch like the batch itself).
+
+    Attributes:
+        next_obs: observation groups of step ``t + 1``.
+        valid: the pair is usable (same episode, not the rollout's last step) ``[T, N]``.
+    """
+
+    next_obs: Observation
+    valid: Array
 
 
-def pair_extras(rollout: Transition, last_obs: Observation) -> dict:
-    """Successor observations ``[T, N, ...]`` and the valid-pair mask ``[T, N]`` for the batch extras."""
-    del last_obs  # the post-rollout observation has no stored partner step
-    next_obs = jax.tree.map(lambda x: jnp.concatenate([x[1:], x[-1:]], axis=0), rollout.obs)
-    not_last = jnp.arange(rollout.dones.shape[0])[:, None] < rollout.dones.shape[0] - 1
-    valid = jnp.logical_and(not_last, jnp.logical_not(rollout.dones.astype(bool)))
-    return {NEXT_OBS: next_obs, VALID: valid}
+def pair_extras(transitions: Transition) -> Pairs:
+    """Successor observations and the valid-pair mask of a rollout (the post-rollout obs has no partner)."""
+    next_obs = jax.tree.map(lambda x: jnp.concatenate([x[1:], x[-1:]], axis=0), transitions.obs)
+    num_steps = transitions.dones.shape[0]
+    not_last = jnp.arange(num_steps)[:, None] < num_steps - 1
+    valid = jnp.logical_and(not_last, jnp.logical_not(transitions.dones.astype(bool)))
+    return Pairs(next_obs=next_obs, valid=valid)
 
 
 def interpolate(obs: Observation, next_obs: Observation, u: Array) -> Observation:
@@ -46,18 +59,31 @@ def masked_mse(a: Array, b: Array, mask: Array) -> Array:
     return jnp.sum(sq * mask[:, None]) / count
 
 
-def make_l2c2_term(networks, lambda_actor: float, lambda_critic: float):
-    """Loss term logged as ``l2c2_actor`` and ``l2c2_critic`` (unweighted)."""
+def make_l2c2_loss(networks, lambda_actor: float, lambda_critic: float):
+    """``(state, params, minibatch, key) -> (loss, metrics)`` logged as ``l2c2_actor``, ``l2c2_critic`` (unweighted).
 
-    def term(params, batch: Batch, forward: Forward, ctx, key):
-        mask = batch.extras[VALID].astype(jnp.float32)
+    ``minibatch.extras`` is this extension's :class:`Pairs` for the minibatch's original rows.
+    """
+
+    def loss(state, params, mb: Minibatch, key):
+        pairs: Pairs = mb.extras
+        mask = pairs.valid.astype(jnp.float32)
         rows = mask.shape[0]
-        obs = jax.tree.map(lambda x: x[:rows], batch.obs)  # original rows (augmentation appends mirrors)
-        u = jax.random.uniform(key, (rows,))
-        mixed = interpolate(obs, batch.extras[NEXT_OBS], u)
-        norms = ctx["normalizers"]
+        obs = jax.tree.map(lambda x: x[:rows], mb.data.obs)  # original rows (augmentation appends mirrors)
+        mixed = interpolate(obs, pairs.next_obs, jax.random.uniform(key, (rows,)))
+        norms = mb.normalizers
         actor = masked_mse(networks.actor_mean(params, norms, mixed), networks.actor_mean(params, norms, obs), mask)
         critic = masked_mse(networks.value(params, norms, mixed), networks.value(params, norms, obs), mask)
         return lambda_actor * actor + lambda_critic * critic, {"l2c2_actor": actor, "l2c2_critic": critic}
 
-    return term
+    return loss
+
+
+def extension(networks, lambda_actor: float = 1.0, lambda_critic: float = 0.1) -> Extension:
+    """L2C2 as an extension: the successor pairs as batch extras and the smoothness loss."""
+    if getattr(networks, "is_recurrent", False):
+        raise ValueError("l2c2_cfg is not available for recurrent policies; set algorithm.l2c2_cfg.enabled=false")
+    return Extension("l2c2", loss=make_l2c2_loss(networks, lambda_actor, lambda_critic),
+                     batch_extras=lambda state, rollout: pair_extras(rollout.transitions))
+
+

@@ -1,4 +1,4 @@
-"""AGILE's ``ReturnVarianceNormalization`` as a rollout-side reward shaper.
+"""AGILE's ``ReturnVarianceNormalization`` as an extension (``shape`` the rewards, ``update`` the correction).
 
 State (scalars over all envs): EMA ``mean`` (init 0), ``var`` (init 1) of the raw rewards and the
 return-scale ``correction`` (init 1). Per env step, in order:
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agile_jax.algorithms.shaping import RewardShaper
-from agile_jax.types import Array, Transition
+from agile_jax.extensions.base import Extension, Rollout
+from agile_jax.types import Array
 
 
 @struct.dataclass
@@ -37,7 +37,8 @@ class RewardNormState:
         return jnp.sqrt(self.var)
 
 
-def init() -> RewardNormState:
+def init(key=None, spec=None) -> RewardNormState:
+    """Mean 0, variance 1, correction 1 (``key`` and ``spec`` are unused)."""
     return RewardNormState(mean=jnp.zeros((), jnp.float32), var=jnp.ones((), jnp.float32),
                            correction=jnp.ones((), jnp.float32))
 
@@ -84,20 +85,25 @@ def update_correction(state: RewardNormState, returns: Array, return_scale_decay
     return state.replace(correction=return_scale_decay * state.correction + (1.0 - return_scale_decay) * ideal)
 
 
-def make_shaper(gamma: float, decay: float = 0.999, epsilon: float = 1e-2, return_scale_decay: float | None = 0.999,
-                outlier_threshold: float | None = 10.0, axis_name: str | None = None) -> RewardShaper:
-    """The reward normaliser as a :class:`RewardShaper` (logs ``Train/reward_scale``, ``Train/return_correction``)."""
+def extension(gamma: float, decay: float = 0.999, epsilon: float = 1e-2, return_scale_decay: float | None = 0.999,
+              outlier_threshold: float | None = 10.0, axis_name: str | None = None) -> Extension:
+    """The reward normaliser; logs ``Train/reward_scale``, ``Train/reward_std``, ``Train/return_correction``.
 
-    def apply(state: RewardNormState, rewards: Array, rollout: Transition):
+    ``shape`` normalises the ``[T, N]`` rollout rewards step by step (advancing the statistics exactly as
+    inside the env loop, since they never influence the actions); ``update`` applies the return-scale
+    correction from the GAE returns. ``axis_name`` combines the moments over data-parallel devices.
+    """
+
+    def shape(state: RewardNormState, rollout: Rollout):
         def body(s, r):
             return step(s, r, gamma, decay, epsilon, outlier_threshold, axis_name)
 
-        state, normalised = jax.lax.scan(body, state, rewards)
+        state, normalised = jax.lax.scan(body, state, rollout.rewards)
         scale = state.std * (1.0 / math.sqrt(1.0 - gamma**2)) * state.correction + epsilon
-        return state, normalised, {"Train/reward_scale": scale, "Train/reward_std": state.std,
-                                   "Train/return_correction": state.correction}
+        return state, rollout._replace(rewards=normalised), {
+            "Train/reward_scale": scale, "Train/reward_std": state.std, "Train/return_correction": state.correction}
 
-    def update(state: RewardNormState, returns: Array):
-        return update_correction(state, returns, return_scale_decay, axis_name)
+    def update(state: RewardNormState, rollout: Rollout, returns: Array, key):
+        return update_correction(state, returns, return_scale_decay, axis_name), {}
 
-    return RewardShaper("reward_normalization", init, apply, update)
+    return Extension("reward_normalization", init=init, shape=shape, update=update)

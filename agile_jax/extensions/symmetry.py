@@ -2,7 +2,7 @@
 
 The mirror functions come from the environment (``env.mirror_obs(obs_dict) -> obs_dict`` acting on every
 observation group, ``env.mirror_actions(actions) -> actions``) or from the user; both must be pure and
-act on the last axis so any leading batch axes pass through.
+act on the last axis so any leading batch axes pass through. :func:`extension` bundles both parts.
 
 * Augmentation (``Batch -> Batch``): the minibatch becomes ``[original; mirrored]``; old log-probs,
   old values, advantages and returns are repeated, so a mirrored action is scored against the old
@@ -19,7 +19,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from agile_jax.algorithms.losses import Batch, Forward
+from agile_jax.algorithms.losses import Batch
+from agile_jax.extensions.base import Extension, Minibatch
 from agile_jax.types import Array, Observation
 
 MirrorObs = Callable[[Observation], Observation]
@@ -59,28 +60,40 @@ def mirror_loss(mean_on_mirrored: Array, mean_on_original: Array, mirror_actions
     return jnp.mean(jnp.square(mean_on_mirrored - target))
 
 
-def make_mirror_loss_term(networks, mirror_obs: MirrorObs, mirror_actions: MirrorActions, coeff: float,
-                          use_mirror_loss: bool, augmented: bool):
-    """Loss term logged as ``mirror``; it contributes ``coeff * loss`` only when ``use_mirror_loss``.
+def make_mirror_loss(networks, mirror_obs: MirrorObs, mirror_actions: MirrorActions, coeff: float,
+                     use_mirror_loss: bool, augmented: bool):
+    """The mirror loss ``(state, params, minibatch, key) -> (loss, metrics)``, logged as ``mirror``.
+
+    It contributes ``coeff * loss`` only when ``use_mirror_loss``.
 
     Args:
         networks: the actor-critic (used for an extra forward pass when the batch is not augmented).
         mirror_obs, mirror_actions: the mirror functions.
         coeff: ``mirror_loss_coeff``.
         use_mirror_loss: add the loss to the objective (otherwise it is only logged, detached).
-        augmented: the batch the term sees is ``[original; mirrored]`` (augmentation on), so the means of
+        augmented: the batch the loss sees is ``[original; mirrored]`` (augmentation on), so the means of
             the forward pass are reused.
     """
 
-    def term(params, batch: Batch, forward: Forward, hyper, key):
+    def loss_fn(state, params, mb: Minibatch, key):
+        forward = mb.forward
         if augmented:
             half = forward.mean.shape[0] // 2
             mean_orig, mean_mirr = forward.mean[:half], forward.mean[half:]
         else:
             mean_orig = forward.mean
-            mean_mirr = networks.actor_mean(params, hyper["normalizers"], mirror_obs(batch.obs))
+            mean_mirr = networks.actor_mean(params, mb.normalizers, mirror_obs(mb.data.obs))
         loss = mirror_loss(mean_mirr, mean_orig, mirror_actions)
         weighted = coeff * loss if use_mirror_loss else 0.0 * jax.lax.stop_gradient(loss)
         return weighted, {"mirror": jax.lax.stop_gradient(loss)}
 
-    return term
+    return loss_fn
+
+
+def extension(networks, mirror_obs: MirrorObs, mirror_actions: MirrorActions, mirror_loss_coeff: float = 0.0,
+              use_mirror_loss: bool = False, use_data_augmentation: bool = True) -> Extension:
+    """Symmetry (``symmetry_cfg``): the minibatch augmentation and the mirror loss as one extension."""
+    augment = make_augment(mirror_obs, mirror_actions) if use_data_augmentation else None
+    loss = make_mirror_loss(networks, mirror_obs, mirror_actions, mirror_loss_coeff, use_mirror_loss,
+                            use_data_augmentation)
+    return Extension("symmetry", augment=augment, loss=loss)

@@ -1,4 +1,4 @@
-"""AGILE's good/bad termination bootstrap as a rollout-side reward shaper.
+"""AGILE's good/bad termination bootstrap as a shaping extension.
 
 After the timeout bootstrap, for envs that ended by a ``bad`` (``good``) termination and did not time out:
 ``r += gamma * V(s_t) - sigma_bad`` (``+ sigma_good``). The per-env sigmas (max over the fired terms of
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from agile_jax.algorithms.shaping import RewardShaper, _stateless_update
-from agile_jax.types import Array, Transition
+from agile_jax.extensions.base import Extension, Rollout
+from agile_jax.types import Array
 
 
 def termination_bootstrap(rewards: Array, values: Array, time_outs: Array, bad_sigma: Array, good_sigma: Array,
@@ -24,13 +24,13 @@ def termination_bootstrap(rewards: Array, values: Array, time_outs: Array, bad_s
     return rewards + jnp.where(good, gamma * values + good_sigma, 0.0)
 
 
-def make_shaper(gamma: float) -> RewardShaper:
+def extension(gamma: float) -> Extension:
     """The good/bad termination bootstrap (a no-op when the env declares no good/bad terms)."""
 
-    def apply(state, rewards, rollout: Transition):
-        shaped = termination_bootstrap(rewards, rollout.values, rollout.time_outs,
-                                       rollout.extras["bad_termination_sigma"],
-                                       rollout.extras["good_termination_sigma"], gamma)
-        return state, shaped, {}
+    def shape(state, rollout: Rollout):
+        tr = rollout.transitions
+        shaped = termination_bootstrap(rollout.rewards, tr.values, tr.time_outs, tr.extras["bad_termination_sigma"],
+                                       tr.extras["good_termination_sigma"], gamma)
+        return state, rollout._replace(rewards=shaped), {}
 
-    return RewardShaper("termination_bootstrap", lambda: (), apply, _stateless_update)
+    return Extension("termination_bootstrap", shape=shape)

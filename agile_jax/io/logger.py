@@ -56,7 +56,7 @@ def iteration_scalars(metrics: dict, episode_extras: dict, episode_stats: dict[s
             out["Policy/mean_std"] = value
         elif key == "mean_step_reward":
             out["Train/mean_step_reward"] = value
-        elif key.startswith("Train/") or key.startswith("Loss/"):
+        elif "/" in key:  # already a tag (Train/..., Loss/..., Rnd/...)
             out[key] = value
         else:
             out[f"Loss/{key}"] = value

@@ -16,28 +16,25 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
 
 from agile_jax import config as config_lib
-from agile_jax import precision
 from agile_jax.algorithms import distillation, optim
-from agile_jax.extensions import find_mirror_functions
 from agile_jax.io.logger import Logger
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
-from agile_jax.training import episodes, parallel
+from agile_jax.training import parallel
+from agile_jax.training.assemble import find_mirror_functions
 from agile_jax.training.iteration import (
-    OUTPUT_SPEC,
+    Algorithm,
     Collected,
+    InitialState,
+    Learned,
     Trainer,
     TrainState,
-    _all_finite,
-    _state_spec,
-    collect_local,
-    finish_iteration,
+    all_finite,
+    build_trainer,
     place_state,
-    sharded_program,
 )
 from agile_jax.training.rollout import make_distill_rollout_fn
 from agile_jax.training.runner import OnPolicyRunner
@@ -86,26 +83,13 @@ def mirror_terms(cfg, env, student, mirror_obs=None, mirror_actions=None) -> tup
     return [distillation.make_mirror_term(student, m_obs, m_act, sym.mirror_loss_coeff)], []
 
 
-def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teacher_groups, step_terms=(),
-                         mesh=None) -> Trainer:
-    """The jitted distillation iteration (same :class:`Trainer` interface as PPO's ``make_trainer``)."""
+def make_distill_learn(cfg, student: ActorCritic, teacher: Teacher, tx, step_terms, axis: str):
+    """``learn(state, collected, key) -> Learned``: the DAgger update on the stored rollout."""
     alg, run = cfg.algorithm, cfg.runner
-    if alg.class_name != "Distillation":
-        raise config_lib.ConfigError(f"unknown algorithm.class_name '{alg.class_name}'; available: ['Distillation']")
-    mesh = mesh or parallel.make_mesh(run.num_devices)
-    parallel.check_divisible(env.num_envs, mesh)
-    axis = parallel.AXIS
-    tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm or None, "joint", alg.optimizer)
-    teacher_fn = teacher.bind(teacher_groups, env.observation_shapes)
-    rollout = make_distill_rollout_fn(env, student, teacher_fn, run.num_steps_per_env)
     update = distillation.make_update_fn(alg, student, tx, run.num_steps_per_env, step_terms, axis)
+    steps_per_update = (alg.num_learning_epochs * run.num_steps_per_env) // alg.gradient_length  # optimiser steps
 
-    def local_collect(state: TrainState) -> Collected:
-        _, key_roll = jax.random.split(state.key)
-        return collect_local(rollout, state, key_roll, axis)
-
-    def local_learn(state: TrainState, collected: Collected):
-        key, _ = jax.random.split(state.key)
+    def learn(state: TrainState, collected: Collected, key) -> Learned:
         tr, infos = collected.transitions, collected.infos
         # Replay from the student state the rollout started from; the next rollout continues from the replay's end.
         batch = distillation.DistillBatch(obs=tr.obs, teacher_actions=tr.teacher_actions, dones=tr.dones,
@@ -119,38 +103,33 @@ def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teach
         metrics = dict(metrics, learning_rate=optim.get_learning_rate(opt_state),
                        mean_std=jnp.mean(student.action_std(params)),
                        mean_step_reward=jax.lax.pmean(jnp.mean(infos.reward), axis))
-        finite = {"observations": _all_finite(tr.obs, axis), "rewards": _all_finite(infos.reward, axis),
-                  "teacher_actions": _all_finite(tr.teacher_actions, axis), "loss": _all_finite(metrics, axis),
-                  "params": _all_finite(params, axis)}
-        window, out = finish_iteration(state.episodes, metrics, infos, finite, axis)
-        new_state = state.replace(params=params, opt_state=opt_state, normalizers=normalizers,
-                                  hyper=dict(state.hyper, num_updates=state.hyper["num_updates"] + 1),
-                                  env_state=collected.env_state, key=key, iteration=state.iteration + 1,
-                                  episodes=window, hidden=hidden)
-        return new_state, out
+        finite = {"observations": all_finite(tr.obs, axis), "rewards": all_finite(infos.reward, axis),
+                  "teacher_actions": all_finite(tr.teacher_actions, axis), "loss": all_finite(metrics, axis),
+                  "params": all_finite(params, axis)}
+        new_state = state.replace(params=params, opt_state=opt_state, normalizers=normalizers, hidden=hidden,
+                                  num_updates=state.num_updates + steps_per_update)
+        return Learned(state=new_state, metrics=metrics, finite=finite)
 
-    state_spec = _state_spec()
-    collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis), hidden=P(axis))
-    out_spec = OUTPUT_SPEC
-    sharded = lambda fn, in_specs, out_specs: sharded_program(fn, mesh, in_specs, out_specs, run.matmul_precision)
+    return learn
 
-    def init(key) -> TrainState:
-        key_params, key_env, key_next = jax.random.split(key, 3)
-        params = {"actor": student.init(key_params)["actor"]}
-        reset = precision.with_precision(jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh)),
-                                         run.matmul_precision)
-        env_state = reset(jax.random.split(key_env, env.num_envs))
-        hidden = {"actor": student.init_hidden(env.num_envs)["actor"], "teacher": teacher.init_state(env.num_envs)}
-        state = TrainState(params=params, opt_state=tx.init(params), normalizers=student.init_normalizers(),
-                           shaping=(), hyper={"num_updates": jnp.zeros((), jnp.int32)}, env_state=env_state,
-                           key=key_next, iteration=jnp.zeros((), jnp.int32), episodes=episodes.init_window(),
-                           hidden=hidden)
-        return place_state(state, mesh)
 
-    return Trainer(env=env, networks=student, cfg=cfg, tx=tx, mesh=mesh, init=init,
-                   iteration=sharded(lambda s: local_learn(s, local_collect(s)), (state_spec,), (state_spec, out_spec)),
-                   collect=sharded(local_collect, (state_spec,), collected_spec),
-                   learn=sharded(local_learn, (state_spec, collected_spec), (state_spec, out_spec)))
+def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teacher_groups, step_terms=(),
+                         mesh=None) -> Trainer:
+    """The jitted distillation iteration (the same builder and :class:`Trainer` interface as PPO's)."""
+    alg = cfg.algorithm
+    if alg.class_name != "Distillation":
+        raise config_lib.ConfigError(f"unknown algorithm.class_name '{alg.class_name}'; available: ['Distillation']")
+    tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm or None, "joint", alg.optimizer)
+    teacher_fn = teacher.bind(teacher_groups, env.observation_shapes)
+
+    def init(key, num_envs: int) -> InitialState:
+        hidden = {"actor": student.init_hidden(num_envs)["actor"], "teacher": teacher.init_state(num_envs)}
+        return InitialState(params={"actor": student.init(key)["actor"]}, normalizers=student.init_normalizers(),
+                            extensions={}, hidden=hidden)
+
+    algorithm = Algorithm(rollout=make_distill_rollout_fn(env, student, teacher_fn, cfg.runner.num_steps_per_env),
+                          learn=make_distill_learn(cfg, student, teacher, tx, step_terms, parallel.AXIS), init=init)
+    return build_trainer(cfg, env, student, tx, algorithm, mesh)
 
 
 class DistillationRunner(OnPolicyRunner):

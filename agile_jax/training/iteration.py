@@ -1,13 +1,16 @@
-"""One training iteration as one jitted, data-parallel function: rollout, returns, update.
+"""One training iteration as one jitted, data-parallel function, for any on-policy method.
 
 ``Trainer.iteration(state) -> (state, IterationOutput)`` is a pure function of the
 :class:`TrainState`; the same state always gives the same result, which is what makes runs
-deterministic and resumes exact.
+deterministic and resumes exact. :func:`build_trainer` assembles it from an :class:`Algorithm` (its
+rollout, its learning step and its initial state): device mesh and shardings, the env reset, the episode
+window and the host outputs are shared by PPO (:mod:`agile_jax.training.ppo_trainer`), recurrent PPO and
+distillation (:mod:`agile_jax.training.distill_runner`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -18,14 +21,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from agile_jax import precision
-from agile_jax.algorithms import gae, optim, ppo, shaping
-from agile_jax.algorithms.losses import Batch
-from agile_jax.algorithms.recurrent import trajectory_minibatches
-from agile_jax.networks import normalization
-from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training import episodes, parallel
-from agile_jax.training.rollout import make_stateful_rollout_fn
-from agile_jax.types import Array, LossTerm, PRNGKey
+from agile_jax.types import Array, PRNGKey
 
 
 @struct.dataclass
@@ -36,11 +33,12 @@ class TrainState:
         params: ``{"actor": ..., "critic": ...}`` network params.
         opt_state: optax state; holds the (adaptive) learning rate.
         normalizers: observation normaliser states of the networks that normalise.
-        shaping: states of the rollout-side reward shapers, in list order.
-        hyper: scheduled coefficients (``entropy_coef`` ...), so schedules resume exactly.
+        extensions: ``{name: state}``, each extension's own state (entropy coefficient, reward statistics,
+            RND networks and optimiser ...), so schedules and extension statistics resume exactly.
         env_state: batched env state ``[N, ...]`` (sharded over devices).
         key: PRNG key of the next iteration.
         iteration: number of iterations done.
+        num_updates: optimiser steps done.
         episodes: the last 100 finished episodes (returns and lengths), replicated.
         hidden: the policy's recurrent state between rollouts, ``{"actor": ..., "critic": ...}`` with leaves
             ``[N, ...]`` (sharded like the env state; empty for feed-forward networks).
@@ -49,11 +47,11 @@ class TrainState:
     params: Any
     opt_state: Any
     normalizers: dict
-    shaping: tuple
-    hyper: dict
+    extensions: dict
     env_state: Any
     key: PRNGKey
     iteration: Array
+    num_updates: Array
     episodes: episodes.EpisodeWindow
     hidden: Any = ()
 
@@ -89,7 +87,8 @@ class Collected(NamedTuple):
 FINITE_CHECKS = ("observations", "rewards", "values", "loss", "params")
 
 
-def _all_finite(tree, axis_name) -> Array:
+def all_finite(tree, axis_name) -> Array:
+    """Whether every leaf of ``tree`` is finite on every device (a replicated bool)."""
     ok = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)] or [True]))
     return jax.lax.pmin(ok.astype(jnp.int32), axis_name) > 0
 
@@ -140,17 +139,73 @@ def collect_local(rollout, state: TrainState, key: PRNGKey, axis_name: str) -> C
     return Collected(env_state=env_state, transitions=tr, infos=infos, hidden=hidden)
 
 
+class IterationKeys(NamedTuple):
+    """The random keys of one iteration, split from ``TrainState.key``."""
+
+    next: PRNGKey
+    rollout: PRNGKey
+    learn: PRNGKey
+
+
+class InitialState(NamedTuple):
+    """An algorithm's part of a fresh train state.
+
+    Attributes:
+        params: network params.
+        normalizers: observation normaliser states.
+        extensions: ``{name: state}`` of the extensions.
+        hidden: recurrent states ``{...}`` with leaves ``[N, ...]`` (empty for feed-forward networks).
+    """
+
+    params: Any
+    normalizers: Any
+    extensions: dict
+    hidden: Any
+
+
+class Learned(NamedTuple):
+    """What an algorithm's learning step returns.
+
+    Attributes:
+        state: the train state with ``params``, ``opt_state``, ``normalizers``, ``extensions``, ``num_updates``
+            and ``hidden`` advanced (env state, key, iteration and episodes are the trainer's).
+        metrics: replicated scalars for the log.
+        finite: name -> replicated bool, whether each checked quantity was free of NaN/inf.
+    """
+
+    state: TrainState
+    metrics: dict
+    finite: dict
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """What one on-policy method contributes to :func:`build_trainer`.
+
+    Attributes:
+        rollout: ``rollout(params, normalizers, env_state, hidden, key, env_ids) -> (env_state, hidden,
+            transitions [T, N], infos [T, N])`` (see :mod:`agile_jax.training.rollout`).
+        learn: ``learn(state, collected, key) -> Learned``, run inside ``shard_map`` (collectives over
+            :data:`parallel.AXIS`).
+        init: ``init(key, num_envs) -> InitialState``.
+    """
+
+    rollout: Callable
+    learn: Callable[[TrainState, Collected, PRNGKey], Learned]
+    init: Callable[[PRNGKey, int], InitialState]
+
+
 @dataclass(frozen=True)
 class Trainer:
     """Static pieces of a run and its pure ``init`` / ``iteration`` functions.
 
-    Build it with :func:`make_trainer`. ``iteration`` is the fused, jitted iteration; ``collect`` and
+    Build it with :func:`build_trainer`. ``iteration`` is the fused, jitted iteration; ``collect`` and
     ``learn`` are its two halves as separate programs (``learn(state, collect(state))`` computes the same
     iteration), for timing collection and learning separately.
     """
 
     env: Any
-    networks: ActorCritic
+    networks: Any
     cfg: Any
     tx: Any
     mesh: Mesh
@@ -158,89 +213,41 @@ class Trainer:
     iteration: Callable[[TrainState], tuple[TrainState, IterationOutput]]
     collect: Callable[[TrainState], Collected]
     learn: Callable[[TrainState, Collected], tuple[TrainState, IterationOutput]]
+    extensions: Any = None
 
 
-def _batch_from_rollout(tr, advantages, returns, extras: dict) -> Batch:
-    return Batch(obs=tr.obs, actions=tr.actions, old_log_probs=tr.log_probs, old_values=tr.values,
-                 advantages=advantages, returns=returns, old_mean=tr.action_mean, old_std=tr.action_std,
-                 dones=tr.dones, hidden=tr.hidden, extras=extras)
+def iteration_keys(state: TrainState) -> IterationKeys:
+    """The iteration's named keys (the same split in the collection and the learning half)."""
+    return IterationKeys(*jax.random.split(state.key, 3))
 
 
-def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.RewardShaper] | None = None,
-                 terms: Sequence[LossTerm] | None = None, augment=None, batch_extras: Sequence[Callable] = (),
-                 lr_hooks: Sequence[Callable] = (), entropy_schedule: Callable | None = None,
-                 mesh: Mesh | None = None) -> Trainer:
-    """Assembles the PPO iteration for a batched env.
+def build_trainer(cfg, env, networks, tx, algorithm: Algorithm, mesh: Mesh | None = None,
+                  extensions=None) -> Trainer:
+    """The jitted, sharded iteration of ``algorithm`` on a batched env.
 
     Args:
-        cfg: a ``TrainConfig`` (``algorithm`` and ``runner`` sections are used here).
+        cfg: a config with a ``runner`` section (``num_devices``, ``matmul_precision``).
         env: an ``envs.core.VecEnv`` whose ``num_envs`` is the *global* batch.
-        networks: the actor-critic.
-        shapers: rollout-side reward shapers (default: timeout bootstrap only).
-        terms: PPO loss terms (default: surrogate, value, entropy).
-        augment: minibatch augmentation (``Batch -> Batch``).
-        batch_extras: ``(rollout, last_obs) -> dict`` of ``[T, N, ...]`` arrays merged into ``Batch.extras``.
-        lr_hooks: ``(lr, hyper) -> lr`` applied per minibatch before the adaptive rule.
-        entropy_schedule: ``(coef, iteration, mean_episode_length) -> coef`` decided at the start of each
-            iteration from the episodes finished before it (AGILE's entropy annealing), or ``None``.
+        networks: the networks (kept on the trainer for the runner and the exporters).
+        tx: the optimiser (its state starts from ``tx.init(params)``).
+        algorithm: the method's rollout, learning step and initial state.
         mesh: device mesh (default: :func:`parallel.make_mesh` with ``runner.num_devices``).
+        extensions: the method's extension chain (kept on the trainer for reference), if any.
     """
-    alg, run = cfg.algorithm, cfg.runner
+    run = cfg.runner
     mesh = mesh or parallel.make_mesh(run.num_devices)
     parallel.check_divisible(env.num_envs, mesh)
     axis = parallel.AXIS
-    shapers = list(shapers if shapers is not None else [shaping.timeout_bootstrap(alg.gamma)])
-    tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm, alg.grad_clip_mode, alg.optimizer)
-    rollout = make_stateful_rollout_fn(env, networks, run.num_steps_per_env)
-    # Recurrent policies learn from whole trajectories of env blocks, feed-forward ones from shuffled samples.
-    minibatch_fn = trajectory_minibatches if networks.is_recurrent else ppo.flat_minibatches
-    update = ppo.make_update_fn(alg, networks, tx, terms=terms, augment=augment, minibatch_fn=minibatch_fn,
-                                lr_hooks=lr_hooks, axis_name=axis)
-    until = run.normalizer_until
 
     def local_collect(state: TrainState) -> Collected:
-        _, key_roll, _ = jax.random.split(state.key, 3)
-        return collect_local(rollout, state, key_roll, axis)
+        return collect_local(algorithm.rollout, state, iteration_keys(state).rollout, axis)
 
     def local_learn(state: TrainState, collected: Collected):
-        key, _, key_update = jax.random.split(state.key, 3)
-        env_state, tr, infos = collected.env_state, collected.transitions, collected.infos
-        hyper = state.hyper
-        if entropy_schedule is not None:  # decided from the episodes that ended before this iteration
-            coef = entropy_schedule(hyper["entropy_coef"], state.iteration, episodes.means(state.episodes)[1])
-            hyper = dict(hyper, entropy_coef=coef)
-        # Value of the observation after the last step (the critic's state is read, not advanced).
-        last_values, _ = networks.value_step(state.params, state.normalizers, env_state.obs, collected.hidden["critic"])
-        # Rollout-side shaping (timeout bootstrap, ...), then GAE.
-        shaping_states, rewards, shaping_metrics = shaping.apply_shapers(shapers, state.shaping, tr)
-        advantages, returns = gae.compute_gae(rewards, tr.values, tr.dones, last_values, alg.gamma, alg.lam)
-        shaping_states = shaping.update_shapers(shapers, shaping_states, returns)
-        # Epochs x minibatches of PPO.
-        extras = {}
-        for build in batch_extras:
-            extras.update(build(tr, env_state.obs))
-        batch = _batch_from_rollout(tr, advantages, returns, extras)
-        params, opt_state, hyper, metrics = update(state.params, state.opt_state, state.normalizers, hyper, batch,
-                                                   key_update)
-        # Normalisers see every stored observation once per iteration (RSL-RL 5.5).
-        normalizers = {
-            name: normalization.update(state.normalizers[name], x, until, axis)
-            for name, x in networks.normalizer_inputs(tr.obs).items()
-        }
-        metrics = dict(metrics, **shaping_metrics, mean_std=jnp.mean(networks.action_std(params)),
-                       mean_step_reward=jax.lax.pmean(jnp.mean(tr.rewards), axis))
-        metrics["Train/entropy_coef"] = hyper["entropy_coef"]
-        finite = {
-            "observations": _all_finite(tr.obs, axis),
-            "rewards": _all_finite(tr.rewards, axis),
-            "values": _all_finite(tr.values, axis),
-            "loss": _all_finite(metrics, axis),
-            "params": _all_finite(params, axis),
-        }
-        window, out = finish_iteration(state.episodes, metrics, infos, finite, axis)
-        new_state = TrainState(params=params, opt_state=opt_state, normalizers=normalizers, shaping=shaping_states,
-                               hyper=hyper, env_state=env_state, key=key, iteration=state.iteration + 1,
-                               episodes=window, hidden=collected.hidden)
+        keys = iteration_keys(state)
+        learned = algorithm.learn(state, collected, keys.learn)
+        window, out = finish_iteration(state.episodes, learned.metrics, collected.infos, learned.finite, axis)
+        new_state = learned.state.replace(env_state=collected.env_state, key=keys.next,
+                                          iteration=state.iteration + 1, episodes=window)
         return new_state, out
 
     def local_iteration(state: TrainState):
@@ -249,35 +256,28 @@ def make_trainer(cfg, env, networks: ActorCritic, shapers: Sequence[shaping.Rewa
     state_spec = _state_spec()
     collected_spec = Collected(env_state=P(axis), transitions=P(None, axis), infos=P(None, axis), hidden=P(axis))
     sharded = lambda fn, in_specs, out_specs: sharded_program(fn, mesh, in_specs, out_specs, run.matmul_precision)
-    iteration = sharded(local_iteration, (state_spec,), (state_spec, OUTPUT_SPEC))
-    collect = sharded(local_collect, (state_spec,), collected_spec)
-    learn = sharded(local_learn, (state_spec, collected_spec), (state_spec, OUTPUT_SPEC))
-
     reset = precision.with_precision(jax.jit(env.reset, out_shardings=parallel.env_sharded(mesh)),
                                      run.matmul_precision)
 
     def init(key: PRNGKey) -> TrainState:
         key_params, key_env, key_next = jax.random.split(key, 3)
-        params = networks.init(key_params)
-        env_keys = jax.random.split(key_env, env.num_envs)
-        env_state = reset(env_keys)
-        state = TrainState(
-            params=params, opt_state=tx.init(params), normalizers=networks.init_normalizers(),
-            shaping=shaping.init_shapers(shapers),
-            hyper={"entropy_coef": jnp.asarray(alg.entropy_coef, jnp.float32), "num_updates": jnp.zeros((), jnp.int32)},
-            env_state=env_state, key=key_next, iteration=jnp.zeros((), jnp.int32), episodes=episodes.init_window(),
-            hidden=networks.init_hidden(env.num_envs),
-        )
+        first = algorithm.init(key_params, env.num_envs)
+        state = TrainState(params=first.params, opt_state=tx.init(first.params), normalizers=first.normalizers,
+                           extensions=first.extensions, env_state=reset(jax.random.split(key_env, env.num_envs)),
+                           key=key_next, iteration=jnp.zeros((), jnp.int32), num_updates=jnp.zeros((), jnp.int32),
+                           episodes=episodes.init_window(), hidden=first.hidden)
         return place_state(state, mesh)
 
-    return Trainer(env=env, networks=networks, cfg=cfg, tx=tx, mesh=mesh, init=init, iteration=iteration,
-                   collect=collect, learn=learn)
+    return Trainer(env=env, networks=networks, cfg=cfg, tx=tx, mesh=mesh, init=init, extensions=extensions,
+                   iteration=sharded(local_iteration, (state_spec,), (state_spec, OUTPUT_SPEC)),
+                   collect=sharded(local_collect, (state_spec,), collected_spec),
+                   learn=sharded(local_learn, (state_spec, collected_spec), (state_spec, OUTPUT_SPEC)))
 
 
 def _state_spec() -> TrainState:
     """Partition spec prefix of a :class:`TrainState`: env state split over devices, the rest replicated."""
-    return TrainState(params=P(), opt_state=P(), normalizers=P(), shaping=P(), hyper=P(),
-                      env_state=P(parallel.AXIS), key=P(), iteration=P(), episodes=P(), hidden=P(parallel.AXIS))
+    return TrainState(params=P(), opt_state=P(), normalizers=P(), extensions=P(), env_state=P(parallel.AXIS), key=P(),
+                      iteration=P(), num_updates=P(), episodes=P(), hidden=P(parallel.AXIS))
 
 
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 
 from agile_jax import config as config_lib
 from agile_jax import precision
-from agile_jax.extensions import Extensions, build_extensions
+from agile_jax.extensions.base import Chain, Extension
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import Logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
 from agile_jax.training import episodes, parallel
-from agile_jax.training.iteration import FINITE_CHECKS, TrainState, make_trainer, place_state
+from agile_jax.training.assemble import build_extensions
+from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
+from agile_jax.training.ppo_trainer import make_trainer
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -81,7 +84,8 @@ class OnPolicyRunner:
         log_dir: run directory for TensorBoard files, ``config.yaml`` and checkpoints; ``None``: nothing
             is written (as in RSL-RL).
         mirror_obs, mirror_actions: mirror functions for ``symmetry_cfg`` (default: the env's own).
-        extensions: prebuilt :class:`agile_jax.extensions.Extensions` (default: from the config blocks).
+        extensions: a :class:`~agile_jax.extensions.base.Chain` used as is (PPO's own terms included), or a list
+            of extra :class:`~agile_jax.extensions.base.Extension` s added to those the config enables.
         mesh: device mesh for data-parallel training (default: ``runner.num_devices`` devices).
     """
 
@@ -89,13 +93,12 @@ class OnPolicyRunner:
     finite_checks: tuple[str, ...] = FINITE_CHECKS
 
     def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
-                 extensions: Extensions | None = None, mesh=None):
+                 extensions: Chain | Sequence[Extension] = (), mesh=None):
         check_runner_settings(cfg)
         networks = make_networks(cfg, env)
-        ext = extensions or build_extensions(cfg, env, networks, mirror_obs, mirror_actions)
-        trainer = make_trainer(cfg, env, networks, shapers=ext.shapers, terms=ext.terms, augment=ext.augment,
-                               batch_extras=ext.batch_extras, lr_hooks=ext.lr_hooks,
-                               entropy_schedule=ext.entropy_schedule, mesh=mesh)
+        if not isinstance(extensions, Chain):
+            extensions = build_extensions(cfg, env, networks, mirror_obs, mirror_actions, extra=extensions)
+        trainer = make_trainer(cfg, env, networks, extensions, mesh=mesh)
         self._setup(env, cfg, log_dir, networks, trainer)
 
     def _setup(self, env, cfg, log_dir: str | None, networks, trainer) -> None:
