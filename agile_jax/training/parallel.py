@@ -81,8 +81,8 @@ def put(tree, sharding: NamedSharding):
     """
 
     def put_leaf(x):
-        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
-            return x
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x  # an equivalent single-device sharding is not kept: jit would see another input type
         if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
             return jax.device_put(x, sharding)
         if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):

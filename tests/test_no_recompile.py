@@ -1,0 +1,14 @@
+"""The jitted iteration compiles once: the initial train state has the same input types as later ones."""
+
+from __future__ import annotations
+
+from agile_jax.training.runner import OnPolicyRunner
+from tests.helpers import point_mass_config, point_mass_env
+
+
+def test_iteration_compiles_once_across_iterations():
+    cfg = point_mass_config()
+    runner = OnPolicyRunner(point_mass_env(cfg), cfg)
+    runner.learn(3)
+    program = runner.trainer.iteration.__wrapped__  # the jitted program under the precision wrapper
+    assert program._cache_size() == 1
