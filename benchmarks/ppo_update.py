@@ -137,7 +137,7 @@ def _summary(samples: list[tuple[float, bool]]) -> dict[str, float]:
 
 def _compile(fn: Callable, *args) -> tuple[Callable, float]:
     """AOT-compiles the jitted ``fn`` for ``args``; returns the executable and the compile seconds."""
-    jitted = getattr(fn, "__wrapped__", fn)  # precision.with_precision wraps the jitted function
+    jitted = fn if hasattr(fn, "lower") else fn.__wrapped__  # precision.with_precision wraps the jitted one
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     return compiled, time.perf_counter() - t0

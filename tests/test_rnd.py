@@ -119,7 +119,7 @@ def test_weight_schedules():
 
 
 class SparsePointMass(PointMass):
-    """The point mass started at the origin, with a reward only far out of reach (+1 beyond radius 5)."""
+    """The point mass started at the origin, with a reward out of reach of undirected motion (+1 beyond radius 6)."""
 
     def reset(self, key):
         state = super().reset(key)
@@ -128,14 +128,15 @@ class SparsePointMass(PointMass):
 
     def step(self, state, action):
         out = super().step(state, action)
-        reward = (jnp.linalg.norm(out.data["pos"]) > 5.0).astype(jnp.float32)
+        reward = (jnp.linalg.norm(out.data["pos"]) > 6.0).astype(jnp.float32)
         return out.replace(reward=reward, reward_terms={"distance": reward, "effort": jnp.zeros(())})
 
 
 def _coverage(use_rnd: bool, iterations: int = 40) -> int:
     """Distinct 0.25 x 0.25 cells the positions visit in the rollouts of the last 10 iterations."""
     cfg = point_mass_config(num_envs=64, steps=32)
-    cfg.env.bound, cfg.env.episode_length = 8.0, 200
+    cfg.env.bound, cfg.env.episode_length, cfg.env.action_scale = 8.0, 200, 0.5
+    cfg.policy.init_noise_std, cfg.algorithm.entropy_coef = 0.5, 0.0
     cfg.runner.obs_groups = {"actor": ["policy"], "critic": ["critic"], "rnd_state": ["policy"]}
     rc = cfg.algorithm.rnd_cfg
     rc.enabled, rc.weight, rc.num_outputs = use_rnd, 20.0, 8
