@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from agile_jax import precision
@@ -121,8 +121,16 @@ OUTPUT_SPEC = IterationOutput(metrics=P(), episode_stats=P(), episode_extras=P()
 
 
 def sharded_program(fn: Callable, mesh: Mesh, in_specs, out_specs, matmul_precision: str) -> Callable:
-    """``fn`` as one jitted ``shard_map`` program over ``mesh``, traced at ``matmul_precision``."""
-    program = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False))
+    """``fn`` as one jitted ``shard_map`` program over ``mesh``, traced at ``matmul_precision``.
+
+    Inputs and outputs carry the specs' ``NamedSharding``s explicitly, so an output fed back as the next input
+    has exactly the type the program was compiled for (XLA would otherwise simplify e.g. ``P('data')`` on a
+    one-device mesh to ``P()``, and the second call would compile again).
+    """
+    named = lambda specs: jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs,
+                                       is_leaf=lambda x: isinstance(x, P))
+    program = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False),
+                      in_shardings=named(in_specs), out_shardings=named(out_specs))
     return precision.with_precision(program, matmul_precision)
 
 
