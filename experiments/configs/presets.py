@@ -108,7 +108,35 @@ def cartpole_balance() -> TrainConfig:
 
 
 def t1_velocity() -> TrainConfig:
-    """AGILE's ``T1VelocityPpoRunnerCfg`` on the MJX Booster T1 (flat ground)."""
+    """AGILE's T1 velocity task and PPO settings, with falls bootstrapped as bad terminations (sigma 5).
+
+    The one departure from ``t1_velocity_repo``: AGILE's reward with its initial action noise 1.0 costs about
+    0.6 per step alive against a one-off fall penalty of 2, so PPO first learns to fall at once (the mean
+    episode length drops from 18 to 6 steps); bootstrapping falls with ``gamma V(s_t) - sigma`` (AGILE's own
+    remedy for such "suicidal" agents) keeps a fall from ever being cheaper than continuing. See
+    ``docs/t1_audit.md`` and ``benchmarks/learning_t1.md``.
+    """
+    cfg = t1_velocity_repo()
+    cfg.env.termination_type, cfg.env.termination_sigma = "bad", 5.0
+    cfg.runner.experiment_name = "t1_velocity"
+    return cfg
+
+
+def t1_velocity_seed() -> TrainConfig:
+    """``t1_velocity`` with the PPO extensions of the ``T1VelocityPpoRunnerCfg`` printed on AGILE's project page:
+    return-variance reward normalisation (decay 0.999, epsilon 1e-2) and L2C2 (lambda 1.0 actor / 0.1 critic)."""
+    cfg = t1_velocity()
+    rn = cfg.algorithm.reward_normalization_cfg
+    rn.enabled, rn.decay, rn.epsilon = True, 0.999, 1e-2
+    l2c2 = cfg.algorithm.l2c2_cfg
+    l2c2.enabled, l2c2.lambda_actor, l2c2.lambda_critic = True, 1.0, 0.1
+    cfg.runner.experiment_name = "t1_velocity_seed"
+    return cfg
+
+
+def t1_velocity_repo() -> TrainConfig:
+    """AGILE's ``T1VelocityPpoRunnerCfg`` exactly as in its repository (neutral terminations with the -100
+    termination penalty; no reward normalisation, no L2C2) on the MJX Booster T1 (flat ground)."""
     alg = AlgorithmConfig(learning_rate=1e-3, num_learning_epochs=5, num_mini_batches=4, schedule="adaptive",
                           desired_kl=0.01, clip_param=0.2, gamma=0.99, lam=0.95, value_loss_coef=1.0,
                           entropy_coef=0.005, max_grad_norm=1.0, use_clipped_value_loss=True,
@@ -120,7 +148,7 @@ def t1_velocity() -> TrainConfig:
                             critic_hidden_dims=[512, 256, 128], activation="elu"),
         algorithm=alg,
         runner=RunnerConfig(seed=42, num_steps_per_env=24, max_iterations=100_000, save_interval=250,
-                            experiment_name="t1_velocity", obs_groups={"actor": ["policy"], "critic": ["critic"]},
+                            experiment_name="t1_velocity_repo", obs_groups={"actor": ["policy"], "critic": ["critic"]},
                             init_at_random_ep_len=True, enable_entropy_coef_annealing=True,
                             entropy_coef_annealing_start_progress=0.3,
                             enable_entropy_coef_annealing_success_rate=0.8, entropy_annealing_decay_rate=0.9995),
@@ -160,6 +188,8 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "point_mass": point_mass,
     "cartpole_balance": cartpole_balance,
     "t1_velocity": t1_velocity,
+    "t1_velocity_repo": t1_velocity_repo,
+    "t1_velocity_seed": t1_velocity_seed,
     "t1_velocity_rough": t1_velocity_rough,
     "t1_velocity_teacher": t1_velocity_teacher,
     "g1_velocity": g1_velocity,
