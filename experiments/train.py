@@ -158,7 +158,13 @@ def main(argv: list[str]) -> int:
     cfg = config_or_none(build_config, argv)
     if cfg is None or not config_or_none(start_processes, cfg):
         return 2
-    runner = train(cfg)
+    from agile_jax.training.signals import TrainingInterrupted
+
+    try:
+        runner = train(cfg)
+    except TrainingInterrupted as stop:
+        say(f"[agile_jax] {stop}; continue with --resume (same overrides)")
+        return stop.exit_code
     import jax
 
     if jax.process_index() == 0:  # one writer for the exported policy

@@ -22,7 +22,7 @@ from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import Logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
-from agile_jax.training import episodes, parallel
+from agile_jax.training import episodes, parallel, signals
 from agile_jax.training.assemble import build_extensions
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
 from agile_jax.training.ppo_trainer import make_trainer
@@ -144,19 +144,10 @@ class OnPolicyRunner:
         samples = run.num_steps_per_env * self.env.num_envs
         start = self.current_learning_iteration
         bar = _progress(num_learning_iterations, start, run.progress_bar and self.log_dir is not None and main)
+        stop = signals.StopRequests()
         try:
-            for it in range(start + 1, start + num_learning_iterations + 1):
-                new_state, out, timing = self._run_iteration()
-                if run.check_for_nan:
-                    self._check_finite(out.finite, it)
-                self.state = new_state
-                scalars = iteration_scalars(_to_float(out.metrics), _to_float(out.episode_extras),
-                                            _to_float(out.episode_stats), timing, samples)
-                if self.logger:
-                    self.logger.scalars(scalars, it)
-                _update_progress(bar, scalars)
-                if self.checkpointer and (it % run.save_interval == 0):
-                    self.save()
+            with stop:
+                self._loop(start, num_learning_iterations, samples, bar, stop)
             if self.checkpointer:
                 self.save()
         finally:
@@ -166,6 +157,25 @@ class OnPolicyRunner:
                 self.checkpointer.wait()
             if self.logger:
                 self.logger.writer and self.logger.writer.flush()
+
+    def _loop(self, start: int, count: int, samples: int, bar, stop: signals.StopRequests) -> None:
+        """The iterations of :meth:`learn`; a stop request saves and raises :class:`TrainingInterrupted`."""
+        run = self.cfg.runner
+        for it in range(start + 1, start + count + 1):
+            new_state, out, timing = self._run_iteration()
+            if run.check_for_nan:
+                self._check_finite(out.finite, it)
+            self.state = new_state
+            scalars = iteration_scalars(_to_float(out.metrics), _to_float(out.episode_extras),
+                                        _to_float(out.episode_stats), timing, samples)
+            if self.logger:
+                self.logger.scalars(scalars, it)
+            _update_progress(bar, scalars)
+            if self.checkpointer and (it % run.save_interval == 0):
+                self.save()
+            if stop.signum is not None:
+                saved = self.save() if self.checkpointer else None
+                raise signals.TrainingInterrupted(stop.signum, it, saved)
 
     def _run_iteration(self):
         """One iteration, fused or as collect + learn; returns ``(state, host outputs, timing)``.
