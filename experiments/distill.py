@@ -54,6 +54,7 @@ def distillation_defaults(preset) -> config_lib.DistillationConfig:
 
 def build_config(argv: list[str]) -> config_lib.DistillationConfig:
     """The merged :class:`DistillationConfig` for a command line."""
+    from agile_jax.validation import check_ranges
     from experiments.configs import get_preset
 
     teacher, argv = split_teacher(argv)
@@ -64,6 +65,7 @@ def build_config(argv: list[str]) -> config_lib.DistillationConfig:
     if not cfg.policy.teacher_path:
         raise config_lib.ConfigError("no teacher: pass teacher=<policy.onnx|policy.pt> (or policy.teacher_path=...)")
     cfg.runner.resume = cfg.runner.resume or resume
+    check_ranges(cfg)
     return cfg
 
 

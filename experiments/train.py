@@ -25,6 +25,7 @@ if ROOT not in sys.path:
 
 from agile_jax import config as config_lib  # noqa: E402
 from agile_jax import platform  # noqa: E402
+from agile_jax.validation import check_ranges  # noqa: E402
 
 DEFAULT_PRESET = "cartpole_balance"
 
@@ -55,6 +56,7 @@ def build_config(argv: list[str]):
     cfg = config_lib.apply_overrides(get_preset(preset), overrides)
     if resume:
         cfg.runner.resume = True
+    check_ranges(cfg)
     return cfg
 
 
