@@ -129,8 +129,16 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
+def report_changes(changes: dict) -> None:
+    """Prints the settings a resumed run changed (and applied)."""
+    if changes:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        say(f"[agile_jax] settings changed since the checkpoint (applied): {listed}")
+
+
 def train(cfg):
     """Builds the env and runner, resumes if asked, trains to ``max_iterations``; returns the runner."""
+    from agile_jax.training import resume
     from agile_jax.training.runner import OnPolicyRunner
     from experiments.configs import make_env
 
@@ -146,6 +154,7 @@ def train(cfg):
     if resume_dir:
         meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
         say(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
+        report_changes(resume.apply_overrides(runner, meta["config"]))
     remaining = max(run.max_iterations - runner.current_learning_iteration, 0)
     try:
         runner.learn(remaining)
@@ -160,6 +169,7 @@ def main(argv: list[str]) -> int:
     cfg = config_or_none(build_config, argv)
     if cfg is None or not config_or_none(start_processes, cfg):
         return 2
+    from agile_jax.io.checkpoint import CheckpointError
     from agile_jax.training.signals import TrainingInterrupted
 
     try:
@@ -167,6 +177,9 @@ def main(argv: list[str]) -> int:
     except TrainingInterrupted as stop:
         say(f"[agile_jax] {stop}; continue with --resume (same overrides)")
         return stop.exit_code
+    except (config_lib.ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     import jax
 
     if jax.process_index() == 0:  # one writer for the exported policy

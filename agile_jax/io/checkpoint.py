@@ -70,12 +70,13 @@ def tree_signature(tree) -> dict[str, str]:
     return {jax.tree_util.keystr(path): f"{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}" for path, leaf in flat}
 
 
-def _diff(saved: dict[str, str], current: dict[str, str], limit: int = 5) -> list[str]:
-    lines = []
-    for key in sorted(set(saved) | set(current)):
-        if saved.get(key) != current.get(key):
-            lines.append(f"  {key}: checkpoint {saved.get(key, 'absent')} vs current {current.get(key, 'absent')}")
-    return lines[:limit] + ([f"  ... and {len(lines) - limit} more"] if len(lines) > limit else [])
+def _diff(saved: dict[str, str], current: dict[str, str], limit: int = 2) -> str:
+    """The differing arrays in one line: network weights first, then the rest, ``limit`` named and a count."""
+    keys = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    keys.sort(key=lambda k: (not k.startswith(".params"), k))
+    named = [f"{k}: checkpoint {saved.get(k, 'absent')} vs current {current.get(k, 'absent')}" for k in keys[:limit]]
+    more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "; ".join(named) + more
 
 
 class Checkpointer:
@@ -221,7 +222,7 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
         if mismatch:
             raise CheckpointError(
                 f"checkpoint {step} in '{directory}' does not fit the current configuration "
-                "(was it trained with other network sizes, observations or env count?):\n" + "\n".join(mismatch)
+                f"(was it trained with other network sizes, observations or env count?): {mismatch}"
             )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_storable(template))
         try:

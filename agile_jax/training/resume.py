@@ -1,0 +1,67 @@
+"""Settings changed on resume: applied when safe, refused by name when they cannot apply.
+
+A checkpoint stores the config it was trained with. A resumed run is built from the *new* config, so most
+changed settings (clip, epochs, minibatches, schedule, max iterations, save interval ...) apply by
+construction; two live in the restored train state and are written into it here: the learning rate (in the
+optimiser state, where the adaptive schedule keeps it) and the entropy coefficient (the entropy term's
+state). Settings that shape the restored arrays (env, network and extension layout) cannot change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+from omegaconf import OmegaConf
+
+from agile_jax import config as config_lib
+from agile_jax.algorithms import optim
+from agile_jax.training.iteration import place_state
+
+# Changing these would change the shapes or meaning of restored arrays (env state, networks, extension states).
+FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "algorithm.symmetry_cfg.enabled",
+         "algorithm.l2c2_cfg.enabled", "algorithm.reward_normalization_cfg.enabled", "algorithm.rnd_cfg.enabled",
+         "runner.obs_groups")
+# Bookkeeping that differs on every resume by design.
+IGNORED = ("runner.resume", "runner.load_run", "runner.load_checkpoint", "runner.run_name")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def changed_settings(saved_yaml: str, cfg: Any) -> dict[str, tuple[Any, Any]]:
+    """``key -> (checkpoint's value, new value)`` for every setting that differs (bookkeeping keys left out)."""
+    saved = _flat(OmegaConf.to_container(OmegaConf.create(saved_yaml)))
+    current = _flat(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    return {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
+            if saved.get(k) != current.get(k) and not k.startswith(IGNORED)}
+
+
+def apply_overrides(runner: Any, saved_yaml: str) -> dict[str, tuple[Any, Any]]:
+    """Writes the changed learning rate / entropy coefficient into the restored state; returns every change.
+
+    Raises:
+        ConfigError: a changed setting that cannot apply to the restored state (named, with both values).
+    """
+    changes = changed_settings(saved_yaml, runner.cfg)
+    fixed = {k: v for k, v in changes.items() if k.startswith(FIXED)}
+    if fixed:
+        listed = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in fixed.items())
+        raise config_lib.ConfigError(f"cannot resume with changed {listed}: the checkpoint's state was built with "
+                                     "the old values; start a new run (or use init from a checkpoint) instead")
+    state = runner.state
+    if "algorithm.learning_rate" in changes:
+        lr = jnp.float32(changes["algorithm.learning_rate"][1])
+        state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, lr))
+    if "algorithm.entropy_coef" in changes and "entropy" in state.extensions:
+        coef = jnp.float32(changes["algorithm.entropy_coef"][1])
+        entropy = state.extensions["entropy"].replace(coef=coef)
+        state = state.replace(extensions={**state.extensions, "entropy": entropy})
+    runner.state = place_state(state, runner.trainer.mesh)
+    return changes

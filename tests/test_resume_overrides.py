@@ -1,0 +1,44 @@
+"""--resume with changed settings: the learning rate and entropy coefficient apply; layout changes are refused."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from agile_jax.algorithms import optim
+from experiments import train
+
+BASE = ["config=point_mass", "num_envs=16", "max_iterations=2", "save_interval=1", "progress_bar=false",
+        "algorithm.schedule=fixed"]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("resume"))
+    assert train.main([*BASE, f"log_root={root}"]) == 0
+    return root
+
+
+def test_changed_learning_rate_and_entropy_apply_and_are_reported(first_run, capsys):
+    cfg = train.build_config([*BASE, f"log_root={first_run}", "max_iterations=3", "--resume",
+                              "algorithm.learning_rate=1e-5", "algorithm.entropy_coef=0.02"])
+    capsys.readouterr()
+    runner = train.train(cfg)
+    out = capsys.readouterr().out
+    assert "algorithm.learning_rate 0.001 -> 1e-05" in out and "algorithm.entropy_coef 0.01 -> 0.02" in out
+    assert "runner.max_iterations 2 -> 3" in out
+    assert float(optim.get_learning_rate(runner.state.opt_state)) == pytest.approx(1e-5)  # fixed schedule keeps it
+    assert float(runner.state.extensions["entropy"].coef) == pytest.approx(0.02)
+    assert runner.current_learning_iteration == 3
+
+
+def test_layout_changes_are_refused_in_one_line(first_run, capsys):
+    runs_before = sorted(os.listdir(os.path.join(first_run, "point_mass")))
+    code = train.main([*BASE, f"log_root={first_run}", "--resume", "policy.actor_hidden_dims=[8]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert "actor" in err[0]
+    checkpoints = [os.path.join(first_run, "point_mass", r, "checkpoints") for r in runs_before]
+    assert all(np.all([os.path.isdir(c)]) for c in checkpoints)  # earlier runs untouched
