@@ -4,11 +4,12 @@ Usage::
 
     python experiments/eval.py <run dir | exported dir> [scenario=experiments/scenarios/forward_turn.yaml]
         [random_commands=true seed=0] [episodes=1] [duration_s=10] [noise_scale=1.0] [pd_scale=1.0] [delay=0]
-        [video=true] [viewer=true] [shadows=false] [format=onnx] [compare_mjx=false] [out=DIR]
+        [video=true] [viewer=true] [shadows=false] [format=onnx] [compare_mjx=false] [zero_actions=false] [out=DIR]
 
 Without a scenario (or with ``random_commands=true``) commands are random (seeded). With ``DISPLAY`` set and
 ``viewer=true`` the passive MuJoCo viewer opens; otherwise an mp4 per episode is rendered (``video=false``
-turns it off).
+turns it off). ``zero_actions=true`` runs the same scenario with every action 0 (the default pose held by the
+PD): the baseline a policy has to beat.
 """
 
 from __future__ import annotations

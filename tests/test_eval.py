@@ -178,3 +178,11 @@ def test_eval_cli_explains_a_missing_policy_and_prints_help(tmp_path):
     assert f"no policy.yaml in {tmp_path}" in proc.stderr and "experiments/export.py" in proc.stderr
     proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Usage::" in proc.stdout
+
+
+def test_zero_action_baseline_holds_the_default_pose(exported, tmp_path):
+    result = evaluate(EvalConfig(path=exported, duration_s=0.2, noise_scale=0.0, video=False, viewer=False,
+                                 zero_actions=True, out=str(tmp_path / "zero")))
+    traj = np.load(tmp_path / "zero" / "episode_000.npz")
+    assert traj["action"].shape[0] == 10 and not traj["action"].any()
+    assert result is not None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
+
+import numpy as np
 
 from agile_jax.evaluation import commands, metrics, report, sim2mujoco  # sim2mujoco first: sets MUJOCO_GL
 from agile_jax.evaluation.policy_io import PolicyIO, find_export, load_io, load_policy
@@ -30,6 +33,7 @@ class EvalConfig:
         resample_s: random commands: seconds between resamples.
         compare_mjx: also run each episode in the MJX training env (:func:`.mjx_rollout.clean_env`) and
             report both metrics and their gap (compiles the env: minutes on a CPU).
+        zero_actions: replace the policy's actions by zeros (the zero-action baseline of the scenario).
     """
 
     path: str = ""
@@ -50,6 +54,12 @@ class EvalConfig:
     shadows: bool = False
     resample_s: float = 4.0
     compare_mjx: bool = False
+    zero_actions: bool = False
+
+
+def _zero_policy(policy: Callable) -> Callable:
+    """The baseline of an evaluation: the same IO with every action 0 (the default pose held by the PD)."""
+    return lambda obs: np.zeros_like(np.asarray(policy(obs)))
 
 
 def _schedules(cfg: EvalConfig, io: PolicyIO) -> tuple[str, list[commands.CommandSchedule], float]:
@@ -103,9 +113,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     policy_path, yaml_path = find_export(cfg.path, cfg.format)
     io = load_io(yaml_path)
     name, schedules, duration = _schedules(cfg, io)
+    name += "_zero_actions" if cfg.zero_actions else ""
     out = cfg.out or os.path.join(os.path.dirname(yaml_path), "eval", name)
     os.makedirs(out, exist_ok=True)
     policy, stress = load_policy(policy_path), sim2mujoco.StressConfig(cfg.noise_scale, cfg.pd_scale, cfg.delay)
+    if cfg.zero_actions:
+        policy = _zero_policy(policy)
     model = sim2mujoco.load_model(io, keep_meshes=cfg.video or cfg.viewer)
     sim2mujoco.map_joints(model, io.joint_names)  # fails early on a joint-name mismatch
     limits = model.jnt_range[[model.joint(n).id for n in io.joint_names]]
