@@ -102,4 +102,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from experiments import cli
+
+    sys.exit(cli.run(main, sys.argv[1:]))

@@ -87,4 +87,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments import cli
+
+    sys.exit(cli.run(lambda argv: main(argv) and 0, sys.argv[1:]))

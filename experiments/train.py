@@ -94,8 +94,37 @@ def run_directories(cfg) -> tuple[str, str | None]:
     resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
     from agile_jax.training.distributed import broadcast_text
 
-    stamp = broadcast_text(datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))  # process 0's clock on all hosts
-    return os.path.join(experiment_dir, stamp + (f"_{run.run_name}" if run.run_name else "")), resume_dir
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    name = stamp + (f"_{run.run_name}" if run.run_name else "")
+    path = claim_run_dir(os.path.join(experiment_dir, name)) if _is_main() else ""
+    return broadcast_text(path), resume_dir  # process 0's folder on every host
+
+
+def _is_main() -> bool:
+    import jax
+
+    return jax.process_index() == 0
+
+
+def claim_run_dir(path: str) -> str:
+    """Creates ``path`` atomically; on a collision (two runs started in the same second) ``path_2``, ``path_3`` ..."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    candidate, suffix = path, 1
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            suffix += 1
+            candidate = f"{path}_{suffix}"
+
+
+def discard_if_empty(log_dir: str) -> None:
+    """Removes a run folder that holds no intact checkpoint (a start that failed before its first save)."""
+    import shutil
+
+    if _is_main() and os.path.isdir(log_dir) and not has_intact_checkpoint(log_dir):
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def config_or_none(build, argv: list[str]):
@@ -147,19 +176,26 @@ def train(cfg):
         say(notice)
     run = cfg.runner
     log_dir, resume_dir = run_directories(cfg)
-    env = make_env(cfg)
-    say(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; "
-        f"logging to {log_dir}")
-    runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
-    if resume_dir:
-        meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
-        say(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
-        report_changes(resume.apply_overrides(runner, meta["config"]))
+    try:
+        env = make_env(cfg)
+        say(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; "
+            f"logging to {log_dir}")
+        runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
+        if resume_dir:
+            meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
+            say(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
+            report_changes(resume.apply_overrides(runner, meta["config"]))
+    except BaseException:
+        discard_if_empty(log_dir)  # nothing of this run was saved: leave no empty folder behind
+        raise
     remaining = max(run.max_iterations - runner.current_learning_iteration, 0)
     try:
         runner.learn(remaining)
-    finally:
+    except BaseException:
         runner.close()
+        discard_if_empty(log_dir)
+        raise
+    runner.close()
     say(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "
         f"{runner.episodes.mean_return}, checkpoints in {os.path.join(log_dir, 'checkpoints')}")
     return runner
@@ -202,4 +238,6 @@ def export_final_policy(runner) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from experiments import cli
+
+    sys.exit(cli.run(main, sys.argv[1:]))

@@ -173,4 +173,12 @@ def load_teacher(path: str) -> Teacher:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"teacher policy '{path}' not found; export one with experiments/export.py or "
                                 "runner.export() (policy.onnx / policy.pt)")
-    return teacher_from_onnx(path) if path.lower().endswith(".onnx") else teacher_from_torchscript(path)
+    kind = "ONNX" if path.lower().endswith(".onnx") else "TorchScript"
+    try:
+        return teacher_from_onnx(path) if kind == "ONNX" else teacher_from_torchscript(path)
+    except ValueError:
+        raise  # unsupported operators / modules: already one clear line
+    except Exception as err:  # noqa: BLE001 (parsers raise many types for a file that is not a model)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(f"teacher '{path}' is not a readable {kind} policy ({type(err).__name__}: {first}); "
+                         "export one with experiments/export.py (policy.onnx / policy.pt)") from None

@@ -1,0 +1,57 @@
+"""The command-line tools' last line of defence: every failure ends in one line, never a traceback by default.
+
+``run(main, argv)`` calls ``main(argv)`` and maps what escapes it to one ``error:`` line on stderr and an exit
+code: 2 for what the user can fix (bad settings, a damaged or foreign checkpoint, a file that is not a policy,
+a diverged run, an export that failed its parity check), 1 for the rest (out of memory, disk full, an
+unwritable folder, a bug). ``--debug`` anywhere on the command line, or ``AGILE_JAX_DEBUG=1``, re-raises with
+the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+DEBUG_FLAG = "--debug"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from agile_jax.config import ConfigError
+    from agile_jax.export.exporter import ExportParityError
+    from agile_jax.export.io_descriptor import DescriptorError
+    from agile_jax.io.checkpoint import CheckpointError
+    from agile_jax.training.runner import TrainingDivergedError
+
+    return (ConfigError, CheckpointError, TrainingDivergedError, ExportParityError, DescriptorError, ValueError,
+            FileNotFoundError)
+
+
+def describe(err: BaseException) -> str:
+    """One line for ``err``: its own message for known errors, the cause and the fix for resource failures."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
+        return (f"out of memory ({text[:160]}); lower env.num_envs (or runner.num_steps_per_env) and try again; "
+                "earlier checkpoints are intact")
+    if isinstance(err, OSError) and err.strerror:
+        where = f" '{err.filename}'" if err.filename else ""
+        return f"cannot write{where}: {err.strerror}; free space or pick another runner.log_root"
+    if isinstance(err, _user_errors()):
+        return text
+    return f"{type(err).__name__}: {text[:300]} (run again with {DEBUG_FLAG} for the traceback)"
+
+
+def run(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
+    """``main(argv)`` with failures turned into one line and an exit code (see the module docstring)."""
+    debug = DEBUG_FLAG in argv or os.environ.get("AGILE_JAX_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 (the CLI's single exit point)
+        if debug:
+            raise
+        print(f"error: {describe(err)}", file=sys.stderr)
+        return 2 if isinstance(err, _user_errors()) else 1
