@@ -22,7 +22,7 @@ from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import Logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
-from agile_jax.training import episodes, parallel, signals
+from agile_jax.training import episodes, memory, parallel, signals
 from agile_jax.training.assemble import build_extensions
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
 from agile_jax.training.ppo_trainer import make_trainer
@@ -109,6 +109,8 @@ class OnPolicyRunner:
         """
         self.env, self.cfg, self.log_dir = env, cfg, log_dir
         self.networks, self.trainer = networks, trainer
+        num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(networks.init, jax.random.key(0))))
+        memory.check_fits(env, cfg.runner.num_steps_per_env, num_params, trainer.mesh.devices.size)
         self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
         self.logger: Logger | None = None
