@@ -90,6 +90,23 @@ class RNDConfig:
 
 
 @dataclass
+class EstimatorConfig:
+    """st_rl's ``EstimatorPPO`` (``algorithm.estimator_cfg``): an estimator MLP fed by observation groups of the
+    actor (``obs_components``; empty: all of them) learns named components of the critic observation
+    (``target_components``, terms of the env's observation layout, e.g. ``base_lin_vel``); its estimate is
+    appended to the actor's input. Trained by the PPO optimiser with ``loss_coef`` times its loss
+    (``loss_func``: mse | l1 | smooth_l1 | huber, options in ``loss_kwargs``)."""
+
+    enabled: bool = False
+    obs_components: list[str] = field(default_factory=list)
+    target_components: list[str] = field(default_factory=list)
+    loss_func: str = "mse"
+    loss_kwargs: dict = field(default_factory=dict)
+    loss_coef: float = 1.0
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
+
+
+@dataclass
 class AlgorithmConfig:
     """PPO hyperparameters with RSL-RL's names and defaults."""
 
@@ -115,6 +132,7 @@ class AlgorithmConfig:
     reward_normalization_cfg: RewardNormalizationConfig = field(default_factory=RewardNormalizationConfig)
     critic_warmup_steps: int = 0  # AGILE: value-only gradient steps before the policy terms fade in
     rnd_cfg: RNDConfig = field(default_factory=RNDConfig)
+    estimator_cfg: EstimatorConfig = field(default_factory=EstimatorConfig)
 
 
 @dataclass

@@ -28,6 +28,20 @@ def make_activation(name: str) -> nn.Module:
     return table[name]()
 
 
+def make_mlp(layers, activation: str) -> nn.Sequential:
+    """Linear layers with ``weight = kernel.T`` and one activation module between them."""
+    modules: list[nn.Module] = []
+    for i, (kernel, bias) in enumerate(layers):
+        linear = nn.Linear(kernel.shape[0], kernel.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.array(kernel.T, np.float32, order="C")))
+            linear.bias.copy_(torch.from_numpy(np.array(bias)))
+        modules.append(linear)
+        if i < len(layers) - 1:
+            modules.append(make_activation(activation))
+    return nn.Sequential(*modules)
+
+
 class MLPPolicy(nn.Module):
     """Deterministic MLP policy with the input reordering and the observation normaliser as buffers.
 
@@ -46,17 +60,7 @@ class MLPPolicy(nn.Module):
         # Normaliser buffers: (x - mean) / (std + eps) with the denominator precomputed in float32.
         self.register_buffer("obs_mean", torch.from_numpy(np.array(mean, np.float32)))
         self.register_buffer("obs_denominator", torch.from_numpy(np.array(denom, np.float32)))
-        # Linear layers with weight = kernel.T, one activation module between them.
-        layers: list[nn.Module] = []
-        for i, (kernel, bias) in enumerate(spec.layers):
-            linear = nn.Linear(kernel.shape[0], kernel.shape[1])
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(np.array(kernel.T, np.float32, order="C")))
-                linear.bias.copy_(torch.from_numpy(np.array(bias)))
-            layers.append(linear)
-            if i < len(spec.layers) - 1:
-                layers.append(make_activation(spec.activation))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = make_mlp(spec.layers, spec.activation)
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """The input in the env layout, normalised: ``(obs[..., index] - mean) / denominator``."""
@@ -71,6 +75,23 @@ class MLPPolicy(nn.Module):
     def reset(self) -> None:
         """Clears recurrent state (nothing to clear for an MLP)."""
         pass
+
+
+class EstimatorMLPPolicy(MLPPolicy):
+    """:class:`MLPPolicy` whose actor reads the normalised input followed by a state estimate.
+
+    ``forward(obs) = mlp(cat(x, estimator(x[..., columns])))`` with ``x`` the normalised input.
+    """
+
+    def __init__(self, spec: PolicySpec):
+        super().__init__(spec)
+        self.register_buffer("estimator_columns", torch.from_numpy(np.array(spec.estimator.columns, np.int64)))
+        self.estimator = make_mlp(spec.estimator.layers, spec.activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(obs)
+        estimate = self.estimator(x.index_select(-1, self.estimator_columns))
+        return self.mlp(torch.cat([x, estimate], -1))
 
 
 def _load_rnn(rnn: nn.Module, spec: PolicySpec) -> None:

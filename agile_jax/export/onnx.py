@@ -1,9 +1,11 @@
 """``policy.onnx`` built directly from the params with ``onnx.helper`` (no torch, no tracing).
 
 The MLP graph is ``obs [B, D] -> [Gather(input_index)] -> Sub(mean) -> Div(std + eps) -> [MatMul -> Add -> act] x n
--> MatMul -> Add -> actions [B, A]``, weights as initializers. ``B`` is 1 by default (static, like AGILE, Playground and
-RSL-RL exports) or a symbolic ``batch`` dimension. The default opset is 11; the IR version is picked by
-``helper.make_model_gen_version`` (``make_model`` would stamp an IR that onnxruntime refuses).
+-> MatMul -> Add -> actions [B, A]``, weights as initializers. A policy with a state estimator concatenates
+``estimator(Gather(x, columns))`` (its own Dense stack) to the normalised ``x`` before the first MatMul.
+``B`` is 1 by default (static, like AGILE, Playground and RSL-RL exports) or a symbolic ``batch`` dimension. The
+default opset is 11; the IR version is picked by ``helper.make_model_gen_version`` (``make_model`` would stamp an
+IR that onnxruntime refuses).
 
 Inputs/outputs are assembled generically: ``obs`` plus ``<s>_in`` for each recurrent state of the spec, and
 ``actions`` plus ``<s>_out``; a recurrent policy only adds a body builder to ``BODY_BUILDERS``.
@@ -119,20 +121,34 @@ def _normalize(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
     return x
 
 
-def _mlp_head(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
-    """Dense layers of ``spec`` (no activation after the last one) writing ``actions``."""
-    last = len(spec.layers) - 1
-    for i, (kernel, bias) in enumerate(spec.layers):
-        x = g.op("MatMul", [x, g.const(f"mlp.{i}.kernel", kernel)])
-        x = g.op("Add", [x, g.const(f"mlp.{i}.bias", bias)], output="actions" if i == last else None)
+def _dense_stack(g: GraphBuilder, layers, act: str, prefix: str, x: str, output: str | None = None) -> str:
+    """Dense ``layers`` named ``<prefix>.<i>.kernel/bias`` (no activation after the last one)."""
+    last = len(layers) - 1
+    for i, (kernel, bias) in enumerate(layers):
+        x = g.op("MatMul", [x, g.const(f"{prefix}.{i}.kernel", kernel)])
+        x = g.op("Add", [x, g.const(f"{prefix}.{i}.bias", bias)], output=output if i == last else None)
         if i < last:
-            x = activation(g, spec.activation, x)
+            x = activation(g, act, x)
     return x
 
 
+def _mlp_head(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
+    """Dense layers of ``spec`` (no activation after the last one) writing ``actions``."""
+    return _dense_stack(g, spec.layers, spec.activation, "mlp", x, output="actions")
+
+
+def _with_estimate(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
+    """``Concat(x, estimator(x[:, columns]))`` when the policy has a state estimator, else ``x``."""
+    if spec.estimator is None:
+        return x
+    picked = g.op("Gather", [x, g.int_const("estimator_columns", spec.estimator.columns)], axis=1)
+    estimate = _dense_stack(g, spec.estimator.layers, spec.activation, "estimator", picked)
+    return g.op("Concat", [x, estimate], axis=1)
+
+
 def _mlp_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
-    """Normaliser + MLP: ``{"obs": name} -> {"actions": name}``."""
-    return {"actions": _mlp_head(g, spec, _normalize(g, spec, inputs["obs"]))}
+    """Normaliser (+ estimate) + MLP: ``{"obs": name} -> {"actions": name}``."""
+    return {"actions": _mlp_head(g, spec, _with_estimate(g, spec, _normalize(g, spec, inputs["obs"])))}
 
 
 def _gates(g: GraphBuilder, gates: str, count: int, width: int) -> list[str]:

@@ -6,7 +6,9 @@ network kind adds one spec ``kind`` plus one body builder per format, and declar
 ``state`` (``h`` -> inputs ``h_in`` / outputs ``h_out``). Recurrent actors (kinds ``"lstm"`` / ``"gru"``) carry
 ``h`` (and ``c``) of shape ``[layers, 1, H]`` like RSL-RL's exports and hold their RNN weights in ``rnn``.
 ``input_index`` reorders the graph input before anything else (AGILE's term-major history layout -> the env's
-frame-major one), so the deployed graph reads the layout ``policy.yaml`` describes.
+frame-major one), so the deployed graph reads the layout ``policy.yaml`` describes. A policy with a state
+estimator (``params["estimator"]``) holds it in ``estimator``: the graph appends ``estimator(x[..., columns])`` to
+the normalised input ``x`` before the actor's layers.
 """
 
 from __future__ import annotations
@@ -37,6 +39,24 @@ class StateSpec:
 
 
 @dataclass(frozen=True)
+class EstimatorSpec:
+    """A state estimator inside the policy: ``estimate = MLP(x[..., columns])`` on the normalised input ``x``.
+
+    Attributes:
+        columns: ``[D_e]`` int64, the columns of the normalised (env-layout) input the estimator reads.
+        layers: ``(kernel [in, out], bias [out])`` per Dense layer, float32 (activation: the policy's).
+    """
+
+    columns: np.ndarray
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    @property
+    def output_dim(self) -> int:
+        """Width ``K`` of the estimate."""
+        return int(self.layers[-1][1].shape[0])
+
+
+@dataclass(frozen=True)
 class PolicySpec:
     """A deterministic policy ``obs [B, D] -> actions [B, A]`` as plain arrays.
 
@@ -56,6 +76,7 @@ class PolicySpec:
         metadata: free-form strings/numbers recorded in the exported files.
         input_index: ``[D]`` int64 or ``None``: the graph's first op is ``x = obs[..., input_index]``, mapping the
             exported input layout onto the env layout the network was trained on.
+        estimator: the state estimator whose estimate is appended to the actor's input, or ``None``.
     """
 
     kind: str
@@ -71,6 +92,7 @@ class PolicySpec:
     rnn: tuple[dict, ...] = ()
     metadata: dict = field(default_factory=dict)
     input_index: np.ndarray | None = None
+    estimator: EstimatorSpec | None = None
 
     @property
     def hidden_dims(self) -> tuple[int, ...]:
@@ -105,6 +127,9 @@ class PolicySpec:
             "obs_groups": list(self.obs_groups), "obs_group_dims": list(self.obs_group_dims),
             "state": [{"name": s.name, "shape": list(s.shape)} for s in self.state],
             "input_reordered": self.input_index is not None,
+            **({"estimator": {"input_dim": int(len(self.estimator.columns)), "output_dim": self.estimator.output_dim,
+                              "hidden_dims": [int(b.shape[0]) for _, b in self.estimator.layers[:-1]]}}
+               if self.estimator is not None else {}),
             **({"rnn_type": self.kind, "rnn_hidden_dim": self.rnn_hidden_dim, "rnn_num_layers": len(self.rnn)}
                if self.rnn else {}),
         }
@@ -148,9 +173,14 @@ def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str,
         # Same float32 arithmetic as normalization.normalize: (x - mean) / (sqrt(var) + eps).
         mean = np.asarray(state.mean, np.float32)
         denom = np.sqrt(np.asarray(state.var, np.float32)) + np.float32(NORMALIZER_EPS)
+    estimator = None
+    if "estimator" in params:  # a state estimator whose estimate the actor reads (extensions/estimator.py)
+        estimator = EstimatorSpec(columns=np.asarray(networks.estimator_columns, np.int64),
+                                  layers=mlp_layers(params["estimator"]["mlp"]))
     spec = PolicySpec(kind=kind, obs_dim=sum(dims), action_dim=int(networks.action_size), layers=layers,
                       activation=networks.activation.lower(), obs_mean=mean, obs_denominator=denom,
-                      obs_groups=groups, obs_group_dims=dims, state=carried, rnn=rnn, metadata=dict(metadata or {}))
+                      obs_groups=groups, obs_group_dims=dims, state=carried, rnn=rnn, metadata=dict(metadata or {}),
+                      estimator=estimator)
     _check_layers(spec)
     return spec
 
@@ -165,11 +195,21 @@ def recurrent_layers(rnn_params: Mapping, rnn_type: str) -> tuple[tuple[dict, ..
 
 
 def _check_layers(spec: PolicySpec) -> None:
-    """Refuses layer shapes that do not chain from ``obs_dim`` (or the RNN state) to ``action_dim``."""
+    """Refuses layer shapes that do not chain from ``obs_dim`` (or the RNN state, plus the estimate) to
+    ``action_dim``."""
     width = spec.rnn_hidden_dim or spec.obs_dim
-    for i, (kernel, bias) in enumerate(spec.layers):
+    if spec.estimator is not None:
+        if spec.rnn or len(spec.estimator.columns) == 0 or int(spec.estimator.columns.max()) >= spec.obs_dim:
+            raise ValueError("the estimator needs a feed-forward policy and reads columns of the observation")
+        _check_chain(spec.estimator.layers, len(spec.estimator.columns), spec.estimator.output_dim, "estimator ")
+        width += spec.estimator.output_dim
+    _check_chain(spec.layers, width, spec.action_dim, "")
+
+
+def _check_chain(layers, width: int, out: int, name: str) -> None:
+    for i, (kernel, bias) in enumerate(layers):
         if kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
-            raise ValueError(f"layer {i}: kernel {kernel.shape} / bias {bias.shape} do not follow width {width}")
+            raise ValueError(f"{name}layer {i}: kernel {kernel.shape} / bias {bias.shape} do not follow width {width}")
         width = kernel.shape[1]
-    if width != spec.action_dim:
-        raise ValueError(f"the last layer outputs {width} values but the policy has {spec.action_dim} actions")
+    if width != out:
+        raise ValueError(f"the last {name}layer outputs {width} values but {out} are expected")

@@ -35,7 +35,9 @@ def build_module(spec: PolicySpec):
     if spec.kind not in _torch_modules.MODULE_BUILDERS:
         raise ValueError(f"no TorchScript builder for policy kind '{spec.kind}'; "
                          f"available: {sorted(_torch_modules.MODULE_BUILDERS)}")
-    return _torch_modules.MODULE_BUILDERS[spec.kind](spec).eval().requires_grad_(False)
+    builders = _torch_modules.MODULE_BUILDERS
+    builder = _torch_modules.EstimatorMLPPolicy if spec.estimator is not None else builders[spec.kind]
+    return builder(spec).eval().requires_grad_(False)
 
 
 def export_torchscript(spec: PolicySpec, path: str) -> str:

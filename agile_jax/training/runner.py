@@ -23,7 +23,7 @@ from agile_jax.io.logger import Logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
 from agile_jax.training import episodes, memory, parallel, signals
-from agile_jax.training.assemble import build_extensions
+from agile_jax.training.assemble import build_extensions, estimator_networks
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
 from agile_jax.training.ppo_trainer import make_trainer
 
@@ -95,7 +95,7 @@ class OnPolicyRunner:
     def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
                  extensions: Chain | Sequence[Extension] = (), mesh=None):
         check_runner_settings(cfg)
-        networks = make_networks(cfg, env)
+        networks = estimator_networks(cfg, env, make_networks(cfg, env))
         if not isinstance(extensions, Chain):
             extensions = build_extensions(cfg, env, networks, mirror_obs, mirror_actions, extra=extensions)
         trainer = make_trainer(cfg, env, networks, extensions, mesh=mesh)

@@ -35,6 +35,10 @@ class PointMass:
     termination_names = ("out_of_bounds", "time_out")
     termination_specs = {"out_of_bounds": TerminationSpec("neutral"), "time_out": TerminationSpec("time_out")}
     action_size = 2
+    # Named components of each observation group, in order (name, size): what ``target_components`` of a
+    # state estimator refer to.
+    policy_layout = (("pos", 2), ("vel", 2))
+    critic_layout = (("pos", 2), ("vel", 2), ("distance", 1))
 
     def __init__(self, cfg: PointMassConfig | None = None):
         self.cfg = cfg or PointMassConfig()

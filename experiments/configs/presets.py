@@ -184,6 +184,18 @@ def t1_velocity_teacher() -> TrainConfig:
     return cfg
 
 
+def t1_velocity_estimator() -> TrainConfig:
+    """``t1_velocity`` with st_rl's state estimator: an MLP on the policy history estimates the base linear
+    velocity (the critic's ``base_lin_vel``, 3 values), trained with an MSE loss, and the actor reads the
+    estimate after its observations; the exported policy runs estimator and actor on the same observation."""
+    cfg = t1_velocity()
+    ec = cfg.algorithm.estimator_cfg
+    ec.enabled, ec.obs_components, ec.target_components = True, ["policy"], ["base_lin_vel"]
+    ec.loss_func, ec.loss_coef, ec.hidden_dims = "mse", 1.0, [256, 128]
+    cfg.runner.experiment_name = "t1_velocity_estimator"
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "point_mass": point_mass,
     "cartpole_balance": cartpole_balance,
@@ -192,6 +204,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "t1_velocity_seed": t1_velocity_seed,
     "t1_velocity_rough": t1_velocity_rough,
     "t1_velocity_teacher": t1_velocity_teacher,
+    "t1_velocity_estimator": t1_velocity_estimator,
     "g1_velocity": g1_velocity,
 }
 

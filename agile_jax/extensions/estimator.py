@@ -1,0 +1,212 @@
+"""A state estimator whose estimate feeds the actor (st_rl's ``EstimatorPPO``) as one extension.
+
+An estimator MLP maps observation groups the actor reads to a target taken from the critic's (privileged)
+observations, e.g. the base linear velocity. The actor's input is its observation groups followed by the
+estimate::
+
+    x = normalise(concat(actor groups))                      [..., D]
+    e = estimator(x[..., columns])                           [..., K]   columns: the estimator's groups in x
+    action mean = actor_mlp(concat(x, stop_gradient(e)))     [..., A]
+
+As in st_rl, the estimator is part of the policy (``params["estimator"]``), trained by the PPO optimiser
+with its own supervised loss added to the objective with ``loss_coef`` (st_rl's ``estimator_loss_coef``),
+and the estimate is detached where the actor reads it, so the policy gradient never moves the estimator::
+
+    loss_estimator = mean_rows( sum_k loss_func(e_k, target_k) )          (st_rl: reduction "none", sum(-1), mean)
+
+with ``loss_func`` one of ``mse`` / ``l1`` / ``smooth_l1`` (``beta``) / ``huber`` (``delta``), PyTorch's
+element-wise definitions. The target is a set of named components of the critic observation set (term names
+of the env's ``<group>_layout`` tables, e.g. ``base_lin_vel`` of the velocity task).
+
+Symmetry: the loss is taken on every row of the (possibly mirror-augmented) minibatch; a mirrored row's
+target is read from the mirrored critic observation, so the estimator learns that the estimate of a
+mirrored observation is the mirrored target, and the mirror loss sees the whole policy (estimator included).
+
+Difference from st_rl: st_rl *replaces* target components inside the policy observation (with probability
+``replace_state_prob``); here the policy observation does not hold them and the estimate is appended, which
+is st_rl's ``replace_state_prob = 1`` with the slot at the end. Feed-forward policies only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agile_jax.extensions.base import Extension, Minibatch
+from agile_jax.networks.actor_critic import ActorCritic, concat_groups
+from agile_jax.networks.mlp import MLP
+from agile_jax.types import Array, Observation, Params
+
+LossFunc = Callable[[Array, Array], Array]
+
+
+def _smooth_l1(beta: float = 1.0) -> LossFunc:
+    """PyTorch's ``smooth_l1_loss``: ``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``."""
+    def f(x: Array, y: Array) -> Array:
+        d = jnp.abs(x - y)
+        return jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta) if beta > 0 else d
+    return f
+
+
+def _huber(delta: float = 1.0) -> LossFunc:
+    """PyTorch's ``huber_loss``: ``0.5 d^2`` where ``|d| <= delta``, else ``delta (|d| - 0.5 delta)``."""
+    def f(x: Array, y: Array) -> Array:
+        d = jnp.abs(x - y)
+        return jnp.where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+    return f
+
+
+LOSS_FUNCS: dict[str, Callable[..., LossFunc]] = {
+    "mse": lambda: lambda x, y: jnp.square(x - y),
+    "l1": lambda: lambda x, y: jnp.abs(x - y),
+    "smooth_l1": _smooth_l1,
+    "huber": _huber,
+}
+
+
+def make_loss_func(name: str, kwargs: Mapping | None = None) -> LossFunc:
+    """Element-wise loss ``f(estimate, target) -> [..., K]`` by name (st_rl's ``*_loss`` names accepted too).
+
+    Args:
+        name: ``mse``, ``l1``, ``smooth_l1`` or ``huber`` (or ``mse_loss``, ``smooth_l1_loss`` ...).
+        kwargs: the function's options (``beta`` for ``smooth_l1``, ``delta`` for ``huber``).
+    """
+    key = name.lower().removesuffix("_loss")
+    if key not in LOSS_FUNCS:
+        raise ValueError(f"unknown estimator loss_func '{name}', expected one of {sorted(LOSS_FUNCS)}")
+    try:
+        return LOSS_FUNCS[key](**dict(kwargs or {}))
+    except TypeError:
+        raise ValueError(f"estimator loss_kwargs {dict(kwargs or {})} do not fit loss_func '{name}'") from None
+
+
+def estimation_loss(estimate: Array, target: Array, loss_func: LossFunc) -> Array:
+    """``mean_rows(sum_k loss_func(estimate, target)_k)`` for ``[B, K]`` arrays (st_rl's reduction)."""
+    return jnp.mean(jnp.sum(loss_func(estimate, target), axis=-1))
+
+
+def component_index(layouts: Mapping[str, Sequence], groups: Sequence[str], components: Sequence[str],
+                    shapes: Mapping[str, tuple[int, ...]]) -> np.ndarray:
+    """Column indices of named components in the concatenation of ``groups`` (``[K]`` int).
+
+    Args:
+        layouts: group -> ``(name, size, ...)`` entries in observation order (the env's ``<group>_layout``).
+        groups: the observation set's groups, concatenated in order.
+        components: component names, in the order the target lists them.
+        shapes: group -> shape (no batch axis).
+    """
+    offsets: dict[str, tuple[int, int]] = {}
+    start = 0
+    for group in groups:
+        position = start
+        for entry in layouts.get(group, ()):
+            offsets.setdefault(entry[0], (position, int(entry[1])))
+            position += int(entry[1])
+        start += int(np.prod(shapes[group]))
+    missing = [c for c in components if c not in offsets]
+    if missing or not components:
+        raise ValueError(f"estimator target components {missing or list(components)} are not in the layouts of "
+                         f"observation groups {list(groups)}; available: {sorted(offsets)}")
+    return np.concatenate([np.arange(offsets[c][0], sum(offsets[c])) for c in components]).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorActorCritic(ActorCritic):
+    """:class:`ActorCritic` whose actor reads its observation groups plus the estimator's estimate.
+
+    Params: ``{"actor": {"mlp", "std"}, "critic": {"mlp"}, "estimator": {"mlp"}}``; the actor MLP's input is
+    ``D + estimate_size`` wide.
+
+    Attributes:
+        estimator_groups: the actor's observation groups the estimator reads (in the actor's order).
+        estimate_size: width ``K`` of the estimate.
+        estimator_hidden_dims: the estimator MLP's hidden widths (activation: the policy's).
+    """
+
+    estimator_groups: Sequence[str] = ()
+    estimate_size: int = 0
+    estimator_hidden_dims: Sequence[int] = (256, 128)
+
+    @property
+    def estimator_mlp(self) -> MLP:
+        return MLP(tuple(self.estimator_hidden_dims), self.estimate_size, self.activation)
+
+    @property
+    def estimator_columns(self) -> np.ndarray:
+        """Columns of the actor's (normalised) input the estimator reads ``[D_e]``."""
+        start, columns = 0, []
+        for group in self.obs_groups["actor"]:
+            width = int(np.prod(self.obs_shapes[group]))
+            if group in self.estimator_groups:
+                columns.append(np.arange(start, start + width))
+            start += width
+        return np.concatenate(columns).astype(np.int32)
+
+    def init(self, key) -> Params:
+        """Fresh params with a widened actor input and the estimator MLP."""
+        key_base, key_actor, key_estimator = jax.random.split(key, 3)
+        params = super().init(key_base)
+        actor = self.actor_mlp.init(key_actor, jnp.zeros((1, self.obs_dim("actor") + self.estimate_size)))
+        estimator = self.estimator_mlp.init(key_estimator, jnp.zeros((1, len(self.estimator_columns))))
+        return {**params, "actor": {**params["actor"], "mlp": actor}, "estimator": {"mlp": estimator}}
+
+    def _estimate(self, params: Params, x: Array) -> Array:
+        return self.estimator_mlp.apply(params["estimator"]["mlp"], x[..., self.estimator_columns])
+
+    def estimate(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
+        """The estimate ``[..., K]`` (st_rl's ``get_estimated_state``)."""
+        return self._estimate(params, self.network_input("actor", normalizers, obs))
+
+    def actor_mean(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
+        """Action mean ``[..., A]`` of the actor on its input followed by the (detached) estimate."""
+        x = self.network_input("actor", normalizers, obs)
+        e = jax.lax.stop_gradient(self._estimate(params, x))
+        return self.actor_mlp.apply(params["actor"]["mlp"], jnp.concatenate([x, e], axis=-1))
+
+
+def with_estimator(networks: ActorCritic, groups: Sequence[str], estimate_size: int,
+                   hidden_dims: Sequence[int]) -> EstimatorActorCritic:
+    """``networks`` with an estimator of ``estimate_size`` values reading ``groups`` (empty: all actor groups).
+
+    Raises:
+        ValueError: a recurrent policy, or groups the actor does not read (the exported graph has only the
+            actor's input).
+    """
+    if networks.is_recurrent:
+        raise ValueError("estimator_cfg supports feed-forward policies only; set policy.class_name=ActorCritic")
+    actor_groups = list(networks.obs_groups["actor"])
+    groups = list(groups) or actor_groups
+    unknown = [g for g in groups if g not in actor_groups]
+    if unknown:
+        raise ValueError(f"estimator obs_components {unknown} are not observation groups of the actor "
+                         f"({actor_groups}); the estimator reads the policy observation only")
+    fields = {f.name: getattr(networks, f.name) for f in dataclasses.fields(networks)}
+    return EstimatorActorCritic(**fields, estimator_groups=tuple(groups), estimate_size=int(estimate_size),
+                                estimator_hidden_dims=tuple(hidden_dims))
+
+
+def extension(networks: EstimatorActorCritic, target_groups: Sequence[str], target_index: np.ndarray,
+              loss_func: LossFunc, loss_coef: float = 1.0) -> Extension:
+    """The estimator's loss as an :class:`Extension` named ``estimator`` (logged as ``Loss/estimator``).
+
+    Args:
+        networks: the policy with the estimator.
+        target_groups: observation groups the target is read from (the critic's).
+        target_index: columns of the target in their concatenation ``[K]``.
+        loss_func: element-wise loss (see :func:`make_loss_func`).
+        loss_coef: weight of the loss in the objective (st_rl's ``estimator_loss_coef``).
+    """
+    target_groups, index = tuple(target_groups), jnp.asarray(target_index)
+
+    def loss(state, params, mb: Minibatch, key):
+        obs = mb.data.obs
+        estimate = networks.estimate(params, mb.normalizers, obs)
+        target = concat_groups(obs, target_groups, networks.obs_shapes)[..., index]
+        value = estimation_loss(estimate, target, loss_func)
+        return loss_coef * value, {"estimator": jax.lax.stop_gradient(value)}
+
+    return Extension("estimator", loss=loss)
