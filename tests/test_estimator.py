@@ -165,6 +165,28 @@ def test_export_runs_estimator_and_actor_with_parity(trained, tmp_path):
     np.testing.assert_allclose(torchscript.run_torchscript(str(tmp_path / "policy.pt"), flat), exported, atol=1e-5)
 
 
+def test_export_of_an_estimator_on_some_raw_groups(tmp_path):
+    """No normaliser, the estimator reads the second of two actor groups: parity, and the ONNX importer does not
+    take the estimator's column selection for an input reordering."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    from agile_jax.export import export_policy, onnx_import
+
+    base = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)},
+                       obs_groups={"actor": ["policy", "critic"], "critic": ["critic"]}, action_size=2,
+                       actor_hidden_dims=(8,), critic_hidden_dims=(8,))
+    net = estimator.with_estimator(base, ["critic"], 2, (6,))
+    assert net.estimator_columns.tolist() == [4, 5, 6, 7, 8]
+    params = net.init(jax.random.key(0))
+    report = export_policy(net, params, {}, str(tmp_path))
+    assert report["passed"] and max(max(v.values()) for v in report["max_abs_error"].values()) < 1e-5
+    policy = onnx_import.load_onnx_policy(str(tmp_path / "policy.onnx"))
+    assert policy.input_index() is None
+    obs = {"policy": np.ones((1, 4), np.float32), "critic": np.linspace(-1, 1, 5, dtype=np.float32)[None]}
+    flat = np.concatenate([obs["policy"], obs["critic"]], -1)
+    np.testing.assert_allclose(np.asarray(policy(flat)), np.asarray(net.actor_mean(params, {}, obs)), atol=1e-5)
+
+
 def test_checkpoint_round_trip_resumes_exactly(tmp_path):
     cfg = _estimator_config()
     cfg.env.num_envs, cfg.runner.num_steps_per_env = 16, 8

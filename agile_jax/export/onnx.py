@@ -137,18 +137,27 @@ def _mlp_head(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
     return _dense_stack(g, spec.layers, spec.activation, "mlp", x, output="actions")
 
 
-def _with_estimate(g: GraphBuilder, spec: PolicySpec, x: str) -> str:
-    """``Concat(x, estimator(x[:, columns]))`` when the policy has a state estimator, else ``x``."""
+def _with_estimate(g: GraphBuilder, spec: PolicySpec, x: str, is_input: bool) -> str:
+    """``Concat(x, estimator(x[:, columns]))`` when the policy has a state estimator, else ``x``.
+
+    The Gather is skipped when the estimator reads every column in order; a Gather applied straight to the
+    graph input (no reordering, no normaliser) reads from an ``Identity`` copy, since ``Gather(obs, P)`` as the
+    first node is how an input reordering is recognised (:meth:`onnx_import.OnnxPolicy.input_index`).
+    """
     if spec.estimator is None:
         return x
-    picked = g.op("Gather", [x, g.int_const("estimator_columns", spec.estimator.columns)], axis=1)
+    columns, picked = spec.estimator.columns, x
+    if not np.array_equal(columns, np.arange(spec.obs_dim)):
+        source = g.op("Identity", [x]) if is_input else x
+        picked = g.op("Gather", [source, g.int_const("estimator_columns", columns)], axis=1)
     estimate = _dense_stack(g, spec.estimator.layers, spec.activation, "estimator", picked)
     return g.op("Concat", [x, estimate], axis=1)
 
 
 def _mlp_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
     """Normaliser (+ estimate) + MLP: ``{"obs": name} -> {"actions": name}``."""
-    return {"actions": _mlp_head(g, spec, _with_estimate(g, spec, _normalize(g, spec, inputs["obs"])))}
+    x = _normalize(g, spec, inputs["obs"])
+    return {"actions": _mlp_head(g, spec, _with_estimate(g, spec, x, x == inputs["obs"]))}
 
 
 def _gates(g: GraphBuilder, gates: str, count: int, width: int) -> list[str]:
