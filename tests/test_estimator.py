@@ -4,6 +4,8 @@ config errors."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -156,6 +158,9 @@ def test_export_runs_estimator_and_actor_with_parity(trained, tmp_path):
     for fmt in ("onnx", "torchscript"):
         assert max(report["max_abs_error"][fmt].values()) < 1e-5, report["max_abs_error"]
     assert report["network"]["estimator"] == {"input_dim": 4, "output_dim": 2, "hidden_dims": [32]}
+    config = json.loads((tmp_path / "network_config.json").read_text())
+    assert (config["class_name"], config["estimate_size"], config["estimator_groups"]) == (
+        "EstimatorActorCritic", 2, ["policy"])
     # The graphs take the policy observation only, and the estimator matters inside them.
     flat = obs["policy"][:64]
     without = dict(runner.state.params, estimator=jax.tree.map(jnp.zeros_like, runner.state.params["estimator"]))
@@ -231,3 +236,21 @@ def test_t1_preset_estimates_the_critic_base_velocity():
                                     networks.obs_shapes)
     assert ext.tolist() == [3, 4, 5]
     assert cfg.algorithm.symmetry_cfg.enabled
+
+
+def test_t1_preset_trains_one_iteration_and_exports_with_parity(tmp_path):
+    """T1 smoke run (symmetry on): a finite estimator loss, and the exported graph runs estimator + actor."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    from agile_jax import config as config_lib
+    from agile_jax.export import export_policy
+    from experiments.configs import get_preset, make_env
+
+    cfg = config_lib.apply_overrides(get_preset("t1_velocity_estimator"), [
+        "num_envs=4", "runner.num_steps_per_env=2", "runner.progress_bar=false", "runner.logger=none"])
+    env = make_env(cfg)
+    runner = OnPolicyRunner(env, cfg)
+    runner.state, out = runner.trainer.iteration(runner.state)
+    assert np.isfinite(float(out.metrics["estimator"])) and float(out.metrics["estimator"]) > 0
+    report = export_policy(runner.networks, runner.state.params, runner.state.normalizers, str(tmp_path), env=env)
+    assert report["passed"] and report["network"]["estimator"]["output_dim"] == 3

@@ -121,8 +121,10 @@ def _compare(paths: Mapping[str, str], sets: Mapping, networks: ActorCritic, ref
 def _network_config(networks: ActorCritic) -> dict:
     recurrent = {name: getattr(networks, name) for name in ("rnn_type", "rnn_hidden_dim", "rnn_num_layers")
                  if networks.is_recurrent}
+    names = ("estimator_groups", "estimate_size", "estimator_hidden_dims")
+    estimator = {name: getattr(networks, name) for name in names if hasattr(networks, name)}
     return io_descriptor.plain({
-        **recurrent, "class_name": type(networks).__name__, "obs_shapes": dict(networks.obs_shapes),
+        **recurrent, **estimator, "class_name": type(networks).__name__, "obs_shapes": dict(networks.obs_shapes),
         "obs_groups": dict(networks.obs_groups),
         "action_size": networks.action_size, "actor_hidden_dims": networks.actor_hidden_dims,
         "critic_hidden_dims": networks.critic_hidden_dims, "activation": networks.activation,
