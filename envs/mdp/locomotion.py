@@ -93,7 +93,9 @@ def root_vel_w(qpos: Array, qvel: Array, com_offset: Array | None = None) -> Arr
 
 def root_com_offset(robot: Robot, info: dict) -> Array:
     """The root body's centre of mass in its frame ``[3]`` for the env's (possibly randomised) domain."""
-    return info["domain"].body_ipos[robot.root_body]
+    if "domain" in info:
+        return info["domain"].body_ipos[robot.root_body]
+    return jnp.asarray(robot.model.body_ipos[robot.root_body], jnp.float32)  # a state built without a domain
 
 
 class Ground(NamedTuple):
