@@ -1,46 +1,126 @@
-"""TensorBoard logging under RSL-RL 5.x tag names, and the console progress bar."""
+"""Training logs under RSL-RL 5.x tag names: TensorBoard, and optionally Weights & Biases or Neptune.
+
+``runner.logger`` picks the writer as RSL-RL's ``logger`` option does: ``tensorboard`` (default), ``wandb`` or
+``neptune`` (each also writes the TensorBoard files, like RSL-RL's ``WandbLogWriter`` / ``NeptuneLogWriter``),
+or ``none``. W&B and Neptune are the optional extras ``agile_jax[wandb]`` / ``agile_jax[neptune]``; see
+:mod:`agile_jax.io.remote_loggers` for their modes and credentials. On several hosts only process 0 logs (the
+runner creates no logger elsewhere).
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import yaml
+
+from agile_jax.config import ConfigError
+
+LOGGERS = ("tensorboard", "wandb", "neptune", "none")
+# Logger -> (module it needs, pyproject extra that installs it).
+PACKAGES = {"wandb": ("wandb", "wandb"), "neptune": ("neptune", "neptune")}
+# Series that RSL-RL also writes against elapsed seconds, as "<tag>/time".
+WALL_TIME_TAGS = ("Train/mean_reward", "Train/mean_episode_length")
+
+
+def check_logger(kind: str, need_package: bool = True) -> None:
+    """Refuses an unknown ``runner.logger`` and, when ``need_package``, a logger whose extra is not installed.
+
+    Raises:
+        ConfigError: one line naming the valid loggers or the ``pip install`` that fixes it.
+    """
+    if kind not in LOGGERS:
+        raise ConfigError(f"unknown runner.logger '{kind}'; use one of {', '.join(LOGGERS)}")
+    if need_package and kind in PACKAGES:
+        module, extra = PACKAGES[kind]
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ConfigError(f"runner.logger={kind} needs the '{module}' package: pip install 'agile_jax[{extra}]' "
+                              f"(in a source checkout: pip install -e '.[{extra}]')") from None
+
+
+def run_config(cfg: Any) -> dict:
+    """A run's configuration as plain data in RSL-RL's layout: ``train_cfg`` (runner fields, ``policy``,
+    ``algorithm``) and ``env_cfg``."""
+    if cfg is None:
+        return {}
+    from agile_jax import config as config_lib
+
+    plain = yaml.safe_load(config_lib.to_yaml(cfg)) or {}
+    train_cfg = {**plain.get("runner", {}), "policy": plain.get("policy"), "algorithm": plain.get("algorithm")}
+    return {"train_cfg": train_cfg, "env_cfg": plain.get("env")}
 
 
 class Logger:
-    """Writes scalars with tensorboardX (``logger="tensorboard"``) or nowhere (``"none"``)."""
+    """Writes an iteration's scalars to TensorBoard (tensorboardX) and, for ``wandb`` / ``neptune``, to that service.
 
-    def __init__(self, log_dir: str | None, kind: str = "tensorboard"):
+    Args:
+        log_dir: run directory; ``None`` writes nothing.
+        kind: ``runner.logger``.
+        cfg: the run's config (a ``TrainConfig`` / ``DistillationConfig``): project names and the config uploaded
+            to W&B / Neptune.
+    """
+
+    def __init__(self, log_dir: str | None, kind: str = "tensorboard", cfg: Any = None):
+        check_logger(kind, need_package=bool(log_dir))
         self.writer = None
+        self.remote = None
         self.start_time = time.time()
-        if log_dir and kind == "tensorboard":
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=log_dir, flush_secs=10)
-        elif kind not in ("tensorboard", "none"):
-            raise ValueError(f"unknown runner.logger '{kind}', expected 'tensorboard' or 'none'")
-
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        if self.writer is None:
+        if not log_dir or kind == "none":
             return
-        for tag, value in values.items():
-            if value is not None and np.isfinite(value):
-                self.writer.add_scalar(tag, float(value), step)
-        # Wall-time series as RSL-RL writes them.
-        elapsed = int(time.time() - self.start_time)
-        for tag in ("Train/mean_reward", "Train/mean_episode_length"):
-            if values.get(tag) is not None:
-                self.writer.add_scalar(f"{tag}/time", float(values[tag]), elapsed)
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=log_dir, flush_secs=10)
+        if kind in PACKAGES:
+            from agile_jax.io.remote_loggers import BACKENDS
+
+            runner_cfg = getattr(cfg, "runner", None)
+            project = getattr(runner_cfg, f"{kind}_project", "agile_jax")
+            try:
+                self.remote = BACKENDS[kind](log_dir, project, run_config(cfg))
+            except BaseException:
+                self.writer.close()
+                raise
+
+    def scalars(self, values: Mapping[str, float | None], step: int) -> None:
+        """Logs the finite values of ``values`` at ``step`` (``None`` / NaN: nothing written), plus RSL-RL's
+        wall-time series of the mean reward and episode length."""
+        finite = {tag: float(v) for tag, v in values.items() if v is not None and np.isfinite(v)}
+        elapsed = time.time() - self.start_time
+        timed = {f"{tag}/time": finite[tag] for tag in WALL_TIME_TAGS if tag in finite}
+        if self.writer is not None:
+            for tag, value in finite.items():
+                self.writer.add_scalar(tag, value, step)
+            # Wall-time series as RSL-RL writes them (whole seconds as the step).
+            for tag, value in timed.items():
+                self.writer.add_scalar(tag, value, int(elapsed))
+        if self.remote is not None:
+            self.remote.scalars(finite, step)
+            self.remote.wall_time_scalars(timed, elapsed)
 
     def text(self, tag: str, text: str) -> None:
         if self.writer is not None:
             self.writer.add_text(tag, text)
+        if self.remote is not None:
+            self.remote.text(tag, text)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
+        """Flushes and closes every writer (safe to call twice; TensorBoard reopens its file if written again)."""
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+        if self.remote is not None:
+            remote, self.remote = self.remote, None
+            remote.close()
 
 
 def iteration_scalars(metrics: dict, episode_extras: dict, episode_stats: dict[str, float], timing: dict[str, float],
