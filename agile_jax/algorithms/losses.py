@@ -54,7 +54,7 @@ class Forward(NamedTuple):
 
     Attributes:
         mean: action mean ``[B_aug, A]``.
-        std: action std ``[A]``.
+        std: action std ``[A]`` (state-independent) or ``[B_aug, A]`` (heteroscedastic).
         log_prob: log-prob of the batch actions ``[B_aug]``.
         value: critic value ``[B_aug]``.
         entropy: entropy of the *original* rows ``[B]``.

@@ -90,12 +90,17 @@ def forward(networks: ActorCritic, params, normalizers, batch: Batch, num_origin
 
     A flat minibatch is ``[B, ...]``; a trajectory minibatch of a recurrent policy is ``[T, B, ...]`` with
     stored states, and every output keeps that ``[T, B]`` layout (``num_original`` is then ``T``: all rows).
+    The std is ``[A]`` (state-independent) or per row like the mean (heteroscedastic).
     """
-    mean, value = networks.apply_batch(params, normalizers, batch.obs, batch.hidden, batch.dones)
-    std = networks.action_std(params)
+    mean, std, value = networks.apply_batch_dist(params, normalizers, batch.obs, batch.hidden, batch.dones)
     log_prob = distributions.log_prob(mean, std, batch.actions)
-    ent = distributions.entropy(jnp.broadcast_to(std, mean[:num_original].shape))
+    ent = distributions.entropy(jnp.broadcast_to(original_rows(std, mean, num_original), mean[:num_original].shape))
     return Forward(mean=mean, std=std, log_prob=log_prob, value=value, entropy=ent)
+
+
+def original_rows(std: Array, mean: Array, num_original: int) -> Array:
+    """The std of the first ``num_original`` rows: a per-row std is sliced, a state-independent ``[A]`` one kept."""
+    return std[:num_original] if std.ndim == mean.ndim else std
 
 
 def make_update_fn(
@@ -138,8 +143,9 @@ def make_update_fn(
         out = forward(networks, params, normalizers, full, num_original)
         total, metrics = extensions.loss(ext_states, params, full, out, normalizers, num_updates, key)
         # KL(old || new) on the original rows only, for the learning-rate rule.
+        new_std = jnp.broadcast_to(original_rows(out.std, out.mean, num_original), mb.old_mean.shape)
         kl = distributions.kl(mb.old_mean, mb.old_std, jax.lax.stop_gradient(out.mean[:num_original]),
-                              jax.lax.stop_gradient(jnp.broadcast_to(out.std, mb.old_mean.shape)))
+                              jax.lax.stop_gradient(new_std))
         return total, (metrics, jnp.mean(kl))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -77,6 +77,8 @@ class PolicySpec:
         input_index: ``[D]`` int64 or ``None``: the graph's first op is ``x = obs[..., input_index]``, mapping the
             exported input layout onto the env layout the network was trained on.
         estimator: the state estimator whose estimate is appended to the actor's input, or ``None``.
+        encoders: kind ``"cnn"``: the CNN of each 2-D group (:class:`agile_jax.export.cnn.EncoderSpec`); the MLP
+            reads the input's ``columns_1d`` (``[D_1d]`` int64) followed by every encoder's features.
     """
 
     kind: str
@@ -93,6 +95,8 @@ class PolicySpec:
     metadata: dict = field(default_factory=dict)
     input_index: np.ndarray | None = None
     estimator: EstimatorSpec | None = None
+    encoders: tuple = ()
+    columns_1d: np.ndarray | None = None
 
     @property
     def hidden_dims(self) -> tuple[int, ...]:
@@ -132,6 +136,8 @@ class PolicySpec:
                if self.estimator is not None else {}),
             **({"rnn_type": self.kind, "rnn_hidden_dim": self.rnn_hidden_dim, "rnn_num_layers": len(self.rnn)}
                if self.rnn else {}),
+            **({"obs_dim_1d": int(len(self.columns_1d)), "encoders": [e.describe() for e in self.encoders]}
+               if self.encoders else {}),
         }
 
 
@@ -161,7 +167,11 @@ def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str,
         normalizers: ``{"actor": NormalizerState}`` when the actor normalises its input.
         metadata: extra entries for the exported files (e.g. ``{"joint_names": [...]}``).
     """
-    layers = mlp_layers(params["actor"]["mlp"])
+    if getattr(networks, "actor_encoders", None):  # CNN encoders on 2-D groups (agile_jax/export/cnn.py)
+        from agile_jax.export.cnn import cnn_policy_spec
+
+        return cnn_policy_spec(networks, params, normalizers, metadata)
+    layers = mlp_layers(networks.mean_mlp_params(params))  # a heteroscedastic actor exports its mean half
     groups = tuple(networks.obs_groups["actor"])
     dims = tuple(int(np.prod(networks.obs_shapes[g])) for g in groups)
     mean = denom = None

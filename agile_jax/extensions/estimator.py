@@ -150,9 +150,9 @@ class EstimatorActorCritic(ActorCritic):
         """Fresh params with a widened actor input and the estimator MLP."""
         key_base, key_actor, key_estimator = jax.random.split(key, 3)
         params = super().init(key_base)
-        actor = self.actor_mlp.init(key_actor, jnp.zeros((1, self.obs_dim("actor") + self.estimate_size)))
+        actor = self.init_actor(key_actor, self.obs_dim("actor") + self.estimate_size)
         estimator = self.estimator_mlp.init(key_estimator, jnp.zeros((1, len(self.estimator_columns))))
-        return {**params, "actor": {**params["actor"], "mlp": actor}, "estimator": {"mlp": estimator}}
+        return {**params, "actor": actor, "estimator": {"mlp": estimator}}
 
     def _estimate(self, params: Params, x: Array) -> Array:
         return self.estimator_mlp.apply(params["estimator"]["mlp"], x[..., self.estimator_columns])
@@ -161,8 +161,9 @@ class EstimatorActorCritic(ActorCritic):
         """The estimate ``[..., K]`` (st_rl's ``get_estimated_state``)."""
         return self._estimate(params, self.network_input("actor", normalizers, obs))
 
-    def actor_mean(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
-        """Action mean ``[..., A]`` of the actor on its input followed by the (detached) estimate."""
+    def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
+        """Raw actor output (the mean ``[..., A]``, plus the std parameter when heteroscedastic) of the actor on its
+        input followed by the (detached) estimate."""
         x = self.network_input("actor", normalizers, obs)
         e = jax.lax.stop_gradient(self._estimate(params, x))
         return self.actor_mlp.apply(params["actor"]["mlp"], jnp.concatenate([x, e], axis=-1))

@@ -1,14 +1,18 @@
-"""Diagonal Gaussian with a state-independent std, as RSL-RL's ``GaussianDistribution``.
+"""Diagonal Gaussians as RSL-RL 5.5's ``GaussianDistribution`` and ``HeteroscedasticGaussianDistribution``.
 
-The std parameter lives in the actor params under ``"std"``; ``std_type="scalar"`` stores the std
-itself (clamped, not softplus-ed), ``std_type="log"`` stores its log (clamped in log space). Log-prob
-and entropy are summed over the action axis; the KL is ``KL(old || new)`` summed over the action axis,
-exactly as ``torch.distributions.kl_divergence`` computes it (no epsilon).
+``GaussianDistribution``: the std is state-independent; its parameter lives in the actor params under
+``"std"``. ``HeteroscedasticGaussianDistribution``: the std is state-dependent; the actor MLP outputs ``2A``
+values, the mean first and the std parameter second (RSL-RL's ``[..., 2, A]`` after ``Unflatten``). Either
+way ``std_type="scalar"`` means the parameter is the std itself (clamped, not softplus-ed) and
+``std_type="log"`` its log (clamped in log space). Log-prob and entropy are summed over the action axis; the
+KL is ``KL(old || new)`` summed over the action axis, exactly as ``torch.distributions.kl_divergence``
+computes it (no epsilon).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +21,41 @@ from agile_jax.types import Array, PRNGKey
 
 STD_RANGE = (1e-6, 1e6)
 _LOG_2PI = math.log(2.0 * math.pi)
+GAUSSIAN = "GaussianDistribution"
+HETEROSCEDASTIC = "HeteroscedasticGaussianDistribution"
+DISTRIBUTIONS = (GAUSSIAN, HETEROSCEDASTIC)
+
+
+def resolve_distribution_cfg(distribution_cfg: Mapping | None, init_noise_std: float = 1.0,
+                             noise_std_type: str = "scalar") -> dict:
+    """Network fields from an RSL-RL 5.x ``distribution_cfg`` (``None``: a Gaussian with the older
+    ``init_noise_std`` / ``noise_std_type`` names).
+
+    Returns:
+        ``{"distribution_class", "init_noise_std", "noise_std_type", "std_range"}`` for the actor-critic.
+
+    Raises:
+        ValueError: an unknown class or key, or a value out of range (the message names the fix).
+    """
+    cfg = dict(distribution_cfg or {})
+    name = str(cfg.pop("class_name", GAUSSIAN)).replace(":", ".").split(".")[-1]  # dotted names as RSL-RL's
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"distribution_cfg.class_name '{name}' is not supported; use one of {list(DISTRIBUTIONS)}")
+    allowed = {"init_std", "std_type", "std_range"} | ({"learn_std"} if name == GAUSSIAN else set())
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ValueError(f"distribution_cfg keys {unknown} are not options of {name}; valid: {sorted(allowed)}")
+    if not cfg.pop("learn_std", True):
+        raise ValueError("distribution_cfg.learn_std=false (a fixed std) is not supported; remove it")
+    out = {"distribution_class": name, "init_noise_std": float(cfg.get("init_std", init_noise_std)),
+           "noise_std_type": str(cfg.get("std_type", noise_std_type)),
+           "std_range": tuple(float(x) for x in cfg.get("std_range", STD_RANGE))}
+    if out["noise_std_type"] not in ("scalar", "log"):
+        raise ValueError(f"distribution_cfg.std_type '{out['noise_std_type']}' is unknown; use 'scalar' or 'log'")
+    if out["init_noise_std"] <= 0 or len(out["std_range"]) != 2 or not out["std_range"][0] < out["std_range"][1]:
+        raise ValueError(f"distribution_cfg needs init_std > 0 and std_range=[min, max] with min < max, got "
+                         f"{out['init_noise_std']} and {list(out['std_range'])}")
+    return out
 
 
 def init_std_param(action_size: int, init_std: float, std_type: str) -> Array:
@@ -26,6 +65,25 @@ def init_std_param(action_size: int, init_std: float, std_type: str) -> Array:
     if std_type == "log":
         return jnp.full((action_size,), math.log(init_std), jnp.float32)
     raise ValueError(f"unknown noise_std_type '{std_type}', expected 'scalar' or 'log'")
+
+
+def init_std_bias(init_std: float, std_type: str) -> float:
+    """Initial bias of the std half of a heteroscedastic actor's last layer (its weights start at zero).
+
+    RSL-RL's ``init_mlp_weights``: ``init_std`` for ``"scalar"``, ``log(init_std + 1e-7)`` for ``"log"``.
+    """
+    if std_type == "scalar":
+        return float(init_std)
+    if std_type == "log":
+        return float(math.log(init_std + 1e-7))
+    raise ValueError(f"unknown noise_std_type '{std_type}', expected 'scalar' or 'log'")
+
+
+def split_output(output: Array, action_size: int, std_type: str,
+                 std_range: tuple[float, float] = STD_RANGE) -> tuple[Array, Array]:
+    """``(mean [..., A], std [..., A])`` of a heteroscedastic actor's output ``[..., 2A]`` (mean first)."""
+    mean, param = output[..., :action_size], output[..., action_size:]
+    return mean, std_from_param(param, std_type, std_range)
 
 
 def std_from_param(param: Array, std_type: str, std_range: tuple[float, float] = STD_RANGE) -> Array:

@@ -174,9 +174,10 @@ def rnn_from_torch(state_dict, prefix: str = "") -> Params:
 class ActorCriticRecurrent(ActorCritic):
     """RSL-RL's recurrent actor and critic: each ``normaliser -> RNN -> MLP`` (``ActorCriticRecurrent``).
 
-    Params ``{"actor": {"rnn", "mlp", "std"}, "critic": {"rnn", "mlp"}}``; the recurrent state
-    ``{"actor": RNNState, "critic": RNNState}``. Feed-forward entry points (``actor_mean``, ``value``) are
-    refused: use :meth:`actor_step` / :meth:`value_step` (rollout) or :meth:`apply_batch` (update).
+    Params ``{"actor": {"rnn", "mlp", "std"}, "critic": {"rnn", "mlp"}}`` (no ``"std"`` with a state-dependent
+    std); the recurrent state ``{"actor": RNNState, "critic": RNNState}``. Feed-forward entry points
+    (``actor_mean``, ``actor_output``, ``value``) are refused: use :meth:`actor_step` / :meth:`actor_dist_step` /
+    :meth:`value_step` (rollout) or :meth:`apply_batch` / :meth:`apply_batch_dist` (update).
 
     Attributes:
         rnn_type: ``"lstm"`` or ``"gru"``.
@@ -197,9 +198,8 @@ class ActorCriticRecurrent(ActorCritic):
         """Fresh params ``{"actor": {"rnn", "mlp", "std"}, "critic": {"rnn", "mlp"}}``."""
         k_ar, k_am, k_cr, k_cm = jax.random.split(key, 4)
         latent = jnp.zeros((1, self.rnn_hidden_dim))
-        std = distributions.init_std_param(self.action_size, self.init_noise_std, self.noise_std_type)
         return {
-            "actor": {"rnn": self.rnn("actor").init(k_ar), "mlp": self.actor_mlp.init(k_am, latent), "std": std},
+            "actor": {"rnn": self.rnn("actor").init(k_ar), **self.init_actor(k_am, self.rnn_hidden_dim)},
             "critic": {"rnn": self.rnn("critic").init(k_cr), "mlp": self.critic_mlp.init(k_cm, latent)},
         }
 
@@ -207,8 +207,8 @@ class ActorCriticRecurrent(ActorCritic):
         """Zero state of both networks, ``[num_envs, layers, H]`` per part."""
         return {name: self.rnn(name).zero_state((num_envs,)) for name in ("actor", "critic")}
 
-    def actor_step(self, params: Params, normalizers, obs: Observation, hidden: RNNState):
-        """Action mean ``[N, A]`` for one step, and the actor's new state."""
+    def actor_output_step(self, params: Params, normalizers, obs: Observation, hidden: RNNState):
+        """Raw actor output ``[N, A]`` (heteroscedastic ``[N, 2A]``) for one step, and the actor's new state."""
         x = self.network_input("actor", normalizers, obs)
         latent, hidden = self.rnn("actor").step(params["actor"]["rnn"], x, hidden)
         return self.actor_mlp.apply(params["actor"]["mlp"], latent), hidden
@@ -219,18 +219,36 @@ class ActorCriticRecurrent(ActorCritic):
         latent, hidden = self.rnn("critic").step(params["critic"]["rnn"], x, hidden)
         return self.critic_mlp.apply(params["critic"]["mlp"], latent)[..., 0], hidden
 
-    def actor_sequence(self, params: Params, normalizers, obs: Observation, hidden: RNNState, dones: Array) -> Array:
-        """Action means ``[T, B, A]`` over stored trajectories (see :meth:`RNN.sequence`)."""
+    def actor_sequence_output(self, params: Params, normalizers, obs: Observation, hidden: RNNState,
+                              dones: Array) -> Array:
+        """Raw actor outputs ``[T, B, A]`` (heteroscedastic ``[T, B, 2A]``) over stored trajectories."""
         xs = self.network_input("actor", normalizers, obs)
         latent = self.rnn("actor").sequence(params["actor"]["rnn"], xs, hidden, dones)
         return self.actor_mlp.apply(params["actor"]["mlp"], latent)
 
+    def actor_sequence(self, params: Params, normalizers, obs: Observation, hidden: RNNState, dones: Array) -> Array:
+        """Action means ``[T, B, A]`` over stored trajectories (see :meth:`RNN.sequence`)."""
+        return self.output_mean(self.actor_sequence_output(params, normalizers, obs, hidden, dones))
+
+    def _critic_sequence(self, params: Params, normalizers, obs: Observation, hidden, dones: Array) -> Array:
+        xs = self.network_input("critic", normalizers, obs)
+        latent = self.rnn("critic").sequence(params["critic"]["rnn"], xs, hidden["critic"], dones)
+        return self.critic_mlp.apply(params["critic"]["mlp"], latent)[..., 0]
+
     def apply_batch(self, params: Params, normalizers, obs: Observation, hidden, dones: Array):
         """Means ``[T, B, A]`` and values ``[T, B]`` of a trajectory minibatch (stored states ``[T, B, ...]``)."""
         mean = self.actor_sequence(params, normalizers, obs, hidden["actor"], dones)
-        xs = self.network_input("critic", normalizers, obs)
-        latent = self.rnn("critic").sequence(params["critic"]["rnn"], xs, hidden["critic"], dones)
-        return mean, self.critic_mlp.apply(params["critic"]["mlp"], latent)[..., 0]
+        return mean, self._critic_sequence(params, normalizers, obs, hidden, dones)
+
+    def apply_batch_dist(self, params: Params, normalizers, obs: Observation, hidden, dones: Array):
+        """Means ``[T, B, A]``, stds (``[A]`` or ``[T, B, A]``) and values ``[T, B]`` of a trajectory minibatch."""
+        output = self.actor_sequence_output(params, normalizers, obs, hidden["actor"], dones)
+        mean, std = self.output_distribution(params, output)
+        return mean, std, self._critic_sequence(params, normalizers, obs, hidden, dones)
+
+    def actor_output(self, params, normalizers, obs):
+        raise TypeError("ActorCriticRecurrent has no feed-forward actor_output; use actor_output_step (with its "
+                        "state) or actor_sequence_output")
 
     def actor_mean(self, params, normalizers, obs):
         raise TypeError("ActorCriticRecurrent has no feed-forward actor_mean; use actor_step (with its state) "
@@ -249,11 +267,10 @@ def make_recurrent_inference_fn(networks: ActorCriticRecurrent):
 
     def make_policy(params: Params, normalizers, deterministic: bool = True):
         def policy(obs: Observation, hidden: RNNState, key: PRNGKey | None = None):
-            mean, hidden = networks.actor_step(params, normalizers, obs, hidden)
             if deterministic:
-                return mean, hidden
-            std = jnp.broadcast_to(networks.action_std(params), mean.shape)
-            return distributions.sample(key, mean, std), hidden
+                return networks.actor_step(params, normalizers, obs, hidden)
+            (mean, std), hidden = networks.actor_dist_step(params, normalizers, obs, hidden)
+            return distributions.sample(key, mean, jnp.broadcast_to(std, mean.shape)), hidden
 
         return policy
 
