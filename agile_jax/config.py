@@ -147,7 +147,10 @@ class RunnerConfig:
     experiment_name: str = "default"
     run_name: str = ""
     log_root: str = "logs"
-    logger: str = "tensorboard"  # "tensorboard" | "none"
+    # "tensorboard" | "wandb" | "neptune" | "none"; wandb and neptune also write the TensorBoard files.
+    logger: str = "tensorboard"
+    wandb_project: str = "agile_jax"  # W&B project (entity: $WANDB_USERNAME, offline: WANDB_MODE=offline)
+    neptune_project: str = "agile_jax"  # Neptune project, "$NEPTUNE_USERNAME/<name>" unless it holds a "/"
     check_for_nan: bool = True
     obs_groups: dict[str, list[str]] = field(default_factory=lambda: {"actor": ["policy"], "critic": ["policy"]})
     init_at_random_ep_len: bool = False

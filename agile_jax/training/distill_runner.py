@@ -172,8 +172,8 @@ class DistillationRunner(OnPolicyRunner):
 
     def learn(self, num_learning_iterations: int) -> None:
         """Runs ``num_learning_iterations`` distillation iterations (notices go to the log first)."""
-        if self.log_dir and self.logger is None:
-            self.logger = Logger(self.log_dir, self.cfg.runner.logger)
+        if self.log_dir and self.logger is None and parallel.is_main_process():
+            self.logger = Logger(self.log_dir, self.cfg.runner.logger, cfg=self.cfg)
             for notice in self.notices:
                 self.logger.text("Distillation/notice", notice)
         super().learn(num_learning_iterations)

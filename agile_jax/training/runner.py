@@ -19,7 +19,7 @@ from agile_jax import config as config_lib
 from agile_jax import precision
 from agile_jax.extensions.base import Chain, Extension
 from agile_jax.io import checkpoint as ckpt
-from agile_jax.io.logger import Logger, iteration_scalars
+from agile_jax.io.logger import Logger, check_logger, iteration_scalars
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
 from agile_jax.training import episodes, memory, parallel, signals
@@ -109,6 +109,8 @@ class OnPolicyRunner:
         """
         self.env, self.cfg, self.log_dir = env, cfg, log_dir
         self.networks, self.trainer = networks, trainer
+        # An unknown logger, or one whose extra is missing on the process that logs, is refused before training.
+        check_logger(cfg.runner.logger, need_package=bool(log_dir) and parallel.is_main_process())
         num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(networks.init, jax.random.key(0))))
         memory.check_fits(env, cfg.runner.num_steps_per_env, num_params, trainer.mesh.devices.size)
         self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
@@ -142,7 +144,7 @@ class OnPolicyRunner:
         run = self.cfg.runner
         main = parallel.is_main_process()
         if self.log_dir and self.logger is None and main:
-            self.logger = Logger(self.log_dir, run.logger)
+            self.logger = Logger(self.log_dir, run.logger, cfg=self.cfg)
         samples = run.num_steps_per_env * self.env.num_envs
         start = self.current_learning_iteration
         bar = _progress(num_learning_iterations, start, run.progress_bar and self.log_dir is not None and main)
