@@ -8,12 +8,14 @@ them plus the extra keys marked (ours). Schema (format version 2)::
     format_version: 2                        # (ours) 1 was the pre-AGILE layout, refused by readers
     producer: agile_jax                      # (ours)
     policy:
-      type: MLP                              # MLP | RNN
+      type: MLP                              # MLP | RNN | CNN (stateless, like MLP: policy(obs) -> actions)
       hidden_shape: [S, 1, H]                # RNN only: policy.pt(obs [1, D], hidden) -> (actions [1, A], hidden)
       hidden_layout: [h, c]                  # (ours) RNN only: h rows then c rows (LSTM), S = rows * layers
       files: {onnx: policy.onnx, torchscript: policy.pt}                 # (ours)
       inputs:                                # (ours) the graph's inputs
       - {name: obs, shape: [1, D], layout: term_major, groups: [{name: policy, dim: D, start: 0, end: D}]}
+                                             # a 2-D group adds shape: [C, H, W] (its columns hold
+                                             # the image flattened C-major: c * H * W + h * W + w)
       outputs: [{name: actions, shape: [1, A]}]                          # (ours)
       deterministic: true                    # (ours) Gaussian mean, no sampling
       obs_normalization: baked               # (ours) baked | none: the normaliser is inside the graph
@@ -205,9 +207,12 @@ def _policy(spec: PolicySpec, files: Mapping[str, str] | None, dynamic_batch: bo
     starts = np.cumsum((0,) + tuple(spec.obs_group_dims))
     groups = [{"name": g, "dim": int(d), "start": int(s), "end": int(s + d)}
               for g, d, s in zip(spec.obs_groups, spec.obs_group_dims, starts)]
+    images = {e.group: list(e.shape) for e in spec.encoders}  # 2-D groups: [C, H, W], flattened C-major
+    for group in groups:
+        group.update({"shape": images[group["name"]]} if group["name"] in images else {})
     states = [{"name": s.name, "shape": [s.shape[0], batch, *s.shape[2:]]} for s in spec.state]
     kind = {"type": "RNN", "hidden_shape": list(spec.hidden_shape),
-            "hidden_layout": [s.name for s in spec.state]} if spec.state else {"type": "MLP"}
+            "hidden_layout": [s.name for s in spec.state]} if spec.state else {"type": "CNN" if images else "MLP"}
     return {**kind, "files": dict(files or {}),
             "inputs": [{"name": "obs", "shape": [batch, spec.obs_dim], "layout": layout, "groups": groups}]
             + [{**s, "name": f"{s['name']}_in"} for s in states],

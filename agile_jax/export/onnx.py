@@ -222,8 +222,15 @@ def _recurrent_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -
     return outputs
 
 
+def _cnn_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
+    """CNN encoders on the 2-D groups + MLP (:func:`agile_jax.export.cnn.cnn_body`)."""
+    from agile_jax.export.cnn import cnn_body
+
+    return cnn_body(g, spec, inputs)
+
+
 BODY_BUILDERS: dict[str, Callable[[GraphBuilder, PolicySpec, dict[str, str]], dict[str, str]]] = {
-    "mlp": _mlp_body, "lstm": _recurrent_body, "gru": _recurrent_body}
+    "mlp": _mlp_body, "lstm": _recurrent_body, "gru": _recurrent_body, "cnn": _cnn_body}
 
 
 # -- model ----------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ def build_module(spec: PolicySpec):
     require_torch()
     from agile_jax.export import _torch_modules
 
+    if spec.kind == "cnn":  # CNN encoders on 2-D groups (agile_jax/export/_torch_cnn.py)
+        from agile_jax.export._torch_cnn import CNNPolicy
+
+        return CNNPolicy(spec).eval().requires_grad_(False)
     if spec.kind not in _torch_modules.MODULE_BUILDERS:
         raise ValueError(f"no TorchScript builder for policy kind '{spec.kind}'; "
                          f"available: {sorted(_torch_modules.MODULE_BUILDERS)}")
