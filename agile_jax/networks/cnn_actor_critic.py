@@ -204,9 +204,26 @@ def params_from_rsl_rl(networks: ActorCriticCNN, actor_state_dict: Mapping[str, 
                        critic_state_dict: Mapping[str, Any]) -> tuple[Params, dict]:
     """``(params, normalizers)`` from the state dicts of an RSL-RL ``CNNModel`` actor and critic.
 
-    The MLP (``mlp.<2i>.weight`` -> ``Dense_i.kernel`` transposed), the Gaussian std parameter, the encoders
-    (:func:`encoders_from_state_dict`) and the 1-D normalisers (``obs_normalizer._mean`` / ``_var`` /
-    ``count``) are read; the layout comes from ``networks``.
+    ``params_from_rsl_rl(networks, actor_state_dict, critic_state_dict) -> (params, normalizers)``: the MLP
+    (``mlp.<2i>.weight`` -> ``Dense_i.kernel`` transposed), the Gaussian std parameter
+    (``distribution.std_param`` / ``log_std_param``), the encoders (``cnns.<group>.<j>.*``, see
+    :func:`~agile_jax.networks.cnn.cnn_params_from_state_dict`) and the 1-D normalisers (``obs_normalizer._mean``
+    / ``_var`` / ``count``) are read; with ``share_cnn_encoders`` the critic's ``cnns.*`` entries (the same
+    tensors) are not read again.
+
+    Args:
+        networks: the matching :class:`ActorCriticCNN` (from the run's ``cnn_cfg`` and observation shapes;
+            ``allow_batch_norm=True`` for ``norm="batch"`` encoders); strides and paddings are not in a state dict.
+        actor_state_dict, critic_state_dict: ``actor_state_dict`` / ``critic_state_dict`` of an RSL-RL 5.x
+            checkpoint (torch tensors or arrays).
+
+    Returns:
+        ``params`` in :meth:`ActorCriticCNN.init`'s layout (float32 NumPy) and ``{"actor"/"critic":
+        NormalizerState}`` for the networks that store a normaliser.
+
+    Raises:
+        ValueError: encoder entries missing, unexpected or shaped unlike ``networks``' encoders.
+        KeyError: an MLP layer missing from a state dict.
     """
     params, normalizers = {}, {}
     for name, sd in (("actor", actor_state_dict), ("critic", critic_state_dict)):
