@@ -13,6 +13,7 @@ import json
 import os
 import struct
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -62,10 +63,12 @@ def tensorboard_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
 def wandb_records(path: str) -> list:
     """The protobuf records of a W&B run file: a 7-byte file header, then 32 KiB blocks of chunks, each with a
     ``<crc32, length, type>`` header (type 1 full, 2 first, 3 middle, 4 last); a block tail shorter than a header
-    is padding."""
+    is padding. A chunk still being written ends the list."""
     from wandb.proto import wandb_internal_pb2
 
     data = open(path, "rb").read()
+    if len(data) < 7:
+        return []
     ident, magic, version = struct.unpack("<4sHB", data[:7])
     assert (ident, magic, version) == (b":W&B", 0xBEE1, 0)
     block, pos, pending, records = 32768, 7, b"", []
@@ -77,6 +80,8 @@ def wandb_records(path: str) -> list:
         if kind == 0:  # zero padding up to the end of the block
             pos += block - pos % block
             continue
+        if pos + 7 + length > len(data):  # still being written
+            break
         chunk = data[pos + 7:pos + 7 + length]
         assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF == crc, "corrupt W&B record"
         pos += 7 + length
@@ -92,9 +97,14 @@ def wandb_offline_run(log_dir: str) -> tuple[dict[str, list[tuple[int, float]]],
     """``(tag -> [(step, value)], config, run name)`` of the single offline W&B run below ``log_dir``."""
     files = glob.glob(os.path.join(log_dir, "wandb", "offline-run-*", "run-*.wandb"))
     assert len(files) == 1, files
+    # W&B's service finishes writing the file shortly after run.finish() returns: wait for its exit record.
+    deadline = time.time() + 30
+    while not (records := wandb_records(files[0])) or records[-1].WhichOneof("record_type") != "exit":
+        assert time.time() < deadline, "the W&B run file never got its exit record"
+        time.sleep(0.05)
     scalars: dict[str, list[tuple[int, float]]] = {}
     config, name = {}, ""
-    for record in wandb_records(files[0]):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             items = {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item}
