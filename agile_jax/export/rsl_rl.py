@@ -1,17 +1,13 @@
 """RSL-RL 5.x checkpoints (``model_<it>.pt``) to and from agile_jax params and normalisers.
 
-RSL-RL's PPO checkpoint is ``{actor_state_dict, critic_state_dict, optimizer_state_dict, iter, infos}``.
-An ``MLPModel`` state dict holds (names from ``rsl_rl/models/mlp_model.py``, ``modules/mlp.py``,
-``modules/normalization.py``, ``modules/distribution.py``)::
-
-    obs_normalizer._mean / _var / _std  [1, D]     (only with obs_normalization=True)
-    obs_normalizer.count                 int64
-    distribution.std_param | distribution.log_std_param  [A]   (actor, GaussianDistribution)
-    mlp.<2i>.weight [out, in], mlp.<2i>.bias [out]  (Linear layers; activations sit at odd indices)
-
-Flax ``Dense_i.kernel`` is ``mlp.<2i>.weight.T``. Hidden sizes come from the weight shapes; the activation
-is not stored in the state dict, so it is read from an Isaac Lab ``params/agent.yaml`` next to the
-checkpoint when there is one, else taken from the caller (RSL-RL's default ``elu``).
+RSL-RL's PPO checkpoint is ``{actor_state_dict, critic_state_dict, optimizer_state_dict, iter, infos}`` (a
+distillation checkpoint has ``student_state_dict`` / ``teacher_state_dict``). Actor and critic may be
+``MLPModel`` s or ``RNNModel`` s (LSTM / GRU), the actor's distribution a ``GaussianDistribution`` (std
+parameter) or a ``HeteroscedasticGaussianDistribution`` (state-dependent std); the state-dict layouts are in
+:mod:`agile_jax.export.rsl_rl_models`. Flax ``Dense_i.kernel`` is ``mlp.<2i>.weight.T``. Hidden sizes come from the
+weight shapes; the activation (and a heteroscedastic std's ``std_type``) are not stored in the state dict, so they
+are read from an Isaac Lab ``params/agent.yaml`` next to the checkpoint when there is one, else taken from the
+caller (RSL-RL's defaults ``elu`` / ``scalar``).
 
 Activation names and functions agree with RSL-RL's (``crelu`` is CELU, ``gelu`` the exact erf form).
 """
@@ -19,8 +15,6 @@ Activation names and functions agree with RSL-RL's (``crelu`` is CELU, ``gelu`` 
 from __future__ import annotations
 
 import os
-import re
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -30,14 +24,14 @@ import numpy as np
 import optax
 import yaml
 
-from agile_jax.export.spec import mlp_layers
+from agile_jax.export.rsl_rl_models import ModelLayout, model_state_dict, read_model
 from agile_jax.export.torchscript import require_torch
+from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.mlp import resolve_activation
 from agile_jax.networks.normalization import NormalizerState
+from agile_jax.networks.recurrent import ActorCriticRecurrent
 from agile_jax.types import Params
-
-_LINEAR = re.compile(r"^mlp\.(\d+)\.weight$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +45,9 @@ class RslRlLayout:
         activation: agile_jax activation name.
         noise_std_type: ``"scalar"`` (``std_param``) or ``"log"`` (``log_std_param``).
         actor_obs_normalization, critic_obs_normalization: whether a normaliser is stored.
+        distribution_class: the actor's distribution (``GaussianDistribution`` /
+            ``HeteroscedasticGaussianDistribution``).
+        rnn_type, rnn_hidden_dim, rnn_num_layers: the RNN of ``RNNModel`` actor and critic (``None``: MLPs).
     """
 
     actor_obs_dim: int
@@ -62,17 +59,26 @@ class RslRlLayout:
     noise_std_type: str
     actor_obs_normalization: bool
     critic_obs_normalization: bool
+    distribution_class: str = distributions.GAUSSIAN
+    rnn_type: str | None = None
+    rnn_hidden_dim: int = 0
+    rnn_num_layers: int = 0
 
     def networks(self, obs_shapes: Mapping[str, tuple[int, ...]] | None = None,
                  obs_groups: Mapping[str, list[str]] | None = None) -> ActorCritic:
-        """The matching :class:`ActorCritic` (default groups: ``policy`` -> actor, ``critic`` -> critic)."""
+        """The matching :class:`ActorCritic` / :class:`ActorCriticRecurrent` (default groups: ``policy`` -> actor,
+        ``critic`` -> critic)."""
         shapes = dict(obs_shapes or {"policy": (self.actor_obs_dim,), "critic": (self.critic_obs_dim,)})
         groups = dict(obs_groups or {"actor": ["policy"], "critic": ["critic"]})
-        net = ActorCritic(obs_shapes=shapes, obs_groups=groups, action_size=self.action_size,
-                          actor_hidden_dims=self.actor_hidden_dims, critic_hidden_dims=self.critic_hidden_dims,
-                          activation=self.activation, noise_std_type=self.noise_std_type,
-                          actor_obs_normalization=self.actor_obs_normalization,
-                          critic_obs_normalization=self.critic_obs_normalization)
+        fields = dict(obs_shapes=shapes, obs_groups=groups, action_size=self.action_size,
+                      actor_hidden_dims=self.actor_hidden_dims, critic_hidden_dims=self.critic_hidden_dims,
+                      activation=self.activation, noise_std_type=self.noise_std_type,
+                      actor_obs_normalization=self.actor_obs_normalization,
+                      critic_obs_normalization=self.critic_obs_normalization,
+                      distribution_class=self.distribution_class)
+        net = (ActorCritic(**fields) if self.rnn_type is None else
+               ActorCriticRecurrent(**fields, rnn_type=self.rnn_type, rnn_hidden_dim=self.rnn_hidden_dim,
+                                    rnn_num_layers=self.rnn_num_layers))
         for name, dim in (("actor", self.actor_obs_dim), ("critic", self.critic_obs_dim)):
             if net.obs_dim(name) != dim:
                 raise ValueError(f"obs_shapes/obs_groups give the {name} {net.obs_dim(name)} inputs, "
@@ -93,41 +99,6 @@ class RslRlCheckpoint(NamedTuple):
 # -- RSL-RL -> agile_jax ----------------------------------------------------------------------------
 
 
-def _numpy(sd: Mapping, key: str) -> np.ndarray:
-    value = sd[key]
-    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-
-
-def _mlp_from_state_dict(sd: Mapping, what: str) -> dict:
-    """Flax MLP params ``{"params": {"Dense_i": ...}}`` from the ``mlp.<j>.*`` entries of a state dict."""
-    indices = sorted(int(m.group(1)) for key in sd if (m := _LINEAR.match(key)))
-    if not indices:
-        raise ValueError(f"{what}: no 'mlp.<i>.weight' entries; only RSL-RL MLPModel checkpoints are supported "
-                         f"(keys: {sorted(sd)[:8]} ...)")
-    unknown = [k for k in sd if k.startswith("mlp.") and not re.match(r"^mlp\.\d+\.(weight|bias)$", k)]
-    if unknown:
-        raise ValueError(f"{what}: unsupported MLP entries {unknown}")
-    return {"params": {f"Dense_{i}": {"kernel": np.ascontiguousarray(_numpy(sd, f"mlp.{j}.weight").T),
-                                      "bias": _numpy(sd, f"mlp.{j}.bias")}
-                       for i, j in enumerate(indices)}}
-
-
-def _normalizer_from_state_dict(sd: Mapping) -> NormalizerState | None:
-    if "obs_normalizer._mean" not in sd:
-        return None
-    return NormalizerState(mean=_numpy(sd, "obs_normalizer._mean").reshape(-1).astype(np.float32),
-                           var=_numpy(sd, "obs_normalizer._var").reshape(-1).astype(np.float32),
-                           count=np.asarray(_numpy(sd, "obs_normalizer.count"), np.float32))
-
-
-def _std_from_state_dict(sd: Mapping) -> tuple[np.ndarray, str]:
-    for key, std_type in (("distribution.std_param", "scalar"), ("distribution.log_std_param", "log")):
-        if key in sd:
-            return _numpy(sd, key).astype(np.float32), std_type
-    raise ValueError("actor_state_dict has no 'distribution.std_param' / 'distribution.log_std_param': only "
-                     "RSL-RL's GaussianDistribution (state-independent std) can be imported")
-
-
 class _AnyTagLoader(yaml.SafeLoader):
     """A safe YAML loader that reads Python-tagged nodes (``!!python/tuple`` ...) as plain data."""
 
@@ -143,17 +114,32 @@ def _plain_node(loader, suffix, node):
 _AnyTagLoader.add_multi_constructor("", _plain_node)
 
 
-def activation_from_run_dir(checkpoint_path: str) -> str | None:
-    """The actor activation in an Isaac Lab ``params/agent.yaml`` beside ``checkpoint_path``, if any."""
+def model_cfg_from_run_dir(checkpoint_path: str, sections: tuple[str, ...] = ("actor", "policy")) -> dict:
+    """The first of ``sections`` in an Isaac Lab ``params/agent.yaml`` beside ``checkpoint_path`` ({} if none).
+
+    RSL-RL 5.x configs have ``actor`` / ``critic`` (``student`` / ``teacher``) sections; older ones ``policy``.
+    """
     run_dir = os.path.dirname(os.path.abspath(checkpoint_path))
     for path in (os.path.join(run_dir, "params", "agent.yaml"), os.path.join(run_dir, "agent.yaml")):
         if os.path.isfile(path):
             with open(path) as f:
                 cfg = yaml.load(f, Loader=_AnyTagLoader) or {}
-            for section in ("actor", "policy"):  # RSL-RL 5.x, then the older ActorCritic layout
-                if isinstance(cfg.get(section), dict) and cfg[section].get("activation"):
-                    return str(cfg[section]["activation"])
-    return None
+            for section in sections:
+                if isinstance(cfg.get(section), dict):
+                    return dict(cfg[section])
+    return {}
+
+
+def activation_from_run_dir(checkpoint_path: str) -> str | None:
+    """The actor activation in an Isaac Lab ``params/agent.yaml`` beside ``checkpoint_path``, if any."""
+    activation = model_cfg_from_run_dir(checkpoint_path).get("activation")
+    return str(activation) if activation else None
+
+
+def std_type_from_run_dir(checkpoint_path: str) -> str | None:
+    """The actor's ``distribution_cfg.std_type`` in ``params/agent.yaml`` beside ``checkpoint_path``, if any."""
+    dist = model_cfg_from_run_dir(checkpoint_path).get("distribution_cfg") or {}
+    return str(dist["std_type"]) if isinstance(dist, dict) and dist.get("std_type") else None
 
 
 def import_activation(name: str) -> str:
@@ -163,58 +149,78 @@ def import_activation(name: str) -> str:
     return name
 
 
-def load_checkpoint(checkpoint: str | Mapping, activation: str | None = None) -> RslRlCheckpoint:
-    """Reads an RSL-RL PPO checkpoint into agile_jax params and normalisers.
+def read_file(path: str) -> dict:
+    """``torch.load`` of an RSL-RL checkpoint file; anything that is not one is refused in one line.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a readable torch checkpoint, or one without model state dicts.
+    """
+    torch = require_torch()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"RSL-RL checkpoint '{path}' not found; pass the path of a model_<iteration>.pt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 (torch raises many types for a file that is not a checkpoint)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise ValueError(f"'{path}' is not a readable RSL-RL checkpoint ({type(err).__name__}: {first}); pass a "
+                         "model_<iteration>.pt written by RSL-RL's runner") from None
+    if not isinstance(checkpoint, dict) or not any(str(k).endswith("_state_dict") for k in checkpoint):
+        raise ValueError(f"'{path}' holds no RSL-RL model state dicts (actor_state_dict, ...); pass a "
+                         "model_<iteration>.pt written by RSL-RL's runner")
+    return checkpoint
+
+
+def _same_rnn(actor: ModelLayout, critic: ModelLayout) -> None:
+    """Refuses actor/critic model pairs :class:`ActorCriticRecurrent` cannot hold (both recurrent, one RNN layout)."""
+    a, c = (actor.rnn_type, actor.rnn_hidden_dim, actor.rnn_num_layers), (critic.rnn_type, critic.rnn_hidden_dim,
+                                                                         critic.rnn_num_layers)
+    if a != c:
+        raise ValueError(f"the checkpoint's actor is an {actor.class_name} {a} and its critic an {critic.class_name} "
+                         f"{c}; agile_jax's recurrent actor-critic gives both the same RNN")
+
+
+def load_checkpoint(checkpoint: str | Mapping, activation: str | None = None,
+                    std_type: str | None = None) -> RslRlCheckpoint:
+    """Reads an RSL-RL PPO checkpoint (``MLPModel`` or ``RNNModel`` actor and critic) into params and normalisers.
 
     Args:
         checkpoint: path to ``model_<it>.pt`` or the loaded dict.
         activation: RSL-RL activation name; ``None``: from ``params/agent.yaml`` next to the file, else ``elu``.
+        std_type: ``"scalar"`` / ``"log"`` of a heteroscedastic actor's std (not in the file); ``None``: from
+            ``params/agent.yaml``, else ``scalar``. A Gaussian actor's comes from its parameter's name.
 
     Returns:
         ``RslRlCheckpoint(layout, params, normalizers, iteration, infos)``; ``layout.networks(...)`` builds
-        the matching :class:`ActorCritic`.
+        the matching actor-critic.
     """
-    torch = require_torch()
     if isinstance(checkpoint, str):
         activation = activation or activation_from_run_dir(checkpoint)
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        std_type = std_type or std_type_from_run_dir(checkpoint)
+        checkpoint = read_file(checkpoint)
     for key in ("actor_state_dict", "critic_state_dict"):
         if key not in checkpoint:
             raise ValueError(f"not an RSL-RL PPO checkpoint: '{key}' missing (keys: {sorted(checkpoint)})")
-    actor_sd, critic_sd = checkpoint["actor_state_dict"], checkpoint["critic_state_dict"]
-    actor, critic = _mlp_from_state_dict(actor_sd, "actor"), _mlp_from_state_dict(critic_sd, "critic")
-    std, std_type = _std_from_state_dict(actor_sd)
-    normalizers = {name: n for name, sd in (("actor", actor_sd), ("critic", critic_sd))
-                   if (n := _normalizer_from_state_dict(sd)) is not None}
-    a_layers, c_layers = mlp_layers(actor), mlp_layers(critic)
+    actor, actor_params, actor_norm = read_model(checkpoint["actor_state_dict"], "actor", actor=True)
+    critic, critic_params, critic_norm = read_model(checkpoint["critic_state_dict"], "critic", actor=False)
+    if "CNNModel" in (actor.class_name, critic.class_name):
+        raise ValueError("a CNNModel checkpoint stores no strides, paddings or pooling: load it into a network built "
+                         "from the run's cnn_cfg (runner.init_from with policy.class_name=ActorCriticCNN)")
+    _same_rnn(actor, critic)
+    normalizers = {name: n for name, n in (("actor", actor_norm), ("critic", critic_norm)) if n is not None}
     layout = RslRlLayout(
-        actor_obs_dim=a_layers[0][0].shape[0], critic_obs_dim=c_layers[0][0].shape[0],
-        action_size=a_layers[-1][1].shape[0], actor_hidden_dims=tuple(b.shape[0] for _, b in a_layers[:-1]),
-        critic_hidden_dims=tuple(b.shape[0] for _, b in c_layers[:-1]),
-        activation=import_activation(activation or "elu"), noise_std_type=std_type,
-        actor_obs_normalization="actor" in normalizers, critic_obs_normalization="critic" in normalizers)
-    params = {"actor": {"mlp": actor, "std": std}, "critic": {"mlp": critic}}
+        actor_obs_dim=actor.input_dim, critic_obs_dim=critic.input_dim, action_size=actor.output_dim,
+        actor_hidden_dims=actor.hidden_dims, critic_hidden_dims=critic.hidden_dims,
+        activation=import_activation(activation or "elu"), noise_std_type=actor.std_type or std_type or "scalar",
+        actor_obs_normalization=actor.normalized, critic_obs_normalization=critic.normalized,
+        distribution_class=actor.distribution_class, rnn_type=actor.rnn_type, rnn_hidden_dim=actor.rnn_hidden_dim,
+        rnn_num_layers=actor.rnn_num_layers)
+    params = {"actor": actor_params, "critic": critic_params}
     return RslRlCheckpoint(layout, jax.tree.map(np.asarray, params), normalizers,
                            int(checkpoint.get("iter", 0) or 0), checkpoint.get("infos"))
 
 
 # -- agile_jax -> RSL-RL ----------------------------------------------------------------------------
-
-
-def _state_dict(torch, mlp: Mapping, normalizer: NormalizerState | None, std: tuple[str, Any] | None) -> OrderedDict:
-    """An ``MLPModel`` state dict (RSL-RL's key order) from Flax MLP params."""
-    sd: OrderedDict = OrderedDict()
-    if normalizer is not None:
-        mean, var = np.array(normalizer.mean, np.float32)[None], np.array(normalizer.var, np.float32)[None]
-        sd["obs_normalizer._mean"], sd["obs_normalizer._var"] = torch.from_numpy(mean), torch.from_numpy(var)
-        sd["obs_normalizer._std"] = torch.sqrt(torch.from_numpy(var.copy()))
-        sd["obs_normalizer.count"] = torch.tensor(int(round(float(np.asarray(normalizer.count)))), dtype=torch.long)
-    if std is not None:
-        sd[f"distribution.{std[0]}"] = torch.from_numpy(np.array(std[1], np.float32))
-    for i, (kernel, bias) in enumerate(mlp_layers(mlp)):
-        sd[f"mlp.{2 * i}.weight"] = torch.from_numpy(np.array(kernel.T, np.float32, order="C"))
-        sd[f"mlp.{2 * i}.bias"] = torch.from_numpy(np.array(bias))
-    return sd
 
 
 def _adam_state(opt_state: Any):
@@ -224,7 +230,15 @@ def _adam_state(opt_state: Any):
     return found[0] if found else None
 
 
-def _optimizer_state_dict(torch, actor_sd: Mapping, critic_sd: Mapping, opt_state: Any, learning_rate: float) -> dict:
+def _std_key(networks: ActorCritic) -> str | None:
+    """The Gaussian actor's parameter name in RSL-RL (``None``: heteroscedastic, no parameter)."""
+    if networks.state_dependent_std:
+        return None
+    return "std_param" if networks.noise_std_type == "scalar" else "log_std_param"
+
+
+def _optimizer_state_dict(torch, networks: ActorCritic, actor_sd: Mapping, critic_sd: Mapping, opt_state: Any,
+                          learning_rate: float) -> dict:
     """A ``torch.optim.Adam`` state dict over RSL-RL's parameter order, moments copied from optax's Adam."""
     names = [("actor", k) for k in actor_sd if not k.startswith("obs_normalizer")]
     names += [("critic", k) for k in critic_sd if not k.startswith("obs_normalizer")]
@@ -233,16 +247,14 @@ def _optimizer_state_dict(torch, actor_sd: Mapping, critic_sd: Mapping, opt_stat
     state = optimizer.state_dict()
     adam = _adam_state(opt_state) if opt_state is not None else None
     if adam is not None:
-        moments = {"mu": _state_dict(torch, adam.mu["actor"]["mlp"], None, ("std", adam.mu["actor"]["std"])),
-                   "nu": _state_dict(torch, adam.nu["actor"]["mlp"], None, ("std", adam.nu["actor"]["std"]))}
-        critic = {"mu": _state_dict(torch, adam.mu["critic"]["mlp"], None, None),
-                  "nu": _state_dict(torch, adam.nu["critic"]["mlp"], None, None)}
+        # The moments are trees shaped like the params, so they map to the same state-dict names.
+        moments = {(net, part): model_state_dict(torch, getattr(adam, part)[net], None,
+                                                 _std_key(networks) if net == "actor" else None)
+                   for net in ("actor", "critic") for part in ("mu", "nu")}
         step = torch.tensor(float(np.asarray(adam.count)), dtype=torch.float32)
         for i, (net, key) in enumerate(names):
-            src = moments if net == "actor" else critic
-            key_m = re.sub(r"^distribution\.(log_)?std_param$", "distribution.std", key)
-            state["state"][i] = {"step": step.clone(), "exp_avg": src["mu"][key_m].clone(),
-                                 "exp_avg_sq": src["nu"][key_m].clone()}
+            state["state"][i] = {"step": step.clone(), "exp_avg": moments[(net, "mu")][key].clone(),
+                                 "exp_avg_sq": moments[(net, "nu")][key].clone()}
     return state
 
 
@@ -251,26 +263,26 @@ def to_checkpoint(networks: ActorCritic, params: Params, normalizers: Mapping[st
                   infos: Any = None) -> dict:
     """An RSL-RL PPO checkpoint dict that ``rsl_rl.runners.OnPolicyRunner.load`` accepts.
 
-    The RSL-RL models must be built with ``hidden_dims``, ``activation`` (RSL-RL names),
-    ``obs_normalization`` and ``distribution_cfg={"class_name": "GaussianDistribution", "std_type":
+    The RSL-RL models must be built with ``class_name`` ``MLPModel`` (``RNNModel`` with the same ``rnn_type``,
+    ``rnn_hidden_dim``, ``rnn_num_layers`` for a recurrent policy), ``hidden_dims``, ``activation`` (RSL-RL names),
+    ``obs_normalization`` and ``distribution_cfg={"class_name": networks.distribution_class, "std_type":
     networks.noise_std_type}`` matching ``networks``.
 
     Args:
-        networks, params, normalizers: the agile_jax actor-critic.
+        networks, params, normalizers: the agile_jax actor-critic (feed-forward or recurrent).
         iteration: stored as ``iter``.
         opt_state: optional optax state; its Adam moments become the torch Adam state (fresh otherwise).
         learning_rate: Adam learning rate (default: the one injected in ``opt_state``, else 1e-3).
         infos: stored as ``infos``.
     """
     torch = require_torch()
-    std_key = "std_param" if networks.noise_std_type == "scalar" else "log_std_param"
     params = jax.device_get(params)
-    actor_sd = _state_dict(torch, params["actor"]["mlp"], normalizers.get("actor"), (std_key, params["actor"]["std"]))
-    critic_sd = _state_dict(torch, params["critic"]["mlp"], normalizers.get("critic"), None)
+    actor_sd = model_state_dict(torch, params["actor"], normalizers.get("actor"), _std_key(networks))
+    critic_sd = model_state_dict(torch, params["critic"], normalizers.get("critic"), None)
     if learning_rate is None:
         hyper = getattr(opt_state[1], "hyperparams", {}) if isinstance(opt_state, tuple) and len(opt_state) > 1 else {}
         learning_rate = float(np.asarray(hyper.get("learning_rate", 1e-3)))
-    optimizer = _optimizer_state_dict(torch, actor_sd, critic_sd, jax.device_get(opt_state), learning_rate)
+    optimizer = _optimizer_state_dict(torch, networks, actor_sd, critic_sd, jax.device_get(opt_state), learning_rate)
     return {"actor_state_dict": actor_sd, "critic_state_dict": critic_sd, "optimizer_state_dict": optimizer,
             "iter": int(iteration), "infos": infos}
 

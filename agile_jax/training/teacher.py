@@ -3,7 +3,8 @@
 ``load_teacher(path)`` accepts ``policy.onnx`` (this package's export, RSL-RL's ``export_policy_to_onnx`` or
 any ``torch.onnx.export`` of an MLP / single-step RNN, via :mod:`agile_jax.export.onnx_import`) and
 ``policy.pt`` TorchScript (ours, RSL-RL's ``export_policy_to_jit``, Isaac Lab / AGILE exporters, via
-:mod:`agile_jax.export.torchscript_import`). The result runs inside the jitted rollout; neither onnxruntime
+:mod:`agile_jax.export.torchscript_import`) and RSL-RL 5.x checkpoints ``model_<it>.pt`` (MLP / RNN models, via
+:mod:`agile_jax.training.rsl_rl_teacher`). The result runs inside the jitted rollout; neither onnxruntime
 nor torch is called after loading. Recurrent teachers keep their state per env (reset at dones).
 """
 
@@ -36,6 +37,8 @@ class Teacher:
         obs_groups: env observation groups recorded in the file (``None`` when it does not say).
         sha256: hash of the file, stored in checkpoints to catch a changed teacher on resume.
         description: format and layout, for logs.
+        action_std: the teacher's state-independent action std ``[A]`` where the file holds one (an RSL-RL
+            checkpoint's Gaussian), else ``None``.
     """
 
     apply: Callable[[Array, Any], tuple[Array, Any]]
@@ -47,6 +50,7 @@ class Teacher:
     obs_groups: tuple[str, ...] | None = None
     sha256: str = ""
     description: dict = field(default_factory=dict)
+    action_std: Any = None
 
     def bind(self, obs_groups: Sequence[str], obs_shapes: Mapping[str, tuple[int, ...]]):
         """``teacher(obs, state) -> (actions, state)`` reading the concatenated ``obs_groups`` of an env.
@@ -162,7 +166,8 @@ def teacher_from_torchscript(path: str) -> Teacher:
 
 
 def load_teacher(path: str) -> Teacher:
-    """The teacher in ``path``: ``*.onnx`` is read as ONNX, anything else as TorchScript.
+    """The teacher in ``path``: ``*.onnx`` is read as ONNX, an RSL-RL ``model_<it>.pt`` checkpoint (``torch.save``
+    archive) with :mod:`agile_jax.training.rsl_rl_teacher`, anything else as TorchScript.
 
     Raises:
         FileNotFoundError: no such file.
@@ -172,7 +177,11 @@ def load_teacher(path: str) -> Teacher:
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"teacher policy '{path}' not found; export one with experiments/export.py or "
-                                "runner.export() (policy.onnx / policy.pt)")
+                                "runner.export() (policy.onnx / policy.pt), or pass an RSL-RL model_<it>.pt")
+    from agile_jax.training import rsl_rl_teacher
+
+    if rsl_rl_teacher.is_rsl_rl_checkpoint(path):
+        return rsl_rl_teacher.teacher_from_rsl_rl_checkpoint(path)
     kind = "ONNX" if path.lower().endswith(".onnx") else "TorchScript"
     try:
         return teacher_from_onnx(path) if kind == "ONNX" else teacher_from_torchscript(path)

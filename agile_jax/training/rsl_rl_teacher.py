@@ -1,0 +1,91 @@
+"""An RSL-RL 5.x checkpoint (``model_<it>.pt``) as a distillation / TPPO teacher.
+
+RSL-RL's ``Distillation.load`` takes the teacher from a checkpoint's ``teacher_state_dict`` (a distillation run)
+or ``actor_state_dict`` (a PPO run); so does :func:`teacher_from_rsl_rl_checkpoint`. ``MLPModel`` and
+``RNNModel`` (LSTM / GRU) teachers are read, with their observation normaliser, as the deterministic Gaussian
+mean (the mean half of a heteroscedastic actor). The activation is not stored in the file: it comes from an Isaac
+Lab ``params/agent.yaml`` beside the checkpoint (section ``teacher``, else ``actor``), else from the caller, else
+RSL-RL's default ``elu``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+
+import jax
+import jax.numpy as jnp
+
+from agile_jax.export import rsl_rl
+from agile_jax.export.rsl_rl_models import ModelLayout, read_model
+from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.recurrent import ActorCriticRecurrent
+from agile_jax.training.teacher import Teacher, file_sha256
+
+TEACHER_KEYS = ("teacher_state_dict", "actor_state_dict")  # RSL-RL's order (Distillation.load)
+
+
+def is_torchscript(path: str) -> bool:
+    """Whether ``path`` is a TorchScript archive (it holds ``constants.pkl``); ``torch.save`` files do not."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def is_rsl_rl_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a ``torch.save`` archive rather than an ONNX or TorchScript policy."""
+    return zipfile.is_zipfile(path) and not is_torchscript(path) and not path.lower().endswith(".onnx")
+
+
+def teacher_networks(layout: ModelLayout, activation: str) -> ActorCritic:
+    """An actor-critic whose actor is the teacher (input: one group ``obs`` of the concatenated observation)."""
+    fields = dict(obs_shapes={"obs": (layout.input_dim,)}, obs_groups={"actor": ["obs"], "critic": ["obs"]},
+                  action_size=layout.output_dim, actor_hidden_dims=layout.hidden_dims, critic_hidden_dims=(),
+                  activation=activation, noise_std_type=layout.std_type or "scalar",
+                  actor_obs_normalization=layout.normalized, distribution_class=layout.distribution_class)
+    if layout.rnn_type is None:
+        return ActorCritic(**fields)
+    return ActorCriticRecurrent(**fields, rnn_type=layout.rnn_type, rnn_hidden_dim=layout.rnn_hidden_dim,
+                                rnn_num_layers=layout.rnn_num_layers)
+
+
+def teacher_from_rsl_rl_checkpoint(path: str, activation: str | None = None) -> Teacher:
+    """A :class:`Teacher` from an RSL-RL checkpoint file (``x [N, D] -> mean actions [N, A]``).
+
+    Args:
+        path: ``model_<it>.pt`` of an RSL-RL PPO or distillation run.
+        activation: RSL-RL activation name (default: ``params/agent.yaml`` beside the file, else ``elu``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an RSL-RL checkpoint, no teacher in it, or a model kind that cannot be read (one line).
+    """
+    checkpoint = rsl_rl.read_file(path)
+    key = next((k for k in TEACHER_KEYS if checkpoint.get(k)), None)
+    if key is None:
+        raise ValueError(f"'{path}' has neither a teacher_state_dict nor an actor_state_dict (keys: "
+                         f"{sorted(checkpoint)}); pass a model_<iteration>.pt of an RSL-RL PPO or distillation run")
+    layout, params, normalizer = read_model(checkpoint[key], f"teacher '{path}'", actor=True)
+    if layout.class_name == "CNNModel":
+        raise ValueError(f"teacher '{path}' is a CNNModel: its strides, paddings and pooling are not stored in the "
+                         "file; export it with RSL-RL's export_policy_to_jit / _onnx and pass that file instead")
+    section = ("teacher", "actor") if key == "teacher_state_dict" else ("actor", "policy")
+    activation = activation or rsl_rl.model_cfg_from_run_dir(path, section).get("activation") or "elu"
+    net = teacher_networks(layout, rsl_rl.import_activation(str(activation)))
+    params = jax.tree.map(jnp.asarray, {"actor": params})
+    normalizers = {"actor": jax.tree.map(jnp.asarray, normalizer)} if normalizer is not None else {}
+
+    def apply(x, state):
+        return net.actor_step(params, normalizers, {"obs": x}, state)
+
+    def init_state(num_envs: int):
+        return net.init_hidden(num_envs)["actor"]
+
+    std = None if net.state_dependent_std else net.action_std(params)
+    description = {"format": "rsl_rl_checkpoint", "state_dict": key, "model": layout.class_name,
+                   "hidden_dims": list(layout.hidden_dims), "activation": net.activation, "rnn": layout.rnn_type,
+                   "normalizer": layout.normalized, "distribution": layout.distribution_class}
+    return Teacher(apply=apply, init_state=init_state, obs_dim=layout.input_dim, action_dim=layout.output_dim,
+                   is_recurrent=net.is_recurrent, source=path, sha256=file_sha256(path), description=description,
+                   action_std=std)
