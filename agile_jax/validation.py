@@ -31,6 +31,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algorithm.entropy_coef": (lambda v: v >= 0, "a number >= 0"),
     "algorithm.value_loss_coef": (lambda v: v >= 0, "a number >= 0"),
     "policy.init_noise_std": (lambda v: v > 0, "a number > 0"),
+    "algorithm.ts_cfg.encoder_lr": (lambda v: v > 0, "a number > 0"),
+    "algorithm.ts_cfg.num_encoder_epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "algorithm.ts_cfg.num_latent_dims": (lambda v: v == -1 or v >= 1, "an integer >= 1 (-1: the privileged width)"),
 }
 
 

@@ -1,0 +1,117 @@
+"""LeggedGym-Ex's teacher-student PPO (``PPO_TS``) as one extension: the history encoder's latent matching.
+
+The policy is a :class:`~agile_jax.networks.teacher_student.TeacherStudentActorCritic`: the teacher (actor on its
+observation and the privilege encoder's latent ``z``) acts in the rollout and PPO trains actor, critic, privilege
+encoder and std with its own optimiser, as LeggedGym-Ex's ``rl_parameters``. After PPO's epochs, the history
+encoder (the student's) learns to reproduce the *updated* teacher latent with its own Adam optimiser at
+``encoder_lr``, its gradients clipped to ``max_grad_norm`` (``post_update``)::
+
+    for each of num_learning_epochs x num_mini_batches minibatches (one permutation, reused every epoch):
+        repeat num_encoder_epochs times:
+            loss = mean_{b, l} (z_hat[b, l] m[b] - z[b, l] m[b])^2        z = stop_gradient(privilege_encoder(p))
+            history encoder <- Adam(clip(grad loss))                      m = 1 - done (LeggedGym-Ex's mask)
+
+The mean runs over every element of the minibatch, masked rows included (``mse_loss`` of the masked tensors, as
+LeggedGym-Ex computes it). The mean loss is logged as ``Loss/latent_matching``.
+
+Differences from LeggedGym-Ex: the encoders read the normalised inputs when the policy normalises (the history
+encoder the actor's normaliser, the privilege encoder its own when ``critic_obs_normalization`` is set), the
+history encoder reads groups of the actor's observation (so the deployed student takes the actor's observation
+only), and the history encoder type is ``MLP`` (no ``TCN``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from agile_jax.extensions.base import Extension, Rollout, Spec
+from agile_jax.networks.teacher_student import TeacherStudentActorCritic
+from agile_jax.types import Array, Params, PRNGKey
+
+NAME = "teacher_student"
+
+
+@struct.dataclass
+class TeacherStudentState:
+    """What the method carries between iterations.
+
+    Attributes:
+        opt_state: the history encoder's optimiser state (gradient clipping, Adam).
+    """
+
+    opt_state: Any
+
+
+def latent_matching_loss(prediction: Array, target: Array, not_done: Array) -> Array:
+    """``mean((prediction * m - target * m)^2)`` over every element of ``[B, L]``, ``m = not_done [B]``."""
+    m = not_done[:, None].astype(prediction.dtype)
+    return jnp.mean(jnp.square(prediction * m - target * m))
+
+
+def make_encoder_optimizer(encoder_lr: float, max_grad_norm: float | None) -> optax.GradientTransformation:
+    """LeggedGym-Ex's ``history_encoder_optimizer``: clip by global norm (if set), then Adam at ``encoder_lr``."""
+    clip = optax.identity() if max_grad_norm is None else optax.clip_by_global_norm(max_grad_norm)
+    return optax.chain(clip, optax.adam(encoder_lr))
+
+
+def _minibatch_indices(key: PRNGKey, total: int, num_mini_batches: int, num_learning_epochs: int) -> Array:
+    """``[epochs * M, total // M]`` rows: one permutation split into ``M`` minibatches, repeated every epoch."""
+    size = total // num_mini_batches
+    perm = jax.random.permutation(key, total)[: num_mini_batches * size].reshape(num_mini_batches, size)
+    return jnp.tile(perm, (num_learning_epochs, 1))
+
+
+def extension(networks: TeacherStudentActorCritic, num_learning_epochs: int, num_mini_batches: int,
+              encoder_lr: float = 1e-3, num_encoder_epochs: int = 1, max_grad_norm: float | None = 1.0,
+              axis_name: str | None = None) -> Extension:
+    """The history encoder's training as an :class:`Extension` named ``teacher_student``.
+
+    Args:
+        networks: the teacher-student policy.
+        num_learning_epochs, num_mini_batches: passes over the rollout and minibatches per pass (PPO's numbers).
+        encoder_lr: the history encoder's Adam learning rate (LeggedGym-Ex's ``encoder_lr``).
+        num_encoder_epochs: gradient steps per minibatch (LeggedGym-Ex's ``num_encoder_epochs``).
+        max_grad_norm: the history encoder's gradient clip (PPO's ``max_grad_norm``, as LeggedGym-Ex uses it).
+        axis_name: data-parallel axis the gradients and the loss are averaged over (inside ``shard_map``).
+    """
+    tx = make_encoder_optimizer(encoder_lr, max_grad_norm)
+
+    def pmean(x):
+        return jax.lax.pmean(x, axis_name) if axis_name else x
+
+    def init(key: PRNGKey, spec: Spec) -> TeacherStudentState:
+        return TeacherStudentState(opt_state=tx.init(networks.init_history_encoder(key)))
+
+    def loss_fn(encoder: Params, history: Array, target: Array, not_done: Array) -> Array:
+        prediction = networks.history_encoder_mlp.apply(encoder["mlp"], history)
+        return latent_matching_loss(prediction, target, not_done)
+
+    def post_update(state: TeacherStudentState, params: Params, normalizers: Mapping, rollout: Rollout,
+                    key: PRNGKey):
+        tr = rollout.transitions
+        obs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)  # flat index t * N + n, as PPO's
+        # Inputs and targets of every stored step: the latent of the privilege encoder PPO just updated.
+        history = networks.history_input(normalizers, obs)
+        target = jax.lax.stop_gradient(networks.teacher_latent(params, normalizers, obs))
+        not_done = 1.0 - tr.dones.reshape(-1).astype(jnp.float32)
+
+        def step(carry, rows):
+            encoder, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(encoder, history[rows], target[rows], not_done[rows])
+            updates, opt_state = tx.update(pmean(grads), opt_state, encoder)
+            return (optax.apply_updates(encoder, updates), opt_state), loss
+
+        # num_encoder_epochs steps on each minibatch in turn.
+        rows = _minibatch_indices(key, not_done.shape[0], num_mini_batches, num_learning_epochs)
+        (encoder, opt_state), losses = jax.lax.scan(step, (params["history_encoder"], state.opt_state),
+                                                    jnp.repeat(rows, num_encoder_epochs, axis=0))
+        params = {**params, "history_encoder": encoder}
+        return state.replace(opt_state=opt_state), params, {"latent_matching": pmean(jnp.mean(losses))}
+
+    return Extension(NAME, init=init, post_update=post_update)
