@@ -134,11 +134,10 @@ def _encoder(g: onnx_lib.GraphBuilder, enc: EncoderSpec, x: str) -> str:
         pad = layer.padding
         if layer.mode != "zeros" and (pad[0] or pad[1]):
             x, pad = _pad(g, x, pad, layer.mode, hw), (0, 0)
-        p = enc.params[f"conv_{i}"]
-        x = g.op("Conv", [x, g.const(f"{prefix}.conv_{i}.kernel", p["kernel"]), g.const(f"{prefix}.conv_{i}.bias",
-                                                                                       p["bias"])],
-                 kernel_shape=[layer.kernel] * 2, strides=[layer.stride] * 2, dilations=[layer.dilation] * 2,
-                 pads=[pad[0], pad[1], pad[0], pad[1]])
+        p, name = enc.params[f"conv_{i}"], f"{prefix}.conv_{i}"
+        weights = [g.const(f"{name}.kernel", p["kernel"]), g.const(f"{name}.bias", p["bias"])]
+        x = g.op("Conv", [x, *weights], kernel_shape=[layer.kernel] * 2, strides=[layer.stride] * 2,
+                 dilations=[layer.dilation] * 2, pads=[pad[0], pad[1], pad[0], pad[1]])
         if layer.norm != "none":
             x = _norm(g, x, layer.norm, enc.params[f"norm_{i}"], f"{prefix}.norm_{i}")
         x = onnx_lib.activation(g, cnn.activation, x)

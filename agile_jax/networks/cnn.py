@@ -195,8 +195,8 @@ class CNN:
             if layer.max_pool:
                 x = max_pool(x)
         if self.global_pool != "none":
-            x = jnp.max(x, axis=(-2, -1), keepdims=True) if self.global_pool == "max" else \
-                jnp.mean(x, axis=(-2, -1), keepdims=True)
+            pool = jnp.max if self.global_pool == "max" else jnp.mean
+            x = pool(x, axis=(-2, -1), keepdims=True)
         return x.reshape((*batch, -1)) if self.flatten else x.reshape((*batch, *x.shape[1:]))
 
 
@@ -226,9 +226,8 @@ def _apply_norm(p: Params, x: Array, kind: str) -> Array:
         mean = jnp.mean(x, axis=(-3, -2, -1), keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=(-3, -2, -1), keepdims=True)
         return (x - mean) / jnp.sqrt(var + NORM_EPS) * p["scale"] + p["bias"]
-    shift = p["mean"][:, None, None]
-    return (x - shift) / jnp.sqrt(p["var"][:, None, None] + NORM_EPS) * p["scale"][:, None, None] + \
-        p["bias"][:, None, None]
+    mean, var, scale, bias = (p[name][:, None, None] for name in ("mean", "var", "scale", "bias"))
+    return (x - mean) / jnp.sqrt(var + NORM_EPS) * scale + bias
 
 
 def max_pool(x: Array) -> Array:
