@@ -270,6 +270,8 @@ class AMPLoader:
         p = np.concatenate(probs)
         self.probs = (p / p.sum()).astype(np.float32)
         self.observation_dim = int(np.prod(self.windows.shape[1:]))
+        # Device copies, made once: a jitted caller receives them as arguments rather than as program literals.
+        self._device = (jnp.asarray(self.windows.reshape(len(self.windows), -1)), jnp.asarray(self.probs))
 
     def _clip_windows(self, clip: MotionClip, step: float) -> np.ndarray:
         """The clip's windows ``[M, num_frames, D]`` at the control step."""
@@ -287,8 +289,8 @@ class AMPLoader:
 
     def sample(self, key: PRNGKey, batch_size: int) -> Array:
         """``batch_size`` expert observations ``[B, num_frames * D]`` drawn by clip weight (pure, jit-able)."""
-        idx = jax.random.choice(key, len(self.windows), (batch_size,), p=jnp.asarray(self.probs))
-        return jnp.asarray(self.windows)[idx].reshape(batch_size, -1)
+        windows, probs = self._device
+        return windows[jax.random.choice(key, len(self.windows), (batch_size,), p=probs)]
 
 
 def _check_layout(layout: Sequence[tuple[str, int]], joint_names: Sequence[str]) -> None:
