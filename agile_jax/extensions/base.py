@@ -10,6 +10,22 @@ An extension is a :class:`Extension` whose members are pure functions; every mem
     augment(batch) -> batch                                each minibatch, before the forward pass
     loss(state, params, minibatch, key) -> (loss, metrics) each minibatch; summed into the objective
     learning_rate(state, lr, num_updates) -> lr            each gradient step, before the adaptive-KL rule
+    post_update(state, params, normalizers, rollout, key) -> (state, params, metrics)
+                                                           after PPO's epochs (a part of the policy that
+                                                           another optimiser trains, e.g. PPO_TS's history encoder)
+
+One member runs inside the rollout, for methods that take part in acting (st_rl's ``act`` /
+``process_env_step``, e.g. TPPO's teacher executing its own actions in some envs); it is an :class:`Actor`::
+
+    act.init(key, num_envs) -> carry                       per-env carry, leaves [N, ...] (sharded like the envs)
+    act.act(state, carry, step, keys) -> (carry, actions, record)
+                                                           each control step, after the policy sampled; may
+                                                           replace actions per env; ``record`` [N, ...] is stored
+    act.process_env_step(state, carry, dones, keys) -> carry   each control step, after the env stepped
+
+The executed actions are what the transition stores, with their log-prob under the acting policy; each
+``record`` lands in ``transitions.extras["act"][name]`` ([T, N, ...]) for the learning hooks. The carry lives
+in ``TrainState.hidden["extensions"][name]``; runs without an ``act`` member keep neither.
 
 ``init(key, spec) -> state`` gives the extension's state, which lives in its own slot of the train state
 (``TrainState.extensions[name]``) and in checkpoints. :func:`chain` composes extensions in order: shaping,
@@ -94,6 +110,39 @@ class Stats(NamedTuple):
     num_updates: Array
 
 
+class ActStep(NamedTuple):
+    """What an :class:`Actor` sees at one control step (``n`` local envs).
+
+    Attributes:
+        obs: observation groups the policy acted on ``[n, ...]``.
+        actions: the actions so far ``[n, A]`` (the policy's samples, or what an earlier actor made of them).
+        mean: the policy's Gaussian mean ``[n, A]``.
+        std: the policy's Gaussian std ``[n, A]``.
+        t: control step within the rollout (int32 scalar).
+    """
+
+    obs: Observation
+    actions: Array
+    mean: Array
+    std: Array
+    t: Array
+
+
+class Actor(NamedTuple):
+    """Rollout-side hooks of an extension that takes part in acting (see the module docstring).
+
+    Attributes:
+        init: ``(key, num_envs) -> carry`` with leaves ``[num_envs, ...]``.
+        act: ``(state, carry, step: ActStep, keys [n]) -> (carry, actions [n, A], record [n, ...])``; ``keys`` are
+            per-env keys derived from the global env ids (results do not depend on the device split).
+        process_env_step: ``(state, carry, dones [n], keys [n]) -> carry`` after the env step, or ``None``.
+    """
+
+    init: Callable[[PRNGKey | None, int], Any]
+    act: Callable[[Any, Any, ActStep, Array], tuple[Any, Array, Any]]
+    process_env_step: Callable[[Any, Any, Array, Array], Any] | None = None
+
+
 def no_state(key: PRNGKey, spec: Spec) -> tuple:
     """``init`` of a stateless extension."""
     del key, spec
@@ -112,6 +161,8 @@ class Extension(NamedTuple):
     update: Callable[[Any, Rollout, Array, PRNGKey], tuple[Any, Metrics]] | None = None
     batch_extras: Callable[[Any, Rollout], Any] | None = None
     learning_rate: Callable[[Any, Array, Array], Array] | None = None
+    post_update: Callable[[Any, Any, Any, Rollout, PRNGKey], tuple[Any, Any, Metrics]] | None = None
+    act: Actor | None = None
 
 
 def named_key(key: PRNGKey, name: str) -> PRNGKey:
@@ -179,11 +230,52 @@ class Chain:
             metrics.update(m)
         return total, metrics
 
+    @property
+    def actors(self) -> tuple[Extension, ...]:
+        """The extensions with an ``act`` member (empty: the rollout runs no extension code)."""
+        return tuple(self._with("act"))
+
+    def init_carry(self, key: PRNGKey | None, num_envs: int) -> dict:
+        """``{name: per-env carry}`` of the actors (each from its own named key)."""
+        return {e.name: e.act.init(None if key is None else named_key(key, e.name), num_envs) for e in self.actors}
+
+    def act(self, states: dict, carries: dict, step: ActStep, keys: Array) -> tuple[dict, Array, dict]:
+        """Each actor's ``act`` in order, each on the actions its predecessor returned.
+
+        Returns:
+            ``(carries, executed actions [n, A], {name: record [n, ...]})``.
+        """
+        carries, records = dict(carries), {}
+        for e in self.actors:
+            own = jax.vmap(named_key, in_axes=(0, None))(keys, e.name)
+            carries[e.name], actions, records[e.name] = e.act.act(states[e.name], carries[e.name], step, own)
+            step = step._replace(actions=actions)
+        return carries, step.actions, records
+
+    def process_env_step(self, states: dict, carries: dict, dones: Array, keys: Array) -> dict:
+        """Each actor's ``process_env_step`` (after the env step) on its own carry."""
+        carries = dict(carries)
+        for e in self.actors:
+            if e.act.process_env_step is not None:
+                own = jax.vmap(named_key, in_axes=(0, None))(keys, f"{e.name}/process_env_step")
+                carries[e.name] = e.act.process_env_step(states[e.name], carries[e.name], dones, own)
+        return carries
+
     def learning_rate(self, states: dict, lr: Array, num_updates: Array) -> Array:
         """Every ``learning_rate`` rule in order."""
         for e in self._with("learning_rate"):
             lr = e.learning_rate(states[e.name], lr, num_updates)
         return lr
+
+    def post_update(self, states: dict, params, normalizers, rollout: Rollout,
+                    key: PRNGKey) -> tuple[dict, Any, Metrics]:
+        """Each ``post_update`` in order, on the params its predecessor returned, with its own named key."""
+        states, metrics = dict(states), {}
+        for e in self._with("post_update"):
+            states[e.name], params, m = e.post_update(states[e.name], params, normalizers, rollout,
+                                                      named_key(key, f"{e.name}/post_update"))
+            metrics.update(m)
+        return states, params, metrics
 
 
 def chain(*extensions: Extension | Sequence[Extension]) -> Chain:

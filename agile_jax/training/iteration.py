@@ -134,16 +134,19 @@ def sharded_program(fn: Callable, mesh: Mesh, in_specs, out_specs, matmul_precis
     return precision.with_precision(program, matmul_precision)
 
 
-def collect_local(rollout, state: TrainState, key: PRNGKey, axis_name: str) -> Collected:
+def collect_local(rollout, state: TrainState, key: PRNGKey, axis_name: str,
+                  with_extensions: bool = False) -> Collected:
     """Runs ``rollout`` on this device's envs (inside ``shard_map``), with env ids global over the mesh.
 
     ``rollout(params, normalizers, env_state, hidden, key, env_ids) -> (env_state, hidden, transitions, infos)``;
-    per-env keys derive from the global env ids, so the result does not depend on the device count.
+    per-env keys derive from the global env ids, so the result does not depend on the device count. With
+    ``with_extensions`` the extensions' states are passed as a last argument (for extensions that act).
     """
     n_local = jax.tree.leaves(state.env_state)[0].shape[0]
     env_ids = jax.lax.axis_index(axis_name) * n_local + jnp.arange(n_local)
+    extra = (state.extensions,) if with_extensions else ()
     env_state, hidden, tr, infos = rollout(state.params, state.normalizers, state.env_state, state.hidden, key,
-                                           env_ids)
+                                           env_ids, *extra)
     return Collected(env_state=env_state, transitions=tr, infos=infos, hidden=hidden)
 
 
@@ -196,11 +199,14 @@ class Algorithm:
         learn: ``learn(state, collected, key) -> Learned``, run inside ``shard_map`` (collectives over
             :data:`parallel.AXIS`).
         init: ``init(key, num_envs) -> InitialState``.
+        rollout_reads_extensions: ``rollout`` takes the extensions' states as a last argument (a run with
+            extensions that act, see :class:`agile_jax.extensions.base.Actor`).
     """
 
     rollout: Callable
     learn: Callable[[TrainState, Collected, PRNGKey], Learned]
     init: Callable[[PRNGKey, int], InitialState]
+    rollout_reads_extensions: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,7 +254,8 @@ def build_trainer(cfg, env, networks, tx, algorithm: Algorithm, mesh: Mesh | Non
     axis = parallel.AXIS
 
     def local_collect(state: TrainState) -> Collected:
-        return collect_local(algorithm.rollout, state, iteration_keys(state).rollout, axis)
+        return collect_local(algorithm.rollout, state, iteration_keys(state).rollout, axis,
+                             algorithm.rollout_reads_extensions)
 
     def local_learn(state: TrainState, collected: Collected):
         keys = iteration_keys(state)

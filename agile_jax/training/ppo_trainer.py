@@ -63,10 +63,15 @@ def make_ppo_learn(cfg, networks: ActorCritic, extensions: Chain, tx, axis: str)
         batch = _batch(rollout, advantages, returns, extensions.batch_extras(ext_states, rollout))
         carry, metrics = update(ppo.SGDCarry(state.params, state.opt_state, state.num_updates), state.normalizers,
                                 ext_states, batch, key)
+        # Parts of the policy with optimisers of their own learn after PPO's epochs (PPO_TS's history encoder).
+        ext_states, params, post_metrics = extensions.post_update(ext_states, carry.params, state.normalizers,
+                                                                  rollout, key)
+        carry = carry._replace(params=params)
         # Normalisers see every stored observation once per iteration (RSL-RL 5.5).
         normalizers = {name: normalization.update(state.normalizers[name], x, until, axis)
                        for name, x in networks.normalizer_inputs(tr.obs).items()}
-        metrics = dict(metrics, **shape_metrics, **ext_metrics, mean_std=jnp.mean(networks.action_std(carry.params)),
+        metrics = dict(metrics, **shape_metrics, **ext_metrics, **post_metrics,
+                       mean_std=networks.mean_action_std(carry.params, tr.action_std),
                        mean_step_reward=jax.lax.pmean(jnp.mean(tr.rewards), axis))
         finite = {"observations": all_finite(tr.obs, axis), "rewards": all_finite(tr.rewards, axis),
                   "values": all_finite(tr.values, axis), "loss": all_finite(metrics, axis),
@@ -95,11 +100,16 @@ def make_trainer(cfg, env, networks: ActorCritic, extensions: Chain | None = Non
     spec = Spec(obs_shapes=dict(env.observation_shapes), action_size=env.action_size, num_envs=env.num_envs,
                 networks=networks)
 
-    def init(key: PRNGKey, num_envs: int) -> InitialState:
-        return InitialState(params=networks.init(key), normalizers=networks.init_normalizers(),
-                            extensions=extensions.init(jax.random.fold_in(key, 1), spec),
-                            hidden=networks.init_hidden(num_envs))
+    acting = bool(extensions.actors)
 
-    algorithm = Algorithm(rollout=make_stateful_rollout_fn(env, networks, cfg.runner.num_steps_per_env),
-                          learn=make_ppo_learn(cfg, networks, extensions, tx, parallel.AXIS), init=init)
+    def init(key: PRNGKey, num_envs: int) -> InitialState:
+        hidden = networks.init_hidden(num_envs)
+        if acting:  # per-env state of the extensions that act, sharded like the envs
+            hidden = {**hidden, "extensions": extensions.init_carry(jax.random.fold_in(key, 2), num_envs)}
+        return InitialState(params=networks.init(key), normalizers=networks.init_normalizers(),
+                            extensions=extensions.init(jax.random.fold_in(key, 1), spec), hidden=hidden)
+
+    algorithm = Algorithm(rollout=make_stateful_rollout_fn(env, networks, cfg.runner.num_steps_per_env, extensions),
+                          learn=make_ppo_learn(cfg, networks, extensions, tx, parallel.AXIS), init=init,
+                          rollout_reads_extensions=acting)
     return build_trainer(cfg, env, networks, tx, algorithm, mesh, extensions)
