@@ -26,10 +26,12 @@ class PolicyConfig:
     """Actor-critic layout (RSL-RL ``ActorCritic`` / ``MLPModel`` / ``RNNModel`` names).
 
     ``class_name="ActorCriticRecurrent"`` puts an ``rnn_type`` RNN (``rnn_num_layers`` x ``rnn_hidden_dim``)
-    between the normaliser and the MLP of both actor and critic.
+    between the normaliser and the MLP of both actor and critic. ``class_name="ActorCriticCNN"`` (RSL-RL's
+    ``CNNModel`` per network) encodes every 2-D observation group with a CNN of ``actor_cnn_cfg`` /
+    ``critic_cnn_cfg`` before the MLP.
     """
 
-    class_name: str = "ActorCritic"  # "ActorCritic" | "ActorCriticRecurrent"
+    class_name: str = "ActorCritic"  # "ActorCritic" | "ActorCriticRecurrent" | "ActorCriticCNN"
     init_noise_std: float = 1.0
     noise_std_type: str = "scalar"  # "scalar" | "log"
     actor_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])
@@ -40,6 +42,14 @@ class PolicyConfig:
     rnn_type: str = "lstm"  # "lstm" | "gru" (ActorCriticRecurrent)
     rnn_hidden_dim: int = 256
     rnn_num_layers: int = 1
+    # RSL-RL 5.x actor distribution: {class_name: GaussianDistribution | HeteroscedasticGaussianDistribution,
+    # init_std, std_type, std_range}; None: GaussianDistribution with init_noise_std / noise_std_type.
+    distribution_cfg: Optional[dict] = None  # noqa: UP045 (OmegaConf needs Optional)
+    # ActorCriticCNN (RSL-RL's CNNModel as actor and critic): an RSL-RL cnn_cfg {output_channels, kernel_size, stride,
+    # dilation, padding, norm, activation, max_pool, global_pool, flatten} used for every 2-D ([C, H, W])
+    # observation group, or {group: cnn_cfg}; critic_cnn_cfg None: the actor's configuration (own weights).
+    actor_cnn_cfg: Optional[dict] = None  # noqa: UP045
+    critic_cnn_cfg: Optional[dict] = None  # noqa: UP045
 
 
 @dataclass
@@ -107,6 +117,84 @@ class EstimatorConfig:
 
 
 @dataclass
+class TPPOConfig:
+    """st_rl's ``TPPO`` (``algorithm.tppo_cfg``, teacher-guided PPO), on when ``teacher_policy`` names a policy file.
+
+    The teacher (``policy.onnx`` / ``policy.pt``, anything :func:`agile_jax.training.teacher.load_teacher` reads)
+    labels every step with its action on the critic observations (``label_action_with_critic_obs``, else the
+    actor's; ``action_labels_from_sample``: a sample of a teacher that has an action std). Envs whose
+    ``use_teacher_act_mask`` is set execute the label instead of the student's sample; the mask starts all set and
+    is redrawn per env when its episode ends, with ``teacher_act_prob`` (a number in [0, 1] or st_rl's schedule
+    ``linear`` | ``exp`` | ``tanh`` of the iteration, scaled by ``update_times_scale``). The loss adds
+    ``distillation_loss_coef`` (a number or a schedule name) times ``distill_target`` (``real``: L2 norm,
+    ``mse_sum``, ``l1``, ``tanh``: BCE of (x+1)/2, ``scaled_tanh``, ``max_log_prob``) between the student mean and
+    the labels; ``using_ppo=false`` drops PPO's terms (DAgger). ``distill_latent_obs_component_mapping``
+    ``{student component: teacher component}`` adds ``distill_latent_coef`` x ``distill_latent_target`` between the
+    student's and the teacher's state-estimator outputs. ``buffer_dilation_ratio`` > 1 keeps that many rollouts of
+    labelled steps for the distillation losses; ``hidden_state_resample_prob`` redraws stored recurrent states in
+    [-1, 1]; ``clip_min_std`` is the floor of the action std after each update."""
+
+    teacher_policy: str = ""
+    label_action_with_critic_obs: bool = True
+    teacher_act_prob: Any = "exp"  # float in [0, 1] | "linear" | "exp" | "tanh"
+    update_times_scale: float = 100.0
+    using_ppo: bool = True
+    distillation_loss_coef: Any = 1.0  # float | "linear" | "exp" | "tanh"
+    distill_target: str = "real"
+    distill_latent_coef: float = 1.0
+    distill_latent_target: str = "real"
+    distill_latent_obs_component_mapping: Optional[dict] = None  # noqa: UP045 (OmegaConf needs Optional)
+    buffer_dilation_ratio: float = 1.0
+    hidden_state_resample_prob: float = 0.0
+    action_labels_from_sample: bool = False
+    clip_min_std: float = 0.0
+
+
+@dataclass
+class AMPConfig:
+    """st_rl's ``APPO`` / ``ATPPO`` (``algorithm.amp_cfg``, adversarial motion priors): a discriminator on the env's
+    ``amp`` observation group (``runner.obs_groups.amp``) learns to tell it from reference motions
+    (``motion_files``: .npz motion files or shipped sets, see docs/motion_files.md) and rewards the policy with
+    ``style_reward_coef * max(0, 1 - (D - 1)^2 / 4)``, mixed as ``(1 - task_reward_lerp) * style +
+    task_reward_lerp * task``. ``discriminator_grad_pen`` weighs the gradient penalty on expert samples;
+    the discriminator has its own Adam (``learning_rate``) and ``hidden_dims``. ATPPO: ``dagger_loss_coef`` pulls
+    the policy mean towards the teacher policy in ``teacher_ac_path`` (observations: ``runner.obs_groups.teacher``);
+    ``mimic_loss_coef`` weighs st_rl's ``|ref_obs - ref_motion|`` (needs an env ``ref_motion`` group).
+    ``amp_obs_dim``: ``None`` takes the ``amp`` group's size, a number is checked against it."""
+
+    enabled: bool = False
+    motion_files: list[str] = field(default_factory=list)
+    amp_obs_dim: Optional[int] = None  # noqa: UP045 (OmegaConf needs Optional)
+    discriminator_loss_coef: float = 1.0
+    discriminator_grad_pen: float = 5.0
+    style_reward_coef: float = 1.0
+    task_reward_lerp: float = 0.0
+    hidden_dims: list[int] = field(default_factory=lambda: [1024, 512])
+    activation: str = "relu"
+    learning_rate: float = 1e-4
+    mimic_loss_coef: float = 0.0
+    dagger_loss_coef: float = 0.0
+    teacher_ac_path: str = ""
+
+
+@dataclass
+class TeacherStudentConfig:
+    """LeggedGym-Ex's ``PPO_TS`` / ``ActorCriticTS`` (``algorithm.ts_cfg``): a privilege encoder on the
+    ``privileged`` set of ``runner.obs_groups`` (default: the critic's groups) gives the teacher's latent of
+    ``num_latent_dims`` values (-1: the privileged width); a history encoder on the ``history`` set (groups of the
+    actor; default: all of them) learns to match it with its own Adam at ``encoder_lr`` (``num_encoder_epochs``
+    steps per minibatch) after PPO's epochs. The teacher acts in training; the student is evaluated and exported."""
+
+    enabled: bool = False
+    num_latent_dims: int = -1
+    privilege_encoder_hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
+    history_encoder_type: str = "MLP"
+    history_encoder_hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
+    encoder_lr: float = 1e-3
+    num_encoder_epochs: int = 1
+
+
+@dataclass
 class AlgorithmConfig:
     """PPO hyperparameters with RSL-RL's names and defaults."""
 
@@ -127,12 +215,16 @@ class AlgorithmConfig:
     normalize_advantage_per_mini_batch: bool = False
     # RSL-RL 5.x clips actor and critic gradients separately; AGILE clips them jointly.
     grad_clip_mode: str = "per_network"  # "per_network" | "joint"
+    share_cnn_encoders: bool = False  # RSL-RL 5.x: the critic reads the actor's CNN encoders (ActorCriticCNN)
     symmetry_cfg: SymmetryConfig = field(default_factory=SymmetryConfig)
     l2c2_cfg: L2C2Config = field(default_factory=L2C2Config)
     reward_normalization_cfg: RewardNormalizationConfig = field(default_factory=RewardNormalizationConfig)
     critic_warmup_steps: int = 0  # AGILE: value-only gradient steps before the policy terms fade in
     rnd_cfg: RNDConfig = field(default_factory=RNDConfig)
     estimator_cfg: EstimatorConfig = field(default_factory=EstimatorConfig)
+    tppo_cfg: TPPOConfig = field(default_factory=TPPOConfig)
+    ts_cfg: TeacherStudentConfig = field(default_factory=TeacherStudentConfig)
+    amp_cfg: AMPConfig = field(default_factory=AMPConfig)
 
 
 @dataclass
@@ -161,6 +253,8 @@ class RunnerConfig:
     resume: bool = False
     load_run: str = ""  # run directory name (or path); "" with resume=True: the latest run
     load_checkpoint: int = -1  # iteration to load; -1: the latest
+    # Start from an RSL-RL 5.x checkpoint (model_<it>.pt): its networks and normalisers replace the fresh ones.
+    init_from: str = ""
     progress_bar: bool = True
     # One fused XLA program per iteration (fastest). False runs collection and learning as two programs and
     # logs Perf/collection_time and Perf/learning_time separately.
@@ -207,6 +301,7 @@ class StudentTeacherConfig:
     rnn_type: str = "lstm"  # "lstm" | "gru"
     rnn_hidden_dim: int = 256
     rnn_num_layers: int = 1
+    distribution_cfg: Optional[dict] = None  # noqa: UP045 the student's, as PolicyConfig.distribution_cfg
 
 
 @dataclass

@@ -6,9 +6,10 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agile_jax.config import AlgorithmConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
+from agile_jax.config import AlgorithmConfig, AMPConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
 from envs.core import VecEnv
 from envs.tasks.point_mass import PointMass, PointMassConfig
+from envs.tasks.point_mass_amp import PointMassAMP, PointMassAMPConfig
 
 
 @dataclass
@@ -83,6 +84,34 @@ class RoughVelocityEnvConfig(VelocityEnvConfig):
     terrain_max_contact_points: int = 0
 
 
+@dataclass
+class RoughScanVelocityEnvConfig(RoughVelocityEnvConfig):
+    """The rough velocity task plus Isaac Lab's height scan as a 2-D observation group ``height_scan``
+    ``[1, ny, nx]`` (``envs.mdp.height_scan``: a yaw-aligned ray grid under the base, terrain heights from
+    ``height_at``, ``base z - terrain z - 0.5`` clipped to +-1, noisy with ``obs_noise``).
+
+    Attributes:
+        height_scan_resolution: grid spacing (m); Isaac Lab's ``GridPatternCfg(resolution=0.1)``.
+        height_scan_size: ``[length along x, width along y]`` (m); Isaac Lab's ``size=[1.6, 1.0]`` (11 x 17 rays).
+    """
+
+    height_scan_resolution: float = 0.1
+    height_scan_size: list[float] = field(default_factory=lambda: [1.6, 1.0])
+
+
+@dataclass
+class AmpVelocityEnvConfig(VelocityEnvConfig):
+    """The velocity task plus the observation group ``amp`` ``[H, 34]`` that adversarial motion priors read
+    (``envs.mdp.amp``: leg joint positions and velocities, base height, projected gravity, base velocities).
+    A class of its own so that saved runs of the other velocity configs keep matching their schema.
+
+    Attributes:
+        amp_history_length: frames per AMP observation (2: the transition from one step to the next).
+    """
+
+    amp_history_length: int = 2
+
+
 def point_mass() -> TrainConfig:
     """A 2-D point mass (pure JAX, compiles in seconds): smoke tests and tutorials."""
     return TrainConfig(
@@ -91,6 +120,20 @@ def point_mass() -> TrainConfig:
         algorithm=AlgorithmConfig(num_mini_batches=2),
         runner=RunnerConfig(num_steps_per_env=16, max_iterations=100, save_interval=50, experiment_name="point_mass",
                             obs_groups={"actor": ["policy"], "critic": ["critic"]}),
+    )
+
+
+def point_mass_amp() -> TrainConfig:
+    """APPO on the point mass: its task reward asks to stand still at the origin, the shipped reference motions
+    (``point_mass_circle``) circle it; the style reward (70 %) makes the policy circle (see tests/test_amp.py)."""
+    amp = AMPConfig(enabled=True, motion_files=["point_mass_circle"], hidden_dims=[64, 64], learning_rate=1e-3,
+                    discriminator_grad_pen=1.0, task_reward_lerp=0.3)
+    return TrainConfig(
+        env=PointMassAMPConfig(num_envs=64),
+        policy=PolicyConfig(actor_hidden_dims=[64, 64], critic_hidden_dims=[64, 64]),
+        algorithm=AlgorithmConfig(num_mini_batches=2, amp_cfg=amp),
+        runner=RunnerConfig(num_steps_per_env=16, max_iterations=150, save_interval=50,
+                            experiment_name="point_mass_amp", obs_groups={"actor": ["policy"], "critic": ["critic"]}),
     )
 
 
@@ -196,15 +239,81 @@ def t1_velocity_estimator() -> TrainConfig:
     return cfg
 
 
+def t1_velocity_tppo() -> TrainConfig:
+    """``t1_velocity`` with st_rl's TPPO: the teacher in ``algorithm.tppo_cfg.teacher_policy`` (required; e.g. the
+    exported ``t1_velocity_teacher``, which reads the critic observation) labels every step on the critic
+    observation and acts in every env at first; each env hands over to the student at an episode end with
+    probability ``1 - 0.99 ** it`` (st_rl's ``exp`` schedule, ``update_times_scale`` 100), and the student learns
+    from PPO plus the L2 distance (``real``) of its mean to the labels. Add ``algorithm.estimator_cfg`` (see
+    ``t1_velocity_estimator``) and ``algorithm.class_name=EstimatorTPPO`` for st_rl's EstimatorTPPO."""
+    cfg = t1_velocity()
+    cfg.algorithm.class_name = "TPPO"
+    tc = cfg.algorithm.tppo_cfg
+    tc.label_action_with_critic_obs, tc.teacher_act_prob, tc.update_times_scale = True, "exp", 100
+    tc.distillation_loss_coef, tc.distill_target, tc.using_ppo = 1.0, "real", True
+    cfg.runner.experiment_name = "t1_velocity_tppo"
+    return cfg
+
+
+def t1_velocity_rough_cnn() -> TrainConfig:
+    """``t1_velocity_rough`` whose actor and critic also read the height scan ``[1, 11, 17]``, each through a CNN
+    (``policy.class_name=ActorCriticCNN``: RSL-RL's ``CNNModel``; 16 and 32 channels of 3x3 stride-2 convolutions,
+    a 256-wide latent after the policy history)."""
+    cfg = t1_velocity_rough()
+    cfg.env = RoughScanVelocityEnvConfig(**dataclasses.asdict(cfg.env))
+    cfg.policy.class_name = "ActorCriticCNN"
+    cfg.policy.actor_cnn_cfg = {"output_channels": [16, 32], "kernel_size": 3, "stride": 2, "padding": "zeros",
+                                "norm": "none", "activation": "elu", "max_pool": False, "global_pool": "none",
+                                "flatten": True}
+    cfg.runner.obs_groups = {"actor": ["policy", "height_scan"], "critic": ["critic", "height_scan"]}
+    cfg.runner.experiment_name = "t1_velocity_rough_cnn"
+    return cfg
+
+
+def t1_velocity_ts() -> TrainConfig:
+    """``t1_velocity`` with LeggedGym-Ex's teacher-student PPO (``PPO_TS``, its go2_ts settings): a privilege
+    encoder on the critic observation gives a latent as wide as that observation, which the actor reads after the
+    policy history; a history encoder on the policy history (five frames) learns to match it with its own Adam
+    (``encoder_lr`` 1e-3, one step per minibatch). The teacher acts in training; the student (history encoder +
+    actor, on the policy observation alone) is what evaluation and export use."""
+    cfg = t1_velocity()
+    tc = cfg.algorithm.ts_cfg
+    tc.enabled, tc.num_latent_dims, tc.encoder_lr, tc.num_encoder_epochs = True, -1, 1e-3, 1
+    tc.privilege_encoder_hidden_dims, tc.history_encoder_hidden_dims = [256, 128], [256, 128]
+    cfg.runner.obs_groups = {"actor": ["policy"], "critic": ["critic"], "privileged": ["critic"],
+                             "history": ["policy"]}
+    cfg.runner.experiment_name = "t1_velocity_ts"
+    return cfg
+
+
+def t1_velocity_amp() -> TrainConfig:
+    """``t1_velocity`` with st_rl's APPO: a discriminator on two-frame AMP observations of the legs and base
+    (``AmpVelocityEnvConfig``) against the shipped scripted T1 gait (``t1_gait``: standing, stepping, walking
+    forward at 0.25 / 0.5 m/s and backward at 0.25 m/s); the reward is 0.3 x style (coefficient 0.25 per step)
+    + 0.7 x task. A starting point: these weights have not been tuned on long T1 runs."""
+    cfg = t1_velocity()
+    cfg.env = AmpVelocityEnvConfig(**dataclasses.asdict(cfg.env))
+    ac = cfg.algorithm.amp_cfg
+    ac.enabled, ac.motion_files, ac.hidden_dims, ac.learning_rate = True, ["t1_gait"], [1024, 512], 1e-4
+    ac.style_reward_coef, ac.task_reward_lerp, ac.discriminator_grad_pen = 0.25, 0.7, 5.0
+    cfg.runner.experiment_name = "t1_velocity_amp"
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "point_mass": point_mass,
+    "point_mass_amp": point_mass_amp,
     "cartpole_balance": cartpole_balance,
     "t1_velocity": t1_velocity,
     "t1_velocity_repo": t1_velocity_repo,
     "t1_velocity_seed": t1_velocity_seed,
     "t1_velocity_rough": t1_velocity_rough,
+    "t1_velocity_rough_cnn": t1_velocity_rough_cnn,
     "t1_velocity_teacher": t1_velocity_teacher,
     "t1_velocity_estimator": t1_velocity_estimator,
+    "t1_velocity_tppo": t1_velocity_tppo,
+    "t1_velocity_amp": t1_velocity_amp,
+    "t1_velocity_ts": t1_velocity_ts,
     "g1_velocity": g1_velocity,
 }
 
@@ -227,6 +336,12 @@ def _velocity_env(cfg: VelocityEnvConfig):
     task = dataclasses.replace(base, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
+    if isinstance(cfg, RoughScanVelocityEnvConfig):  # the 2-D height-scan observation group
+        task = dataclasses.replace(task, height_scanner=_height_scanner(cfg))
+    if isinstance(cfg, AmpVelocityEnvConfig):  # the AMP observation group
+        if cfg.amp_history_length < 1:
+            raise ConfigError(f"env.amp_history_length={cfg.amp_history_length} is out of range: use an integer >= 1")
+        task = dataclasses.replace(task, amp_history_length=cfg.amp_history_length)
     return velocity.VelocityEnv(velocity.sized_for_batch(task, cfg.num_envs))
 
 
@@ -246,6 +361,17 @@ def _terrain(cfg: VelocityEnvConfig):
     return rough
 
 
+def _height_scanner(cfg: RoughScanVelocityEnvConfig):
+    """The task's height scanner (Isaac Lab's offset, noise and clip) from the command-line grid settings."""
+    from envs.mdp.height_scan import HeightScannerConfig
+
+    size = list(cfg.height_scan_size)
+    if len(size) != 2 or min(size) < 0 or cfg.height_scan_resolution <= 0:
+        raise ConfigError(f"env.height_scan_resolution={cfg.height_scan_resolution} must be positive and "
+                          f"env.height_scan_size={size} two lengths >= 0 [x, y] (Isaac Lab: 0.1, [1.6, 1.0])")
+    return HeightScannerConfig(resolution=cfg.height_scan_resolution, size=tuple(size))
+
+
 def _check_single_device(num_devices: int) -> None:
     """MuJoCo Warp shares one contact buffer over the env batch, which cannot be split over devices."""
     import jax
@@ -263,9 +389,12 @@ def _cartpole_env(cfg):
 
 ENV_FACTORIES: dict[str, Callable] = {
     "PointMassConfig": PointMass,
+    "PointMassAMPConfig": PointMassAMP,
     "CartpoleConfig": _cartpole_env,
     "VelocityEnvConfig": _velocity_env,
     "RoughVelocityEnvConfig": _velocity_env,
+    "RoughScanVelocityEnvConfig": _velocity_env,
+    "AmpVelocityEnvConfig": _velocity_env,
 }
 
 
