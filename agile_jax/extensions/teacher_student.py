@@ -12,7 +12,8 @@ encoder (the student's) learns to reproduce the *updated* teacher latent with it
             history encoder <- Adam(clip(grad loss))                      m = 1 - done (LeggedGym-Ex's mask)
 
 The mean runs over every element of the minibatch, masked rows included (``mse_loss`` of the masked tensors, as
-LeggedGym-Ex computes it). The mean loss is logged as ``Loss/latent_matching``.
+LeggedGym-Ex computes it). The mean loss is logged as ``Loss/latent_matching``. With ``symmetry_cfg`` the teacher
+learns from the mirror-augmented minibatches and the history encoder from the stored (unmirrored) steps.
 
 Differences from LeggedGym-Ex: the encoders read the normalised inputs when the policy normalises (the history
 encoder the actor's normaliser, the privilege encoder its own when ``critic_obs_normalization`` is set), the
