@@ -345,11 +345,14 @@ def episode_return(env, policy, steps: int = 60, seed: int = 7) -> float:
 
 @pytest.fixture(scope="module")
 def tppo_run(tmp_path_factory):
-    """15 iterations of TPPO (PPO + distillation, exp schedule) from the PD teacher file."""
+    """15 iterations of TPPO (PPO + distillation, exp schedule) from the PD teacher file, composed with AGILE's
+    symmetry augmentation, reward normalisation and L2C2."""
     from agile_jax.training.runner import OnPolicyRunner
 
     tmp = tmp_path_factory.mktemp("tppo")
     cfg = point_mass_config(num_envs=32, steps=16)
+    alg = cfg.algorithm
+    alg.symmetry_cfg.enabled = alg.reward_normalization_cfg.enabled = alg.l2c2_cfg.enabled = True
     cfg.algorithm.tppo_cfg.teacher_policy = linear_teacher(str(tmp / "teacher.onnx"), PD)
     cfg.algorithm.tppo_cfg.update_times_scale = 10  # teacher_act_prob = 0.9 ** it
     runner = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp / "run"))
@@ -371,12 +374,13 @@ def test_tppo_student_learns_the_teachers_behaviour(tppo_run):
     assert student > start + 0.5 * (teacher - start) and student > 0.8 * teacher, (start, student, teacher)
 
 
-def test_tppo_logs_its_schedule_and_ppo_keeps_training(tppo_run):
+def test_tppo_logs_its_schedule_and_composes_with_ppo_and_agiles_terms(tppo_run):
     _, _, scalars = tppo_run
     np.testing.assert_allclose(scalars["Train/teacher_act_prob"], [0.9 ** it for it in range(15)], rtol=1e-5)
     fraction = scalars["Train/teacher_act_fraction"]
     assert fraction[0] == 1.0 and fraction[-1] < 0.9  # masks redrawn at dones with the falling probability
-    assert {"Loss/surrogate", "Loss/value", "Loss/entropy", "Loss/learning_rate"} <= set(scalars)
+    assert {"Loss/surrogate", "Loss/value", "Loss/entropy", "Loss/learning_rate", "Loss/l2c2_actor",
+            "Train/reward_scale"} <= set(scalars)
 
 
 def _held_out_obs(n: int = 256) -> dict:

@@ -195,6 +195,9 @@ def check_options(cfg, networks, teacher: TeacherPolicy) -> None:
         raise ValueError("hidden_state_resample_prob needs a recurrent policy (policy.class_name=ActorCriticRecurrent)")
     if cfg.buffer_dilation_ratio > 1 and networks.is_recurrent:
         raise ValueError("buffer_dilation_ratio > 1 needs a feed-forward policy (queued steps carry no state)")
+    if cfg.buffer_dilation_ratio > 1 and cfg.distill_target == "max_log_prob" and getattr(
+            networks, "state_dependent_std", False):
+        raise ValueError("distill_target=max_log_prob with buffer_dilation_ratio > 1 needs a state-independent std")
     if cfg.action_labels_from_sample and teacher.action_std is None:
         raise ValueError("action_labels_from_sample needs a teacher with an action std (an RSL-RL model_<it>.pt "
                          "checkpoint; exported policy files are deterministic); set action_labels_from_sample=false")
@@ -353,13 +356,12 @@ def make_loss(networks, cfg, dilated: bool):
         action_old = (old_mean, old["labels"], old["valid"]) if dilated else None
         distill = _weighted_distance(cfg.distill_target, mean, ex["labels"], std, action_old)
         total, metrics = state.distill_coef * distill, {"distillation": distill}
-        rows = jax.tree.map(lambda x: x[:n], mb.data.obs)
+        if mapping:  # the student's encoder latent is its state estimate, on the same rows
+            latent = networks.estimate(params, mb.normalizers, jax.tree.map(lambda x: x[:n], mb.data.obs))
+            latent_old = networks.estimate(params, mb.normalizers, old["obs"]) if dilated else None
         for k in mapping:
-            latent = networks.estimate(params, mb.normalizers, rows)
-            latent_old = None
-            if dilated:
-                latent_old = (networks.estimate(params, mb.normalizers, old["obs"]), old["latents"][k], old["valid"])
-            value = _weighted_distance(cfg.distill_latent_target, latent, ex["latents"][k], None, latent_old)
+            queued = (latent_old, old["latents"][k], old["valid"]) if dilated else None
+            value = _weighted_distance(cfg.distill_latent_target, latent, ex["latents"][k], None, queued)
             total, metrics[f"distill_latent_{k}"] = total + cfg.distill_latent_coef * value, value
         return total, jax.tree.map(jax.lax.stop_gradient, metrics)
 
