@@ -6,10 +6,13 @@ Examples::
     python experiments/train.py config=t1_velocity num_envs=256 algorithm.learning_rate=3e-4
     python experiments/train.py config=cartpole_balance --resume            # continue the latest run
     python experiments/train.py config=cartpole_balance load_run=2026-11-22_10-00-00 load_checkpoint=40
+    python experiments/train.py config=point_mass init_from=/path/to/rsl_rl_run/model_1500.pt
+    python experiments/train.py config=point_mass load_run=/path/to/rsl_rl_run load_checkpoint=1500
 
 Overrides use RSL-RL's names (``runner.max_iterations``, ``algorithm.num_mini_batches`` ...); a unique
 leaf name such as ``num_envs`` or ``max_iterations`` is accepted on its own. A resumed run writes into a
-new run directory and leaves the old one untouched.
+new run directory and leaves the old one untouched. ``init_from`` (or ``load_run`` naming an RSL-RL run folder or
+``model_<it>.pt``) starts from an RSL-RL 5.x checkpoint's networks with a fresh optimiser.
 """
 
 from __future__ import annotations
@@ -91,6 +94,12 @@ def run_directories(cfg) -> tuple[str, str | None]:
     """``(new run directory, run directory to resume from or None)`` under ``log_root/experiment_name``."""
     run = cfg.runner
     experiment_dir = os.path.abspath(os.path.join(run.log_root, run.experiment_name))
+    from agile_jax.training.init_from import rsl_rl_checkpoint_in
+
+    # An RSL-RL run folder (model_<it>.pt files) in load_run starts this run from that checkpoint.
+    rsl_rl = rsl_rl_checkpoint_in(run.load_run, run.load_checkpoint, experiment_dir) if run.load_run else None
+    if rsl_rl:
+        run.init_from, run.load_run, run.resume = rsl_rl, "", False
     resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
     from agile_jax.training.distributed import broadcast_text
 

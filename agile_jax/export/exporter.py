@@ -24,7 +24,7 @@ import numpy as np
 from agile_jax import precision
 from agile_jax.export import io_descriptor, onnx, sequence, torchscript
 from agile_jax.export.spec import PolicySpec, policy_spec
-from agile_jax.networks.actor_critic import ActorCritic, concat_groups, make_inference_fn
+from agile_jax.networks.actor_critic import ActorCritic, concat_groups, deployed_policy, make_inference_fn
 from agile_jax.types import Observation, Params
 
 FILES = {"onnx": "policy.onnx", "torchscript": "policy.pt"}
@@ -121,14 +121,18 @@ def _compare(paths: Mapping[str, str], sets: Mapping, networks: ActorCritic, ref
 def _network_config(networks: ActorCritic) -> dict:
     recurrent = {name: getattr(networks, name) for name in ("rnn_type", "rnn_hidden_dim", "rnn_num_layers")
                  if networks.is_recurrent}
-    names = ("estimator_groups", "estimate_size", "estimator_hidden_dims")
+    names = ("estimator_groups", "estimate_size", "estimator_hidden_dims", "num_latent_dims",
+             "history_encoder_hidden_dims")
     estimator = {name: getattr(networks, name) for name in names if hasattr(networks, name)}
+    cnn = getattr(networks, "cnn_config", {})  # actor_cnn_cfg / critic_cnn_cfg per group, share_cnn_encoders
     return io_descriptor.plain({
-        **recurrent, **estimator, "class_name": type(networks).__name__, "obs_shapes": dict(networks.obs_shapes),
+        **recurrent, **estimator, **cnn, "class_name": type(networks).__name__, "obs_shapes": dict(networks.obs_shapes),
         "obs_groups": dict(networks.obs_groups),
         "action_size": networks.action_size, "actor_hidden_dims": networks.actor_hidden_dims,
         "critic_hidden_dims": networks.critic_hidden_dims, "activation": networks.activation,
         "noise_std_type": networks.noise_std_type, "actor_obs_normalization": networks.actor_obs_normalization,
+        "distribution_cfg": {"class_name": networks.distribution_class, "init_std": networks.init_noise_std,
+                             "std_type": networks.noise_std_type, "std_range": list(networks.std_range)},
         "critic_obs_normalization": networks.critic_obs_normalization,
     })
 
@@ -189,6 +193,7 @@ def export_policy(networks: ActorCritic, params: Params, normalizers: Mapping, o
         ExportParityError: some format differs from JAX by more than ``tol`` (``out_dir`` untouched).
     """
     formats = _check_formats(formats)
+    networks, params = deployed_policy(networks, params)  # a teacher-student policy exports its student
     env_desc = io_descriptor.env_description(env) if env is not None else {}
     joint_names = list(joint_names) if joint_names is not None else io_descriptor.action_joint_names(env_desc)
     meta = {**({"joint_names": joint_names} if joint_names else {}), **dict(metadata or {})}

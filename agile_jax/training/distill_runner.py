@@ -37,7 +37,7 @@ from agile_jax.training.iteration import (
     place_state,
 )
 from agile_jax.training.rollout import make_distill_rollout_fn
-from agile_jax.training.runner import OnPolicyRunner
+from agile_jax.training.runner import OnPolicyRunner, distribution_fields
 from agile_jax.training.teacher import Teacher, load_teacher
 
 STUDENT_CLASSES = {"StudentTrainedTeacher": False, "StudentTrainedTeacherRecurrent": True}
@@ -62,8 +62,8 @@ def make_student(cfg, env, student_groups) -> ActorCritic:
     common = dict(obs_shapes=dict(env.observation_shapes), action_size=env.action_size,
                   obs_groups={"actor": student_groups, "critic": student_groups},
                   actor_hidden_dims=tuple(pol.student_hidden_dims), critic_hidden_dims=(),
-                  activation=pol.activation, init_noise_std=pol.init_noise_std, noise_std_type=pol.noise_std_type,
-                  actor_obs_normalization=pol.student_obs_normalization)
+                  activation=pol.activation, actor_obs_normalization=pol.student_obs_normalization,
+                  **distribution_fields(pol.distribution_cfg, pol.init_noise_std, pol.noise_std_type, "policy"))
     if not STUDENT_CLASSES[pol.class_name]:
         return ActorCritic(**common)
     if pol.rnn_type.lower() not in GATES:
@@ -101,7 +101,7 @@ def make_distill_learn(cfg, student: ActorCritic, teacher: Teacher, tx, step_ter
         # As in RSL-RL, a recurrent teacher restarts from a zero state after every update.
         hidden = {"actor": student_hidden, "teacher": teacher.init_state(tr.dones.shape[1])}
         metrics = dict(metrics, learning_rate=optim.get_learning_rate(opt_state),
-                       mean_std=jnp.mean(student.action_std(params)),
+                       mean_std=student.mean_action_std(params, tr.action_std),
                        mean_step_reward=jax.lax.pmean(jnp.mean(infos.reward), axis))
         finite = {"observations": all_finite(tr.obs, axis), "rewards": all_finite(infos.reward, axis),
                   "teacher_actions": all_finite(tr.teacher_actions, axis), "loss": all_finite(metrics, axis),
@@ -209,6 +209,7 @@ def finetune_runner(env, cfg, student: DistillationRunner, log_dir: str | None =
     pol.class_name = "ActorCriticRecurrent" if net.is_recurrent else "ActorCritic"
     pol.actor_hidden_dims, pol.activation = list(spol.student_hidden_dims), spol.activation
     pol.noise_std_type, pol.actor_obs_normalization = spol.noise_std_type, spol.student_obs_normalization
+    pol.distribution_cfg = copy.deepcopy(spol.distribution_cfg)
     pol.rnn_type, pol.rnn_hidden_dim, pol.rnn_num_layers = spol.rnn_type, spol.rnn_hidden_dim, spol.rnn_num_layers
     cfg.runner.obs_groups = {**dict(cfg.runner.obs_groups), "actor": list(net.obs_groups["actor"])}
     runner = OnPolicyRunner(env, cfg, log_dir=log_dir, **kwargs)

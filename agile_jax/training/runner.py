@@ -20,10 +20,12 @@ from agile_jax import precision
 from agile_jax.extensions.base import Chain, Extension
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import Logger, check_logger, iteration_scalars
+from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
+from agile_jax.networks.cnn_actor_critic import make_actor_critic_cnn
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
 from agile_jax.training import episodes, memory, parallel, signals
-from agile_jax.training.assemble import build_extensions, estimator_networks
+from agile_jax.training.assemble import build_extensions, estimator_networks, ts_networks
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
 from agile_jax.training.ppo_trainer import make_trainer
 
@@ -32,7 +34,7 @@ class TrainingDivergedError(FloatingPointError):
     """A NaN or inf appeared; training stopped without overwriting the last good checkpoint."""
 
 
-POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent")
+POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent", "ActorCriticCNN")
 
 
 class EpisodeSummary(NamedTuple):
@@ -52,6 +54,14 @@ def check_runner_settings(cfg) -> None:
         raise config_lib.ConfigError(str(err)) from None
 
 
+def distribution_fields(distribution_cfg, init_noise_std: float, noise_std_type: str, section: str) -> dict:
+    """The actor's distribution fields from ``<section>.distribution_cfg`` (RSL-RL 5.x) or the older names."""
+    try:
+        return distributions.resolve_distribution_cfg(distribution_cfg, init_noise_std, noise_std_type)
+    except ValueError as err:
+        raise config_lib.ConfigError(f"{section}.{err}") from None
+
+
 def make_networks(cfg, env) -> ActorCritic:
     """The actor-critic of ``cfg.policy`` for ``env``'s observation groups and action size."""
     pol = cfg.policy
@@ -61,11 +71,22 @@ def make_networks(cfg, env) -> ActorCritic:
     common = dict(
         obs_shapes=dict(env.observation_shapes), obs_groups=groups, action_size=env.action_size,
         actor_hidden_dims=tuple(pol.actor_hidden_dims), critic_hidden_dims=tuple(pol.critic_hidden_dims),
-        activation=pol.activation, init_noise_std=pol.init_noise_std, noise_std_type=pol.noise_std_type,
-        actor_obs_normalization=pol.actor_obs_normalization, critic_obs_normalization=pol.critic_obs_normalization,
+        activation=pol.activation, actor_obs_normalization=pol.actor_obs_normalization,
+        critic_obs_normalization=pol.critic_obs_normalization,
+        **distribution_fields(pol.distribution_cfg, pol.init_noise_std, pol.noise_std_type, "policy"),
     )
     if pol.class_name == "ActorCritic":
         return ActorCritic(**common)
+    if pol.class_name == "ActorCriticCNN":
+        alg = cfg.algorithm
+        if alg.estimator_cfg.enabled or getattr(getattr(alg, "ts_cfg", None), "enabled", False):
+            raise config_lib.ConfigError("policy.class_name=ActorCriticCNN cannot be combined with "
+                                         "algorithm.estimator_cfg or ts_cfg (they rebuild the actor's input)")
+        try:
+            return make_actor_critic_cnn(pol.actor_cnn_cfg, pol.critic_cnn_cfg, cfg.algorithm.share_cnn_encoders,
+                                         **common)
+        except ValueError as err:
+            raise config_lib.ConfigError(f"policy.class_name=ActorCriticCNN: {err}") from None
     if pol.rnn_type.lower() not in GATES:
         raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
     if cfg.algorithm.symmetry_cfg.enabled:
@@ -95,7 +116,7 @@ class OnPolicyRunner:
     def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
                  extensions: Chain | Sequence[Extension] = (), mesh=None):
         check_runner_settings(cfg)
-        networks = estimator_networks(cfg, env, make_networks(cfg, env))
+        networks = ts_networks(cfg, env, estimator_networks(cfg, env, make_networks(cfg, env)))
         if not isinstance(extensions, Chain):
             extensions = build_extensions(cfg, env, networks, mirror_obs, mirror_actions, extra=extensions)
         trainer = make_trainer(cfg, env, networks, extensions, mesh=mesh)
@@ -114,6 +135,11 @@ class OnPolicyRunner:
         num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(networks.init, jax.random.key(0))))
         memory.check_fits(env, cfg.runner.num_steps_per_env, num_params, trainer.mesh.devices.size)
         self.state: TrainState = self.trainer.init(jax.random.key(cfg.runner.seed))
+        if getattr(cfg.runner, "init_from", ""):  # an RSL-RL checkpoint's networks replace the fresh ones
+            from agile_jax.training import init_from
+
+            kind = "distillation" if cfg.algorithm.class_name == "Distillation" else "ppo"
+            self.state = init_from.initialize(self.state, networks, cfg.runner.init_from, self.trainer.mesh, kind)
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
         self.logger: Logger | None = None
         self._last_saved: int | None = None
