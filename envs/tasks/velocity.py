@@ -17,6 +17,8 @@ export order is :func:`envs.mdp.observations.term_major`):
   joint_pos_rel of the action joints (12), joint_vel_rel x0.05 (12), last action (12); noise before scale;
 * critic ``[70]``: velocity_commands (3), base_lin_vel (3), base_ang_vel (3), projected_gravity (3),
   joint_pos_rel of all joints (23), joint_vel_rel x0.1 (23), last action (12); no noise.
+* height_scan ``[1, 11, 17]`` (with ``cfg.height_scanner``): Isaac Lab's height scan as a 2-D grid
+  (:mod:`envs.mdp.height_scan`), for CNN encoders; noisy when the policy observations are.
 
 Rough terrain (``cfg.terrain``, :mod:`envs.terrain`): a heightfield replaces the floor plane, each episode
 starts on a tile of its current level (``info["terrain_level"]``, ``info["terrain_col"]``), base height and
@@ -46,7 +48,8 @@ from agile_jax.types import Array, PRNGKey
 from envs import mjx_impl
 from envs import terrain as terrain_lib
 from envs.core import EnvState, TerminationSpec
-from envs.mdp import actuators, commands, curriculum, events, random_motion, symmetry, terms
+from envs.mdp import actuators, commands, curriculum, events, height_scan, random_motion, symmetry, terms
+from envs.mdp import amp as amp_obs
 from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
 from envs.mdp.rewards import Signals
@@ -137,6 +140,10 @@ class T1VelocityConfig:
             is AGILE's single ray straight under the root (``GridPatternCfg(size=(0.0, 0.0))``).
         spawn_clearance: spawn heights are above the highest terrain point within this half-width (m) of the
             root, so that no foot starts inside a bump (rough terrain only).
+        height_scanner: adds the observation group ``height_scan`` ``[1, ny, nx]`` (Isaac Lab's height scanner,
+            :mod:`envs.mdp.height_scan`; noisy when ``obs_noise``); ``None``: no scan.
+        amp_history_length: frames of the observation group ``amp`` ``[H, 2 A + 10]`` that adversarial motion
+            priors read (:mod:`envs.mdp.amp`, no noise); 0: no group.
     """
 
     robot: str = "t1"
@@ -174,6 +181,8 @@ class T1VelocityConfig:
     terrain: terrain_lib.TerrainConfig | None = None
     height_scan: tuple[float, int] = (0.0, 1)
     spawn_clearance: float = 0.3
+    height_scanner: height_scan.HeightScannerConfig | None = None
+    amp_history_length: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +270,15 @@ class VelocityEnv:
         self._mirror_obs = symmetry.group_mirror(loco.obs_mirrors(robot))
         self.terrain = terrain_lib.to_jax(terrain_lib.generate(cfg.terrain)) if cfg.terrain is not None else None
         self._scan = terrain_lib.scan_offsets(*cfg.height_scan)
+        if cfg.height_scanner is not None:  # a 2-D group [1, ny, nx] and its left-right mirror (rows reversed)
+            self.observation_shapes["height_scan"] = height_scan.observation_shape(cfg.height_scanner)
+            self._mirror_obs = symmetry.group_mirror({**loco.obs_mirrors(robot), "height_scan": height_scan.mirror})
+        if cfg.amp_history_length > 0:  # the AMP group [H, 2A + 10] (its frame layout names joints and components)
+            self.amp_layout, self.amp_joint_names = amp_obs.amp_layout(self.action_size), robot.action_names
+            self.observation_shapes["amp"] = (cfg.amp_history_length, sum(n for _, n in self.amp_layout))
+            mirror_rest, mirror_amp = self._mirror_obs, amp_obs.amp_mirror(robot)
+            self._mirror_obs = lambda obs: {**mirror_rest(obs), **({"amp": mirror_amp(obs["amp"])} if "amp" in obs
+                                                                   else {})}
 
     def make_data(self) -> mjx.Data:
         """Fresh ``mjx.Data`` of the model (host-built constants, so it is safe to close over in a trace)."""
@@ -304,8 +322,9 @@ class VelocityEnv:
                                                                   "flatten_history_dim": True},
                           **extra, "extras": {"noise": noise, **({"command": "base_velocity"} if kind == "Command"
                                                                  else {})}})
+        scan = {"height_scan": [height_scan.io_term(cfg.height_scanner, cfg.obs_noise)]} if cfg.height_scanner else {}
         return {
-            "observations": {"policy": terms},
+            "observations": {"policy": terms, **scan},
             "observation_history": {"policy": {"layout": "frame_major", "reset": "repeat_first"}},
             "actions": [{"name": "joint_position_action", "action_type": "JointAction", "mdp_type": "Action",
                          "shape": [len(names)], "dtype": "torch.float32", "joint_names": names,
@@ -385,6 +404,8 @@ class VelocityEnv:
         frame = self._policy_frame(ks[8], data, info)
         info["history"] = obs_terms.fill_history(frame, cfg.history_length)
         obs = {"policy": info["history"], "critic": self._critic_obs(data, info)}
+        obs = self._with_height_scan(obs, jax.random.fold_in(ks[8], 1), data)
+        obs, info = self._with_amp(obs, info, data, fresh=True)
         zero = jnp.zeros((), jnp.float32)
         return EnvState(
             data=data, obs=obs, reward=zero, terminated=jnp.asarray(False), time_out=jnp.asarray(False),
@@ -420,6 +441,8 @@ class VelocityEnv:
         data, info = self._interval_events(k_event, data, info)
         info["history"] = obs_terms.push_history(info["history"], self._policy_frame(k_obs, data, info))
         obs = {"policy": info["history"], "critic": self._critic_obs(data, info)}
+        obs = self._with_height_scan(obs, jax.random.fold_in(k_obs, 1), data)
+        obs, info = self._with_amp(obs, info, data, fresh=False)
         reward = sum(reward_terms.values(), jnp.zeros((), jnp.float32))
         return state.replace(
             data=data, obs=obs, reward=reward, terminated=terminated, time_out=jnp.asarray(False),
@@ -566,3 +589,23 @@ class VelocityEnv:
     def _critic_obs(self, data: mjx.Data, info: dict) -> Array:
         """Noise-free critic observation ``[70]``."""
         return obs_terms.assemble(self._term_values(data, info), self.critic_layout, None)
+
+    def _with_height_scan(self, obs: dict, key: PRNGKey, data: mjx.Data) -> dict:
+        """``obs`` plus the ``height_scan`` group ``[1, ny, nx]`` when the task has a height scanner."""
+        scanner = self.cfg.height_scanner
+        if scanner is None:
+            return obs
+        key = key if self.cfg.obs_noise else None
+        return {**obs, "height_scan": height_scan.height_scan(scanner, self.terrain, data.qpos[0:3], data.qpos[3:7],
+                                                              key)}
+
+    def _with_amp(self, obs: dict, info: dict, data: mjx.Data, fresh: bool) -> tuple[dict, dict]:
+        """``obs`` and ``info`` with the AMP frames ``[H, D]`` (back-filled when ``fresh``) when the task has them."""
+        length = self.cfg.amp_history_length
+        if length <= 0:
+            return obs, info
+        ground = 0.0 if self.terrain is None else terrain_lib.mean_height_around(self.terrain, data.qpos[0:2],
+                                                                                  self._scan)
+        frame = amp_obs.amp_frame(self.robot, data.qpos, data.qvel, ground)
+        frames = obs_terms.fill_history(frame, length) if fresh else obs_terms.push_history(info["amp"], frame)
+        return {**obs, "amp": frames}, {**info, "amp": frames}
