@@ -365,6 +365,27 @@ def test_atppo_dagger_term_pulls_the_policy_to_the_teacher(tmp_path):
     assert after < 0.1 and after < 0.25 * before, (before, after)
 
 
+
+def test_atppo_class_composes_amp_with_tppo(tmp_path):
+    """``algorithm.class_name=ATPPO`` (st_rl's APPO terms over TPPO): the style reward and discriminator of APPO
+    and the teacher labels, teacher actions and distillation loss of TPPO in one run."""
+    from agile_jax.config import TPPOConfig
+
+    _rotation_teacher(tmp_path / "teacher.pt")
+    cfg = amp_config(enabled=False)
+    cfg.algorithm.class_name = "ATPPO"
+    cfg.algorithm.tppo_cfg = TPPOConfig(teacher_policy=str(tmp_path / "teacher.pt"),
+                                        label_action_with_critic_obs=False)
+    runner = OnPolicyRunner(_env(cfg), cfg)
+    assert {"amp", "tppo"} <= set(runner.trainer.extensions.names)
+    runner.state, out = runner.trainer.iteration(runner.state)
+    metrics = {k: float(v) for k, v in out.metrics.items()}
+    assert metrics["distillation"] > 0 and metrics["discriminator"] > 0 and metrics["Amp/style_reward"] > 0
+    assert all(np.isfinite(list(metrics.values())))
+    cfg.algorithm.tppo_cfg.teacher_policy = ""
+    with pytest.raises(ConfigError, match="class_name=ATPPO needs a teacher"):
+        _extensions(cfg)
+
 # -- T1 ---------------------------------------------------------------------------------------------------
 
 

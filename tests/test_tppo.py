@@ -496,6 +496,8 @@ def _train(argv, tmp_path, capsys) -> tuple[int, str]:
                                                           "maps 7 observations to 2 actions, but the critic groups"),
     ("algorithm.class_name=TPPO", "error: algorithm.class_name=TPPO needs a teacher: set "
                                   "algorithm.tppo_cfg.teacher_policy="),
+    ("algorithm.class_name=PPO2", "error: unknown algorithm.class_name 'PPO2'; available: ['PPO', 'EstimatorPPO'"),
+    ("algorithm.class_name=PPO_TS", "error: algorithm.class_name=PPO_TS needs algorithm.ts_cfg.enabled=true"),
 ])
 def test_bad_teachers_end_in_one_line_and_exit_2(override, message, tmp_path, capsys):
     (tmp_path / "garbage.onnx").write_bytes(b"not a model")

@@ -155,9 +155,9 @@ def _amp_inputs(cfg, env) -> tuple[list[str], object]:
     groups = list(cfg.runner.obs_groups.get("amp") or ["amp"])
     missing = [g for g in groups if g not in env.observation_shapes]
     if missing or groups != ["amp"] or not hasattr(single, "amp_layout"):
-        raise ConfigError(f"algorithm.amp_cfg is enabled but {type(single).__name__} has no 'amp' observation group "
-                          "with an amp_layout (presets with one: t1_velocity_amp, point_mass_amp); disable "
-                          "algorithm.amp_cfg.enabled")
+        raise ConfigError(f"APPO / ATPPO (algorithm.amp_cfg) need an 'amp' observation group with an amp_layout, and "
+                          f"{type(single).__name__} has no 'amp' observation group (presets with one: t1_velocity_amp, "
+                          "point_mass_amp); disable algorithm.amp_cfg.enabled")
     shape = tuple(env.observation_shapes["amp"])
     dt = getattr(single, "dt", None) or single.ctrl_dt
     try:
@@ -217,7 +217,30 @@ def amp_extension(cfg, env, networks) -> Extension:
                          ref_groups, ac.dagger_loss_coef, teacher)
 
 
-TPPO_CLASSES = ("TPPO", "EstimatorTPPO")
+TPPO_CLASSES = ("TPPO", "EstimatorTPPO", "ATPPO")
+AMP_CLASSES = ("APPO", "ATPPO")  # st_rl's adversarial classes: ATPPO is APPO's terms over TPPO
+
+
+def amp_enabled(cfg) -> bool:
+    """Whether the run uses st_rl's adversarial motion priors: ``algorithm.amp_cfg.enabled`` (or the class named)."""
+    return cfg.algorithm.amp_cfg.enabled or cfg.algorithm.class_name in AMP_CLASSES
+
+
+# The class names a PPO run accepts in ``algorithm.class_name`` (st_rl's and LeggedGym-Ex's names), each with the
+# config block that makes it: the name alone switches on TPPO's and AMP's extensions; the others need their block.
+PPO_CLASSES = {"PPO": None, "EstimatorPPO": "estimator_cfg", "TPPO": None, "EstimatorTPPO": "estimator_cfg",
+               "APPO": None, "ATPPO": None, "PPO_TS": "ts_cfg"}
+
+
+def check_algorithm_class(cfg) -> None:
+    """One line for an unknown ``algorithm.class_name`` or one whose config block is off."""
+    name = cfg.algorithm.class_name
+    if name not in PPO_CLASSES:
+        raise ConfigError(f"unknown algorithm.class_name '{name}'; available: {list(PPO_CLASSES)} (distillation: "
+                          "experiments/distill.py)")
+    block = PPO_CLASSES[name]
+    if block and not getattr(getattr(cfg.algorithm, block, None), "enabled", False):
+        raise ConfigError(f"algorithm.class_name={name} needs algorithm.{block}.enabled=true (and its settings)")
 
 
 def tppo_enabled(cfg) -> bool:
@@ -279,6 +302,7 @@ def build_extensions(cfg, env, networks, mirror_obs=None, mirror_actions=None,
     so their ``shape`` adds rewards as RSL-RL adds RND's (before bootstrapping); their losses are summed
     before PPO's.
     """
+    check_algorithm_class(cfg)
     alg = cfg.algorithm
     timeout, *policy = ppo_terms(cfg, env.max_episode_length)
     if tppo_enabled(cfg) and not alg.tppo_cfg.using_ppo:  # TPPO as DAgger: no surrogate, value or entropy term
@@ -286,7 +310,7 @@ def build_extensions(cfg, env, networks, mirror_obs=None, mirror_actions=None,
     rn = alg.reward_normalization_cfg
     first = [reward_norm.extension(alg.gamma, rn.decay, rn.epsilon, rn.return_scale_decay, rn.outlier_threshold,
                                    AXIS)] if rn.enabled else []
-    if alg.amp_cfg.enabled:  # before the normaliser, which then sees the mixed task + style reward
+    if amp_enabled(cfg):  # before the normaliser, which then sees the mixed task + style reward
         first.insert(0, amp_extension(cfg, env, networks))
     if alg.rnd_cfg.enabled:
         first.append(rnd_extension(cfg, env))
