@@ -7,6 +7,7 @@ are compared with RSL-RL's models step by step over a sequence with episode rese
 
 from __future__ import annotations
 
+import copy
 import os
 
 import jax
@@ -279,6 +280,17 @@ def test_ppo_starts_from_a_cnn_checkpoint(tmp_path):
     assert np.max(np.abs(np.asarray(labels) - mean)) < TOL
     with pytest.raises(ValueError, match=r"reads 130 features, the groups \[.grid.\] give 128"):
         teacher.bind(["grid"], shapes)
+    # TPPO labels the rollout with the same CNN teacher.
+    tppo_cfg = copy.deepcopy(cfg)
+    tppo_cfg.runner.init_from = ""
+    tppo_cfg.algorithm.tppo_cfg.teacher_policy, tppo_cfg.algorithm.tppo_cfg.label_action_with_critic_obs = path, False
+    student = OnPolicyRunner(JaxVecEnv(PointMassGrid(cfg.env), 8), tppo_cfg)
+    labelled = student.trainer.collect(student.state).transitions
+    flat = {k: torch.from_numpy(np.array(v).reshape(-1, *v.shape[2:])) for k, v in labelled.obs.items()}
+    with torch.no_grad():
+        expected = rsl.alg.actor(TensorDict(flat, batch_size=[labelled.dones.size])).numpy()
+    labels = np.asarray(labelled.extras["act"]["tppo"]["labels"]).reshape(expected.shape)
+    assert np.max(np.abs(labels - expected)) < TOL
     cfg.policy.actor_cnn_cfg = {**cnn_cfg, "kernel_size": 5}
     with pytest.raises(config_lib.ConfigError, match="CNNs do not fit the config's cnn_cfg.*needs"):
         OnPolicyRunner(JaxVecEnv(PointMassGrid(cfg.env), 8), cfg)

@@ -259,7 +259,8 @@ def _tppo_teacher(cfg, env, networks) -> tppo.TeacherPolicy:
     groups, shapes = list(networks.obs_groups[which]), env.observation_shapes
     teacher = load_teacher(tc.teacher_policy)
     width = sum(int(np.prod(shapes[g])) for g in groups)
-    if width != teacher.obs_dim or teacher.action_dim != env.action_size:
+    # A CNN checkpoint's input width depends on the image sizes (obs_dim -1): its bind checks the groups.
+    if (teacher.obs_dim >= 0 and width != teacher.obs_dim) or teacher.action_dim != env.action_size:
         raise ValueError(f"the teacher '{tc.teacher_policy}' maps {teacher.obs_dim} observations to "
                          f"{teacher.action_dim} actions, but the {which} groups {groups} give {width} and the env "
                          f"takes {env.action_size}; set label_action_with_critic_obs to the observations it was "
