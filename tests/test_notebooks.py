@@ -19,6 +19,7 @@ NOTEBOOKS = {
     "distillation.ipynb": 2,
     "schedules.ipynb": 3,
     "rnd_estimator.ipynb": 4,
+    "tppo_amp_ts.ipynb": 4,
 }
 
 
