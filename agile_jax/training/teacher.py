@@ -166,18 +166,26 @@ def teacher_from_torchscript(path: str) -> Teacher:
 
 
 def load_teacher(path: str) -> Teacher:
-    """The teacher in ``path``: ``*.onnx`` is read as ONNX, an RSL-RL ``model_<it>.pt`` checkpoint (``torch.save``
-    archive) with :mod:`agile_jax.training.rsl_rl_teacher`, anything else as TorchScript.
+    """The teacher in ``path``: a directory is a run of this package (``<run>`` or ``<run>/checkpoints``: its newest
+    checkpoint, or ``<run>/checkpoints/<it>``, via :mod:`agile_jax.training.run_teacher`), ``*.onnx`` is read as
+    ONNX, an RSL-RL ``model_<it>.pt`` checkpoint (``torch.save`` archive) with
+    :mod:`agile_jax.training.rsl_rl_teacher`, anything else as TorchScript.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file's operators/modules are not supported (the message names them).
+        FileNotFoundError: no such file or directory.
+        ValueError: the file's operators/modules are not supported, or the run has no intact checkpoint (the
+            message names the problem).
     """
     import os
 
+    from agile_jax.training import run_teacher
+
+    if os.path.isdir(path) or run_teacher.is_run_checkpoint(path):
+        return run_teacher.teacher_from_run(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"teacher policy '{path}' not found; export one with experiments/export.py or "
-                                "runner.export() (policy.onnx / policy.pt), or pass an RSL-RL model_<it>.pt")
+                                "runner.export() (policy.onnx / policy.pt), or pass an RSL-RL model_<it>.pt or a run "
+                                "directory of experiments/train.py")
     from agile_jax.training import rsl_rl_teacher
 
     if rsl_rl_teacher.is_rsl_rl_checkpoint(path):
