@@ -281,7 +281,7 @@ def tppo_extension(cfg, env, networks) -> Extension:
     alg, tc = cfg.algorithm, cfg.algorithm.tppo_cfg
     if not tc.teacher_policy:
         raise ConfigError(f"algorithm.class_name={alg.class_name} needs a teacher: set "
-                          "algorithm.tppo_cfg.teacher_policy=<policy.onnx | policy.pt>")
+                          "algorithm.tppo_cfg.teacher_policy=<policy.onnx | policy.pt | model_<it>.pt | run dir>")
     if alg.class_name == "EstimatorTPPO" and not alg.estimator_cfg.enabled:
         raise ConfigError("algorithm.class_name=EstimatorTPPO is TPPO with a state estimator: set "
                           "algorithm.estimator_cfg.enabled=true (and its target_components)")
