@@ -557,3 +557,29 @@ def test_two_devices_match_one_device(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # Per-env keys from global env ids: the same masks, labels and queues on either split.
     assert out["params"] < 1e-5 and out["carry"] < 1e-4 and 0 < out["teacher_share"] < 1, out
+
+
+@pytest.mark.slow
+def test_t1_velocity_tppo_trains_from_a_t1_run_as_teacher(tmp_path):
+    """``train.py config=t1_velocity`` for one iteration, then ``config=t1_velocity_tppo`` with that run directory
+    as the teacher (on the actor's observations): the preset trains end to end and logs TPPO's tags."""
+    import glob
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def train(*args):
+        proc = subprocess.run([sys.executable, "experiments/train.py", *args, "num_envs=16", "runner.max_iterations=1",
+                               f"runner.log_root={tmp_path}", "runner.progress_bar=false"], capture_output=True,
+                              text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    train("config=t1_velocity")
+    teacher = glob.glob(str(tmp_path / "t1_velocity" / "*"))[0]
+    train("config=t1_velocity_tppo", f"algorithm.tppo_cfg.teacher_policy={teacher}",
+          "algorithm.tppo_cfg.label_action_with_critic_obs=false")
+    accumulator = EventAccumulator(glob.glob(str(tmp_path / "t1_velocity_tppo" / "*"))[0]).Reload()
+    fraction = accumulator.Scalars("Train/teacher_act_fraction")[0].value
+    assert fraction == 1.0  # the mask starts set in every env: the teacher acts everywhere in the first rollout
+    assert np.isfinite(accumulator.Scalars("Loss/distillation")[0].value)
