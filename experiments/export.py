@@ -64,15 +64,12 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, str]]:
 
 def locate(path: str) -> tuple[str, str, int | None]:
     """``(run_dir, checkpoints_dir, iteration)`` for a run, ``checkpoints`` or ``checkpoints/<it>`` directory."""
-    path = os.path.abspath(path.rstrip("/"))
-    if not os.path.isdir(path):
-        raise config_lib.ConfigError(f"no directory '{path}'")
-    name, parent = os.path.basename(path), os.path.dirname(path)
-    if name.isdigit() and os.path.basename(parent) == "checkpoints":
-        return os.path.dirname(parent), parent, int(name)
-    if name == "checkpoints":
-        return parent, path, None
-    return path, os.path.join(path, "checkpoints"), None
+    from agile_jax.io.checkpoint import checkpoints_dir
+
+    if not os.path.isdir(os.path.abspath(path)):
+        raise config_lib.ConfigError(f"no directory '{os.path.abspath(path.rstrip('/'))}'")
+    directory, iteration = checkpoints_dir(path)
+    return os.path.dirname(directory), directory, iteration
 
 
 def config_text(run_dir: str, checkpoints_dir: str) -> str:

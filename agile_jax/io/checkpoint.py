@@ -192,6 +192,18 @@ def _verify(directory: str, step: int, steps: list[int]) -> None:
     raise CheckpointError(f"checkpoint {step} in '{directory}' is damaged ({problem}); {advice}")
 
 
+def checkpoints_dir(path: str) -> tuple[str, int | None]:
+    """``(checkpoints directory, iteration or None for the newest)`` of a run, ``checkpoints`` or
+    ``checkpoints/<iteration>`` path (only the layout of the path is read)."""
+    path = os.path.abspath(path.rstrip("/") or "/")
+    name, parent = os.path.basename(path), os.path.dirname(path)
+    if name.isdigit() and os.path.basename(parent) == "checkpoints":
+        return parent, int(name)
+    if name == "checkpoints":
+        return path, None
+    return os.path.join(path, "checkpoints"), None
+
+
 def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, dict]:
     """Restores checkpoint ``iteration`` (latest if ``None``) into the structure of ``template``.
 

@@ -39,22 +39,11 @@ FLAT_GROUP = "obs"  # the one input group of a flat (MLP / RNN) teacher: the con
 RUN_HINT = "pass a run directory of experiments/train.py, its checkpoints/ or one checkpoints/<iteration>"
 
 
-def _checkpoints_dir(path: str) -> tuple[str, int | None]:
-    """``(checkpoints directory, iteration or None for the newest)`` of a run, checkpoints or checkpoint path."""
-    path = os.path.abspath(path.rstrip("/") or "/")
-    name, parent = os.path.basename(path), os.path.dirname(path)
-    if name.isdigit() and os.path.basename(parent) == "checkpoints":
-        return parent, int(name)
-    if name == "checkpoints":
-        return path, None
-    return os.path.join(path, "checkpoints"), None
-
-
 def is_run_checkpoint(path: str) -> bool:
     """Whether ``path`` names a run directory with ``checkpoints/``, a ``checkpoints`` directory or one of its
     ``<iteration>`` entries (present or not: :func:`teacher_from_run` lists the available ones). Only the layout is
     looked at; :func:`teacher_from_run` verifies the files."""
-    directory, step = _checkpoints_dir(path)
+    directory, step = ckpt.checkpoints_dir(path)
     return os.path.isdir(directory) and (step is not None or os.path.isdir(path))
 
 
@@ -338,7 +327,7 @@ def teacher_from_run(path: str) -> RunTeacher:
     """
     import orbax.checkpoint as ocp
 
-    directory, wanted = _checkpoints_dir(path)
+    directory, wanted = ckpt.checkpoints_dir(path)
     if not os.path.isdir(directory):
         raise ValueError(f"teacher '{path}' has no checkpoints directory; {RUN_HINT}")
     manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
