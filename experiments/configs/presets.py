@@ -179,11 +179,16 @@ def t1_velocity_seed() -> TrainConfig:
 
 def t1_velocity_repo() -> TrainConfig:
     """AGILE's ``T1VelocityPpoRunnerCfg`` exactly as in its repository (neutral terminations with the -100
-    termination penalty; no reward normalisation, no L2C2) on the MJX Booster T1 (flat ground)."""
+    termination penalty; no reward normalisation, no L2C2) on the MJX Booster T1 (flat ground).
+
+    AGILE v1.3 runs this config on rsl-rl-lib 5.4.1, which clips the actor's and the critic's gradient norms
+    separately (``grad_clip_mode="per_network"``); v1.0's vendored RSL-RL 2.3.3 clipped one joint norm
+    (``algorithm.grad_clip_mode=joint``). See ``docs/t1_audit.md``, "PPO settings".
+    """
     alg = AlgorithmConfig(learning_rate=1e-3, num_learning_epochs=5, num_mini_batches=4, schedule="adaptive",
                           desired_kl=0.01, clip_param=0.2, gamma=0.99, lam=0.95, value_loss_coef=1.0,
                           entropy_coef=0.005, max_grad_norm=1.0, use_clipped_value_loss=True,
-                          grad_clip_mode="joint")
+                          grad_clip_mode="per_network")
     alg.symmetry_cfg.enabled, alg.symmetry_cfg.use_data_augmentation = True, True
     return TrainConfig(
         env=VelocityEnvConfig(robot="t1"),
