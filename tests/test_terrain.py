@@ -151,27 +151,40 @@ def test_max_height_near_is_the_window_maximum():
 
 
 # -- curriculum ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("level, distance, cmd, expected", [
-    (3, 4.01, (0.5, 0.0), 4),  # farther than half a tile: up, whatever the command
-    (3, 5.0, (1.0, 0.0), 4),  # up wins over "less than half the commanded distance" (10 m)
-    (3, 4.0, (0.5, 0.0), 2),  # exactly half a tile is not farther; 4 m < 0.5 * 20 / 2 = 5 m: down
-    (3, 2.5, (0.25, 0.0), 3),  # exactly half the commanded distance (2.5 m): stay
-    (3, 2.49, (0.25, 0.0), 2),  # just below it: down
-    (3, 2.51, (0.0, 0.25), 3),  # the command's norm counts, whatever its direction
-    (3, 0.0, (0.0, 0.0), 3),  # a standing command never moves down
-    (0, 0.1, (0.5, 0.0), 0),  # clamped at the bottom
+# AGILE's T1 values: up after 4 episodes farther than 4 m, down after 10 episodes shorter than 2 m.
+@pytest.mark.parametrize("before, distance, after", [
+    ((3, 3, 0), 4.01, (4, 0, 0)),  # the 4th success moves up and clears the counts
+    ((3, 2, 5), 4.01, (3, 3, 5)),  # a success below the count: counted only
+    ((3, 3, 0), 4.0, (3, 3, 0)),  # exactly 4 m is no success (and no failure)
+    ((3, 0, 9), 1.99, (2, 0, 0)),  # the 10th failure moves down
+    ((3, 1, 8), 1.99, (3, 1, 9)),
+    ((3, 0, 9), 2.0, (3, 0, 9)),  # exactly 2 m is no failure
+    ((3, 3, 9), 4.5, (4, 0, 0)),  # a move clears the failures too
+    ((0, 2, 9), 0.0, (0, 0, 0)),  # clamped at the bottom, counts cleared
 ])
-def test_terrain_level_rule(level, distance, cmd, expected):
-    new = curriculum.terrain_level_update(jax.random.PRNGKey(0), jnp.int32(level), jnp.float32(distance),
-                                          jnp.asarray(cmd, jnp.float32), 20.0, 8.0, 10)
-    assert int(new) == expected
+def test_terrain_level_rule(before, distance, after):
+    counters = curriculum.LevelCounters(*(jnp.int32(v) for v in before))
+    new = curriculum.terrain_level_update(jax.random.PRNGKey(0), counters, jnp.float32(distance), 10)
+    assert tuple(int(v) for v in new) == after
 
 
 def test_terrain_level_past_the_top_wraps_to_a_random_level():
     keys = jax.random.split(jax.random.PRNGKey(1), 400)
-    new = jax.vmap(lambda k: curriculum.terrain_level_update(k, jnp.int32(9), jnp.float32(4.5),
-                                                             jnp.zeros(2), 20.0, 8.0, 10))(keys)
-    assert set(np.asarray(new).tolist()) == set(range(10))
+    top = curriculum.LevelCounters(jnp.int32(9), jnp.int32(3), jnp.int32(0))
+    new = jax.vmap(lambda k: curriculum.terrain_level_update(k, top, jnp.float32(4.5), 10))(keys)
+    assert set(np.asarray(new.level).tolist()) == set(range(10))
+    assert np.all(np.asarray(new.successes) == 0)
+
+
+def test_travelled_distance_sums_straight_segments():
+    # Finished segments 1.5 m, current segment from (1, 1) to (4, 5): 5 m.
+    got = curriculum.travelled_distance(jnp.float32(1.5), jnp.asarray([1.0, 1.0]), jnp.asarray([4.0, 5.0]))
+    assert float(got) == pytest.approx(6.5)
+    info = {"travelled": jnp.float32(1.5), "segment_start": jnp.asarray([1.0, 1.0])}
+    closed = VelocityEnv._close_command_segment(info, jnp.asarray([4.0, 5.0]), jnp.asarray(True))
+    assert float(closed["travelled"]) == pytest.approx(6.5) and closed["segment_start"].tolist() == [4.0, 5.0]
+    kept = VelocityEnv._close_command_segment(info, jnp.asarray([4.0, 5.0]), jnp.asarray(False))
+    assert float(kept["travelled"]) == pytest.approx(1.5) and kept["segment_start"].tolist() == [1.0, 1.0]
 
 
 # -- the rough T1 task -----------------------------------------------------------------------------------
@@ -289,18 +302,22 @@ def test_random_rollout_is_finite_and_levels_follow_the_curriculum(rough):
     assert done > 0
     levels = np.asarray(state.info["terrain_level"])
     assert np.all((levels >= 0) & (levels < SMALL.num_rows))
-    # Every env on the last step of its time limit; env 0 is 5 m from its tile origin (up), env 1 at the origin
-    # with a 0.5 m/s command (down), env 2 at the origin standing (stays), env 3 on the top level 5 m out (wraps).
+    # Every env on the last step of its time limit, 5 m (envs 0, 2, 3) or 0 m (env 1) from its segment start.
+    # Env 0 has 3 successes (the 4th moves it up), env 1 9 failures (the 10th moves it down), env 2 none (a
+    # success is counted, no move), env 3 sits on the top level with 3 successes (wraps to a random level).
+    assert np.all(np.asarray(state.info["curriculum_successes"]) >= 0)
     grid = T.generate(SMALL)
     level = jnp.asarray([2, 2, 2, SMALL.num_rows - 1], jnp.int32)
     col = jnp.asarray([0, 1, 5, 2], jnp.int32)
     origin = jnp.asarray(grid.origins, jnp.float32)[level, col]
-    offset = jnp.asarray([[5.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 5.0]])
-    cmd = jnp.asarray([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    offset = jnp.asarray([[5.0, 0.0], [0.0, 0.0], [3.0, 4.0], [0.0, 5.0]])
+    cmd = jnp.zeros((NUM_ENVS, 3))
     qpos = state.data.qpos.at[:, 0:2].set(origin[:, 0:2] + offset).at[:, 2].set(origin[:, 2] + 0.75)
     qpos = qpos.at[:, 3:7].set(jnp.asarray([1.0, 0.0, 0.0, 0.0])).at[:, 7:].set(env.robot.model.qpos0[7:])
     info = {**state.info, "terrain_level": level, "terrain_col": col, "command": cmd,
-            "command_time": jnp.full((NUM_ENVS,), 100.0)}
+            "command_time": jnp.full((NUM_ENVS,), 100.0), "segment_start": origin[:, 0:2],
+            "travelled": jnp.zeros(NUM_ENVS), "curriculum_successes": jnp.asarray([3, 0, 0, 3], jnp.int32),
+            "curriculum_failures": jnp.asarray([0, 9, 0, 0], jnp.int32)}
     state = state.replace(data=state.data.replace(qpos=qpos, qvel=jnp.zeros_like(state.data.qvel)), info=info,
                           step_count=jnp.full((NUM_ENVS,), env.max_episode_length - 1, jnp.int32))
     state, info = step(state, jnp.zeros((NUM_ENVS, env.action_size)))
@@ -308,10 +325,8 @@ def test_random_rollout_is_finite_and_levels_follow_the_curriculum(rough):
     new_level, new_col = np.asarray(state.info["terrain_level"]), np.asarray(state.info["terrain_col"])
     assert new_level[:3].tolist() == [3, 1, 2] and 0 <= new_level[3] < SMALL.num_rows
     assert new_col.tolist() == [0, 1, 5, 2]
-    # The next episode starts on its new tile, above the terrain there.
-    for n in range(NUM_ENVS):
-        q = np.asarray(state.data.qpos[n])
-        assert np.all(np.abs(q[0:2] - grid.origins[new_level[n], new_col[n], 0:2]) <= 2.5 + 1e-4)
-        ground = float(T.max_height_near(env.terrain, jnp.asarray(q[0:2]), 0.3))
-        assert q[2] == pytest.approx(ground + env.robot.stand_height + env.cfg.init_height_offset, abs=1e-4)
-    assert np.all(np.asarray(state.step_count) == 0)
+    assert np.asarray(state.info["curriculum_successes"]).tolist() == [0, 0, 1, 0]
+    assert np.asarray(state.info["curriculum_failures"]).tolist() == [0, 0, 0, 0]
+    # The fresh episodes measure from their new spawn.
+    assert np.allclose(np.asarray(state.info["segment_start"]), np.asarray(state.data.qpos[:, 0:2]))
+    assert np.all(np.asarray(state.info["travelled"]) == 0.0)

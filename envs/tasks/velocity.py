@@ -30,7 +30,9 @@ State carried in ``info``: ``rng``, ``command``/``command_time`` (s to resample)
 episode), ``motion`` (random arm motion), ``domain`` (per-env model parameters, see
 :mod:`envs.mdp.events`), ``push_time``/``wrench_time``/``wrench`` (interval events), ``history`` (policy
 frames), ``root_vel`` (for the root acceleration), ``common_step`` (global control step for the curricula;
-write it with :func:`set_common_step`).
+write it with :func:`set_common_step`); on rough terrain also ``terrain_level``/``terrain_col``,
+``curriculum_successes``/``curriculum_failures`` (carried across resets) and ``travelled``/``segment_start``
+(the episode's travelled distance, :mod:`envs.mdp.curriculum`).
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ class T1VelocityConfig:
         orientation_bodies: bodies of the exp orientation reward.
         init_height_offset: spawn height above the resting height of the default pose (m).
         terrain: rough terrain (:class:`envs.terrain.TerrainConfig`); ``None`` is the flat floor.
+        terrain_curriculum: AGILE's terrain-level curriculum (:mod:`envs.mdp.curriculum`; rough terrain only).
         height_scan: ``(half_width, points)``: the base height is measured above the mean terrain height over a
             ``points x points`` grid spanning ``+-half_width`` (m) around the root (rough terrain only); the default
             is AGILE's single ray straight under the root (``GridPatternCfg(size=(0.0, 0.0))``).
@@ -179,6 +182,7 @@ class T1VelocityConfig:
     orientation_bodies: tuple[str, ...] = ("Trunk",)
     init_height_offset: float = 0.045
     terrain: terrain_lib.TerrainConfig | None = None
+    terrain_curriculum: curriculum.TerrainCurriculumConfig = curriculum.TerrainCurriculumConfig()
     height_scan: tuple[float, int] = (0.0, 1)
     spawn_clearance: float = 0.3
     height_scanner: height_scan.HeightScannerConfig | None = None
@@ -400,7 +404,9 @@ class VelocityEnv:
         }
         info["root_vel"] = self._root_vel_w(data, info)
         if self.terrain is not None:
-            info.update(terrain_level=tile[0], terrain_col=tile[1])
+            zero = jnp.zeros((), jnp.int32)
+            info.update(terrain_level=tile[0], terrain_col=tile[1], curriculum_successes=zero,
+                        curriculum_failures=zero, travelled=jnp.zeros((), jnp.float32), segment_start=root_q[0:2])
         frame = self._policy_frame(ks[8], data, info)
         info["history"] = obs_terms.fill_history(frame, cfg.history_length)
         obs = {"policy": info["history"], "critic": self._critic_obs(data, info)}
@@ -437,6 +443,8 @@ class VelocityEnv:
         # Commands are resampled after the rewards, then interval events fire (Isaac Lab order).
         cmd = commands.update_command(k_cmd, commands.CommandState(info["command"], info["command_time"]),
                                       self.ctrl_dt, self.cfg.commands)
+        if self.terrain is not None:
+            info = self._close_command_segment(info, data.qpos[0:2], info["command_time"] - self.ctrl_dt <= 0.0)
         info.update(command=cmd.command, command_time=cmd.time_left)
         data, info = self._interval_events(k_event, data, info)
         info["history"] = obs_terms.push_history(info["history"], self._policy_frame(k_obs, data, info))
@@ -538,25 +546,36 @@ class VelocityEnv:
         ground = terrain_lib.max_height_near(self.terrain, root_q[0:2], self.cfg.spawn_clearance)
         return root_q.at[0:2].add(-self.terrain.origins[level, col, 0:2]).at[2].add(-ground)
 
+    @staticmethod
+    def _close_command_segment(info: dict, root_xy: Array, resampled: Array) -> dict:
+        """At a command resample, adds the segment's straight-line distance to ``travelled`` and starts a new one
+        at ``root_xy`` (AGILE's ``UniformNullVelocityCommand._resample_command``)."""
+        travelled = curriculum.travelled_distance(info["travelled"], info["segment_start"], root_xy)
+        return {**info, "travelled": jnp.where(resampled, travelled, info["travelled"]),
+                "segment_start": jnp.where(resampled, root_xy, info["segment_start"])}
+
     def carry_over(self, finished: EnvState, fresh: EnvState) -> EnvState:
         """Terrain-level curriculum at an auto-reset (called by ``VecEnv`` per env; identity on flat ground).
 
-        The env keeps its column; its level moves by :func:`envs.mdp.curriculum.terrain_level_update` from the
-        finished episode (distance walked from the tile origin, last command), and the fresh episode's spawn is
-        moved from the tile its reset drew to that tile.
+        The env keeps its column and its success / failure counts; its level moves by
+        :func:`envs.mdp.curriculum.terrain_level_update` from the finished episode's travelled distance, and the
+        fresh episode's spawn is moved from the tile its reset drew to that tile.
         """
         if self.terrain is None:
             return fresh
-        level, col = finished.info["terrain_level"], finished.info["terrain_col"]
-        distance = jnp.linalg.norm(finished.data.qpos[0:2] - self.terrain.origins[level, col, 0:2])
-        key = jax.random.fold_in(fresh.info["rng"], 2)
-        new_level = curriculum.terrain_level_update(key, level, distance, finished.info["command"][0:2],
-                                                    self.cfg.episode_length_s, self.cfg.terrain.tile_size,
-                                                    self.terrain.num_levels)
+        done = finished.info
+        distance = curriculum.travelled_distance(done["travelled"], done["segment_start"], finished.data.qpos[0:2])
+        before = curriculum.LevelCounters(done["terrain_level"], done["curriculum_successes"],
+                                          done["curriculum_failures"])
+        after = curriculum.terrain_level_update(jax.random.fold_in(fresh.info["rng"], 2), before, distance,
+                                                self.terrain.num_levels, self.cfg.terrain_curriculum)
+        col = done["terrain_col"]
         local = self._tile_relative(fresh.data.qpos[0:7], fresh.info["terrain_level"], fresh.info["terrain_col"])
-        qpos = fresh.data.qpos.at[0:7].set(self._place_on_tile(local, new_level, col))
-        info = {**fresh.info, "terrain_level": new_level, "terrain_col": col}
-        return fresh.replace(data=fresh.data.replace(qpos=qpos), info=info)
+        root_q = self._place_on_tile(local, after.level, col)
+        info = {**fresh.info, "terrain_level": after.level, "terrain_col": col,
+                "curriculum_successes": after.successes, "curriculum_failures": after.failures,
+                "segment_start": root_q[0:2]}
+        return fresh.replace(data=fresh.data.replace(qpos=fresh.data.qpos.at[0:7].set(root_q)), info=info)
 
     def _interval_events(self, key: PRNGKey, data: mjx.Data, info: dict):
         """Velocity pushes and new external wrenches when their per-env timers expire."""

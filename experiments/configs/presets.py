@@ -69,7 +69,8 @@ class RoughVelocityEnvConfig(VelocityEnvConfig):
     Attributes:
         terrain_rows: difficulty levels of the tile grid (AGILE: 20).
         terrain_cols: tile columns, 5/6 random-uniform rough and 1/6 random grid (AGILE: 16).
-        terrain_tile_size: tile side (m); the curriculum moves up after walking half of it.
+        terrain_tile_size: tile side (m); AGILE's curriculum counts an episode travelling more than 4 m (half a
+            tile) as a success (``envs.mdp.curriculum``).
         terrain_max_init_level: episodes start on a level in ``[0, terrain_max_init_level]``.
         terrain_seed: generator seed.
         terrain_max_contact_points: MJX contact cap (deepest contacts kept per step; 0 keeps all). Foot spheres
