@@ -11,7 +11,10 @@ an :class:`EnvState`. :class:`VecEnv` turns it into a batched env with
   step counter for curricula) keep their values across auto-resets,
 * a carry-over hook: a task may define ``carry_over(finished, fresh) -> fresh``, which maps the finished
   episode's last state and the freshly reset state of one env to the state the next episode starts from
-  (e.g. a per-env curriculum level updated from how the episode went).
+  (e.g. a per-env curriculum level updated from how the episode went),
+* curriculum metrics: a task may define ``curriculum_metrics(state) -> {name: scalar}``, read on every env
+  after the step's resets and reported in :class:`StepInfo` (logged as ``Curriculum/<name>``, as Isaac Lab
+  logs its curriculum terms).
 
 Everything is a pure function of pytrees; there is no hidden state.
 """
@@ -78,7 +81,8 @@ class StepInfo(NamedTuple):
     """What :meth:`VecEnv.step` reports besides the next state, each ``[N]`` (dicts of ``[N]``).
 
     ``episode_*`` fields hold the statistics of the episode that just ended and are meaningful
-    only where ``done`` is true.
+    only where ``done`` is true. ``curriculum`` holds the task's ``curriculum_metrics`` after the step's
+    resets (empty when the task defines none).
     """
 
     reward: Array
@@ -91,6 +95,7 @@ class StepInfo(NamedTuple):
     termination_terms: dict[str, Array]
     bad_termination_sigma: Array
     good_termination_sigma: Array
+    curriculum: dict[str, Array]
 
 
 def _termination_sigmas(terms: dict[str, Array], specs: dict[str, TerminationSpec]) -> tuple[Array, Array]:
@@ -152,6 +157,7 @@ class VecEnv:
         self.init_at_random_ep_len = init_at_random_ep_len
         self.persistent_info = tuple(getattr(env, "persistent_info", ()))
         self._carry_over = getattr(env, "carry_over", None)
+        self._curriculum_metrics = getattr(env, "curriculum_metrics", None)
 
     # -- metadata passthrough ---------------------------------------------------------------------
     @property
@@ -213,7 +219,10 @@ class VecEnv:
             keep = {k: running.info[k] for k in self.persistent_info}
             return new_state.replace(info={**new_state.info, **keep})
 
-        return jax.lax.cond(jnp.any(info.done), with_resets, lambda r: r, running), info
+        new_state = jax.lax.cond(jnp.any(info.done), with_resets, lambda r: r, running)
+        if self._curriculum_metrics is not None:
+            info = info._replace(curriculum=jax.vmap(self._curriculum_metrics)(new_state))
+        return new_state, info
 
     def _advance_one(self, state: EnvState, action: Array) -> tuple[EnvState, StepInfo]:
         """One env's task step with the time limit and episode bookkeeping, before any reset."""
@@ -243,6 +252,7 @@ class VecEnv:
             termination_terms=term_terms,
             bad_termination_sigma=bad,
             good_termination_sigma=good,
+            curriculum={},
         )
         running = nxt.replace(
             terminated=terminated,

@@ -325,6 +325,7 @@ def test_random_rollout_is_finite_and_levels_follow_the_curriculum(rough):
     new_level, new_col = np.asarray(state.info["terrain_level"]), np.asarray(state.info["terrain_col"])
     assert new_level[:3].tolist() == [3, 1, 2] and 0 <= new_level[3] < SMALL.num_rows
     assert new_col.tolist() == [0, 1, 5, 2]
+    assert np.asarray(info.curriculum["terrain_levels"]).tolist() == new_level.tolist()  # after the resets
     assert np.asarray(state.info["curriculum_successes"]).tolist() == [0, 0, 1, 0]
     assert np.asarray(state.info["curriculum_failures"]).tolist() == [0, 0, 0, 0]
     # The fresh episodes measure from their new spawn.

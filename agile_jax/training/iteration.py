@@ -64,7 +64,8 @@ class IterationOutput(NamedTuple):
         episode_stats: ``Train/mean_reward`` and ``Train/mean_episode_length`` over the last 100 finished
             episodes (NaN before the first one ends).
         episode_extras: ``Episode_Reward/<term>`` and ``Episode_Termination/<term>`` means over the
-            episodes that ended in this iteration, plus ``episode_count``.
+            episodes that ended in this iteration, plus ``episode_count``, and ``Curriculum/<name>``: the
+            env's curriculum metrics averaged over every env at the rollout's last step.
         finite: name -> bool, whether each checked quantity was free of NaN/inf.
     """
 
@@ -104,6 +105,9 @@ def _episode_extras(infos, axis_name) -> dict:
     for name, fired in infos.termination_terms.items():
         ended = jnp.logical_and(fired, infos.done).astype(jnp.float32)
         out[f"Episode_Termination/{name}"] = jax.lax.psum(jnp.sum(ended), axis_name) / denom
+    for name, values in infos.curriculum.items():  # the rollout's last step, over every env
+        last = values[-1].astype(jnp.float32)
+        out[f"Curriculum/{name}"] = jax.lax.psum(jnp.sum(last), axis_name) / jax.lax.psum(last.size, axis_name)
     return out
 
 

@@ -554,6 +554,12 @@ class VelocityEnv:
         return {**info, "travelled": jnp.where(resampled, travelled, info["travelled"]),
                 "segment_start": jnp.where(resampled, root_xy, info["segment_start"])}
 
+    def curriculum_metrics(self, state: EnvState) -> dict[str, Array]:
+        """The terrain level of one env (``Curriculum/terrain_levels``, Isaac Lab's tag); none on flat ground."""
+        if self.terrain is None:
+            return {}
+        return {"terrain_levels": state.info["terrain_level"].astype(jnp.float32)}
+
     def carry_over(self, finished: EnvState, fresh: EnvState) -> EnvState:
         """Terrain-level curriculum at an auto-reset (called by ``VecEnv`` per env; identity on flat ground).
 
