@@ -48,11 +48,16 @@ def sample_command(key: PRNGKey, cfg: CommandConfig) -> CommandState:
     return CommandState(cmd, time_left)
 
 
+def expires(time_left: Array, dt: float) -> Array:
+    """Whether a command with ``time_left`` seconds is resampled by the next :func:`update_command` of ``dt``."""
+    return time_left - dt <= 0.0
+
+
 def update_command(key: PRNGKey, state: CommandState, dt: float, cfg: CommandConfig) -> CommandState:
     """Advances the resampling timer by ``dt`` and resamples when it runs out (Isaac Lab ``CommandManager``)."""
     time_left = state.time_left - dt
     fresh = sample_command(key, cfg)
-    expired = time_left <= 0.0
+    expired = expires(state.time_left, dt)
     return CommandState(
         jnp.where(expired, fresh.command, state.command), jnp.where(expired, fresh.time_left, time_left)
     )

@@ -444,7 +444,8 @@ class VelocityEnv:
         cmd = commands.update_command(k_cmd, commands.CommandState(info["command"], info["command_time"]),
                                       self.ctrl_dt, self.cfg.commands)
         if self.terrain is not None:
-            info = self._close_command_segment(info, data.qpos[0:2], info["command_time"] - self.ctrl_dt <= 0.0)
+            resampled = commands.expires(info["command_time"], self.ctrl_dt)
+            info = self._close_command_segment(info, data.qpos[0:2], resampled)
         info.update(command=cmd.command, command_time=cmd.time_left)
         data, info = self._interval_events(k_event, data, info)
         info["history"] = obs_terms.push_history(info["history"], self._policy_frame(k_obs, data, info))
