@@ -1,12 +1,18 @@
 """What an untrained policy scores: episode length, return and reward terms of zero and Gaussian random actions.
 
-``python experiments/baseline.py config=t1_velocity [num_envs=64] [--steps 150] [--std 0 0.3 1.0] [--audit]``
+``python experiments/baseline.py config=t1_velocity [num_envs=64] [--steps 150] [--std 0 0.3 1.0] [--audit]
+[--policy <run dir | policy.onnx | policy.pt>]``
 
 Runs the preset's env (same overrides as ``train.py``) for ``--steps`` control steps per action noise level
 ``std`` (actions ``std * N(0, 1)``, so ``std=0`` holds the default pose) and prints, per level, the mean
 reward per step, how many episodes ended (and how many by a failure), their mean length, and the mean
 per-step value of each reward term. It is the reference line for a learning curve: ``Train/mean_episode_length``
 of a policy that learns must rise above these numbers.
+
+``--policy`` adds the deterministic actions of a trained policy (a run directory or checkpoint of ``train.py``,
+or its exported ONNX / TorchScript file) to the noise, so the same numbers describe that policy in the training
+env; with the env's switches (``env.pushes=false``, ``env.wrenches=false``, ``env.random_arm_motion=false``,
+``env.domain_randomization=false``, ``env.obs_noise=false``) they show which disturbance ends its episodes.
 
 ``--audit`` prints, for every reward term, its mean per-step contribution (weight x dt included) in three
 regimes: a *standing* robot (zero actions, the first ``AUDIT_WINDOW`` control steps after a reset, still
@@ -32,22 +38,37 @@ from agile_jax import platform  # noqa: E402
 from experiments.train import build_config, config_or_none  # noqa: E402
 
 
-def make_random_rollout(env, steps: int):
+def make_random_rollout(env, steps: int, policy=None):
     """A jitted ``(std, key) -> per-step outputs`` of ``steps`` control steps of actions ``std * N(0, 1)`` on a
-    :class:`envs.core.VecEnv`, from a fresh reset (``std`` is traced, so every level shares one compile)."""
+    :class:`envs.core.VecEnv`, from a fresh reset (``std`` is traced, so every level shares one compile).
+
+    ``policy``: an optional :class:`agile_jax.training.teacher.Teacher` whose deterministic actions the noise is
+    added to (its recurrent state restarts with each episode).
+    """
     import jax
+    import jax.numpy as jnp
 
     n = env.num_envs
+    if policy is None:
+        act, init = (lambda obs, h: (jnp.zeros((n, env.action_size)), h)), ()
+    else:
+        act, init = policy.bind(policy.obs_groups or ("policy",), env.observation_shapes), policy.init_state(n)
+
+    def restart(h, done):
+        return jax.tree.map(lambda x, x0: jnp.where(done.reshape((n,) + (1,) * (x.ndim - 1)), x0, x), h, init)
 
     @jax.jit
     def run(std, key):
         state = env.reset(jax.random.split(key, n))
 
-        def body(s, k):
-            s, info = env.step(s, std * jax.random.normal(k, (n, env.action_size)))
-            return s, (info.reward, s.reward_terms, info.done, info.terminated, info.episode_length)
+        def body(carry, k):
+            s, h = carry
+            mean, h = act(s.obs, h)
+            s, info = env.step(s, mean + std * jax.random.normal(k, (n, env.action_size)))
+            return (s, restart(h, info.done)), (info.reward, s.reward_terms, info.done, info.terminated,
+                                                 info.episode_length)
 
-        return jax.lax.scan(body, state, jax.random.split(jax.random.fold_in(key, 1), steps))[1]
+        return jax.lax.scan(body, (state, init), jax.random.split(jax.random.fold_in(key, 1), steps))[1]
 
     return run
 
@@ -116,6 +137,17 @@ def print_audit(audit: dict[str, dict[str, float]]) -> None:
     print("| **sum** | " + " | ".join(f"{sum(audit[r].values()):+.3f}" for r in regimes) + " |")
 
 
+def _load_policy(path: str):
+    """The :class:`Teacher` of ``path``, or exit 2 with the reason in one line."""
+    from agile_jax.training.teacher import load_teacher
+
+    try:
+        return load_teacher(path)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"error: --policy {path}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
@@ -123,6 +155,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the statistics as JSON")
     parser.add_argument("--audit", action="store_true", help="per-term contributions: standing, falling, random")
+    parser.add_argument("--policy", default=None, help="a trained policy whose actions the noise is added to")
     args, settings = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if not any(s.startswith("config=") for s in settings):
         parser.error("name a preset, e.g. config=t1_velocity")
@@ -133,7 +166,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     platform.enable_compilation_cache()
     from experiments.configs import make_env
 
-    run = make_random_rollout(make_env(cfg), args.steps)
+    run = make_random_rollout(make_env(cfg), args.steps, None if args.policy is None else _load_policy(args.policy))
     if args.audit:
         audit = term_audit(run, args.seed)
         print_audit(audit)

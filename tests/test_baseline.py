@@ -36,3 +36,38 @@ def test_audit_regime_masks_by_hand():
     np.testing.assert_array_equal(steps_in_episode(done), [[0, 0], [1, 1], [0, 2], [1, 3]])
     terminated = np.array([[0, 0], [1, 0], [0, 0], [0, 0]], bool)  # env 1's end at t=3 was a time-out
     np.testing.assert_array_equal(steps_before_failure(terminated, 2), [[1, 0], [1, 0], [0, 0], [0, 0]])
+
+
+def test_a_trained_policy_acts_in_the_rollout(tmp_path, capsys):
+    """``--policy <run>`` drives the env with the run's deterministic actions: the reward per step equals a
+    step-by-step rollout of ``runner.get_inference_policy()`` on the same env and reset keys."""
+    import jax
+    import numpy as np
+
+    from agile_jax.training.runner import OnPolicyRunner
+    from experiments.configs import make_env
+    from experiments.train import build_config
+    from tests.helpers import point_mass_config, point_mass_env
+
+    cfg = point_mass_config(num_envs=8)
+    runner = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path / "run"))
+    runner.learn(2)
+    runner.close()
+    steps, settings = 60, ["config=point_mass", "num_envs=8"]
+    (policy,) = baseline.main([*settings, "--steps", str(steps), "--std", "0", "--policy", str(tmp_path / "run")])
+    (zero,) = baseline.main([*settings, "--steps", str(steps), "--std", "0"])
+
+    env_cfg = build_config(settings)
+    env_cfg.runner.init_at_random_ep_len = False
+    env, act = make_env(env_cfg), jax.jit(runner.get_inference_policy())
+    state, rewards = env.reset(jax.random.split(jax.random.PRNGKey(0), 8)), []
+    for _ in range(steps):
+        state, info = env.step(state, act(state.obs))
+        rewards.append(np.asarray(info.reward))
+    assert policy["reward_per_step"] == pytest.approx(float(np.mean(rewards)), rel=1e-5, abs=1e-7)
+    assert abs(policy["reward_per_step"] - zero["reward_per_step"]) > 1e-3  # the actions do reach the env
+
+    with pytest.raises(SystemExit) as exit_info:
+        baseline.main([*settings, "--policy", str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].startswith("error: --policy") and "not found" in err[-1]
