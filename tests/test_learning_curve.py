@@ -19,13 +19,31 @@ def _csv(tmp_path):
 
 
 def test_speed_and_collapse_by_hand(tmp_path, capsys):
-    assert learning_curve.main([_csv(tmp_path), "--samples-per-iteration", "100", "--baseline", "34.5"]) == 0
+    assert learning_curve.main([_csv(tmp_path), "--samples-per-iteration", "100", "--baseline", "34.5",
+                                "--tracking-window", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["to_mean_episode_length_500"] == {"iteration": 30, "env_steps": 3000, "wall_time_s": 290.0,
                                                     "value": 520.0}
     assert report["to_tracking_0.5"]["iteration"] == 31  # 36 / (600 * 0.1) = 0.6
     assert report["lowest_length_after"] == {"after_iteration": 20, "iteration": 21, "value": 30.0}
     assert report["collapsed_below_baseline"] is True
+
+
+def test_a_one_iteration_tracking_spike_is_not_a_level(tmp_path, capsys):
+    rows = ["tag,step,wall_time,value"]
+    ratios = [0.2] * 30 + [0.6] + [0.2] * 30 + [0.55] * 40  # a spike at 31, a level from 62
+    for step, ratio in enumerate(ratios, start=1):
+        rows += [f"Train/mean_episode_length,{step},{step},100.0",
+                 f"Episode_Reward/track_lin_vel_xy_exp,{step},{step},{ratio * 100.0 * 0.1}"]
+    path = tmp_path / "spike.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert learning_curve.main([str(path), "--tracking-window", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["to_tracking_0.5"]["iteration"] == 31
+    assert learning_curve.main([str(path), "--tracking-window", "4"]) == 0
+    # The spike averages to (3 x 0.2 + 0.6) / 4 = 0.3; the window ending at 64 gives (0.2 + 3 x 0.55) / 4 = 0.4625,
+    # the one ending at 65 gives 0.55.
+    reached = json.loads(capsys.readouterr().out)["to_tracking_0.5"]
+    assert reached["iteration"] == 65 and abs(reached["value"] - 0.55) < 1e-9
 
 
 def test_missing_source_is_one_line(tmp_path, capsys):
