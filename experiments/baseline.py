@@ -1,4 +1,4 @@
-"""What an untrained policy scores: episode length, return and reward terms of zero and Gaussian random actions.
+"""What a policy scores: episode length, return and reward terms of zero, Gaussian random or a trained policy's actions.
 
 ``python experiments/baseline.py config=t1_velocity [num_envs=64] [--steps 150] [--std 0 0.3 1.0] [--audit]
 [--policy <run dir | policy.onnx | policy.pt>]``
@@ -13,6 +13,7 @@ of a policy that learns must rise above these numbers.
 or its exported ONNX / TorchScript file) to the noise, so the same numbers describe that policy in the training
 env; with the env's switches (``env.pushes=false``, ``env.wrenches=false``, ``env.random_arm_motion=false``,
 ``env.domain_randomization=false``, ``env.obs_noise=false``) they show which disturbance ends its episodes.
+With ``--audit`` the policy's actions take the place of the zero actions.
 
 ``--audit`` prints, for every reward term, its mean per-step contribution (weight x dt included) in three
 regimes: a *standing* robot (zero actions, the first ``AUDIT_WINDOW`` control steps after a reset, still
@@ -38,7 +39,7 @@ from agile_jax import platform  # noqa: E402
 from experiments.train import build_config, config_or_none  # noqa: E402
 
 
-def make_random_rollout(env, steps: int, policy=None):
+def make_rollout(env, steps: int, policy=None):
     """A jitted ``(std, key) -> per-step outputs`` of ``steps`` control steps of actions ``std * N(0, 1)`` on a
     :class:`envs.core.VecEnv`, from a fresh reset (``std`` is traced, so every level shares one compile).
 
@@ -74,7 +75,7 @@ def make_random_rollout(env, steps: int, policy=None):
 
 
 def random_action_stats(run, std: float, seed: int = 0) -> dict:
-    """Statistics of one :func:`make_random_rollout` run at noise level ``std``."""
+    """Statistics of one :func:`make_rollout` run at noise level ``std``."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -166,7 +167,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     platform.enable_compilation_cache()
     from experiments.configs import make_env
 
-    run = make_random_rollout(make_env(cfg), args.steps, None if args.policy is None else _load_policy(args.policy))
+    env = make_env(cfg)
+    try:
+        run = make_rollout(env, args.steps, None if args.policy is None else _load_policy(args.policy))
+    except ValueError as err:  # the policy reads other observations than this env gives
+        print(f"error: --policy {args.policy}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.audit:
         audit = term_audit(run, args.seed)
         print_audit(audit)

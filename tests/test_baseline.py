@@ -67,7 +67,12 @@ def test_a_trained_policy_acts_in_the_rollout(tmp_path, capsys):
     assert policy["reward_per_step"] == pytest.approx(float(np.mean(rewards)), rel=1e-5, abs=1e-7)
     assert abs(policy["reward_per_step"] - zero["reward_per_step"]) > 1e-3  # the actions do reach the env
 
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         baseline.main([*settings, "--policy", str(tmp_path / "missing")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and err[-1].startswith("error: --policy") and "not found" in err[-1]
+    with pytest.raises(SystemExit) as exit_info:  # the point mass's policy on the cartpole's observations
+        baseline.main(["config=cartpole_balance", "num_envs=4", "--steps", "5", "--policy", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "reads 4 observations" in err[0] and "give 5" in err[0]
