@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=float, default=None, help="zero-action mean episode length")
     parser.add_argument("--plot", default=None, help="write a PNG of the episode-length curve")
     args = parser.parse_args(argv)
+    if args.tracking_window < 1:
+        parser.error(f"--tracking-window {args.tracking_window}: use a whole number of iterations >= 1")
     if not os.path.exists(args.source):
         print(f"error: '{args.source}' is neither a run directory nor a CSV file", file=sys.stderr)
         return 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments import learning_curve
 
 
@@ -49,3 +51,9 @@ def test_a_one_iteration_tracking_spike_is_not_a_level(tmp_path, capsys):
 def test_missing_source_is_one_line(tmp_path, capsys):
     assert learning_curve.main([str(tmp_path / "nope.csv")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_tracking_window_below_one_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        learning_curve.main([_csv(tmp_path), "--tracking-window", "0"])
+    assert exit_info.value.code == 2 and "--tracking-window 0" in capsys.readouterr().err
