@@ -21,6 +21,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA notes every program loaded from the cache
 
+from agile_jax.evaluation import walking
 from agile_jax.evaluation.run import EvalConfig, evaluate
 from agile_jax.export.io_descriptor import DescriptorError
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({"out": result["out"], **result["summary"],
                       "real_time_factor": [e["real_time_factor"] for e in result["episodes"]],
                       "sim_real_time_factor": [e["sim_real_time_factor"] for e in result["episodes"]]}, indent=2))
+    print(walking.describe(result["walking"]))
     return result
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agile_jax.evaluation import commands, metrics, report, sim2mujoco  # sim2mujoco first: sets MUJOCO_GL
+from agile_jax.evaluation import commands, metrics, report, sim2mujoco, walking  # sim2mujoco first: sets MUJOCO_GL
 from agile_jax.evaluation.policy_io import PolicyIO, find_export, load_io, load_policy
 
 
@@ -140,7 +140,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                        report.joints_figure(traj, io.joint_names, io.action_idx.tolist(), limits)])
     settings = {**dataclasses.asdict(cfg), "policy": policy_path, "policy_yaml": yaml_path, "scenario_name": name,
                 "duration_s": duration, "robot": io.robot, "dt": io.dt, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    result = {"settings": settings, "summary": metrics.summarize(episodes), "episodes": episodes, "files": files}
+    result = {"settings": settings, "summary": metrics.summarize(episodes), "walking": walking.verdict(episodes),
+              "episodes": episodes, "files": files}
     report.save_metrics(os.path.join(out, "metrics.json"), result)
     report.write_html(os.path.join(out, "report.html"), result, images)
     result["out"] = out

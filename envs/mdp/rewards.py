@@ -37,6 +37,9 @@ class Signals(NamedTuple):
         undesired_contact: ``[P]`` bool.
         terminated: the step ended in a (non-timeout) termination, bool.
         terrain_height: ground height under the root (0 on flat ground).
+        feet_air_time / feet_contact_time: time (s) since each foot left / touched the ground ``[2]``, counted
+            after this step's contacts (Isaac Lab's ``ContactSensor.current_air_time`` / ``current_contact_time``);
+            zero where the task keeps no gait timers.
     """
 
     command: Array
@@ -66,6 +69,8 @@ class Signals(NamedTuple):
     undesired_contact: Array
     terminated: Array
     terrain_height: Array | float = 0.0
+    feet_air_time: Array | float = 0.0
+    feet_contact_time: Array | float = 0.0
 
 
 def is_terminated(s: Signals) -> Array:
@@ -184,6 +189,24 @@ def feet_distance_from_ref(s: Signals, ref_distance: float) -> Array:
 def jumping(s: Signals) -> Array:
     """1 when no foot touches the floor."""
     return jnp.all(~s.feet_contact).astype(jnp.float32)
+
+
+def feet_air_time_positive_biped(s: Signals, threshold: float, min_command: float) -> Array:
+    """Isaac Lab's ``feet_air_time_positive_biped``: in single stance, the shorter of the stance foot's contact
+    time and the swing foot's air time, capped at ``threshold`` (s); 0 in double stance or flight, and 0 while
+    the commanded velocity ``|(vx, vy, wz)|`` is at most ``min_command`` (so standing still is not asked to step;
+    Isaac Lab gates on the planar speed only, which would leave turning in place without a stepping reward)."""
+    in_contact = jnp.asarray(s.feet_contact)
+    in_mode_time = jnp.where(in_contact, s.feet_contact_time, s.feet_air_time)
+    single_stance = jnp.sum(in_contact.astype(jnp.int32)) == 1
+    reward = jnp.minimum(jnp.where(single_stance, jnp.min(in_mode_time), 0.0), threshold)
+    return reward * (jnp.linalg.norm(s.command) > min_command)
+
+
+def update_gait_timers(air_time: Array, contact_time: Array, contact: Array, dt: float) -> tuple[Array, Array]:
+    """Advances the per-foot air / contact timers by one control step ``dt`` given this step's contacts ``[F]``:
+    a foot in contact has its contact time grown and its air time zeroed, and the other way round."""
+    return jnp.where(contact, 0.0, air_time + dt), jnp.where(contact, contact_time + dt, 0.0)
 
 
 def linear_ramp(step: Array, start: float, num_steps: float, initial: float, final: float) -> Array:

@@ -29,7 +29,8 @@ State carried in ``info``: ``rng``, ``command``/``command_time`` (s to resample)
 ``prev_action_rate``, ``delay`` (physics steps per joint), ``delay_line``, ``fresh`` (first step of an
 episode), ``motion`` (random arm motion), ``domain`` (per-env model parameters, see
 :mod:`envs.mdp.events`), ``push_time``/``wrench_time``/``wrench`` (interval events), ``history`` (policy
-frames), ``root_vel`` (for the root acceleration), ``common_step`` (global control step for the curricula;
+frames), ``root_vel`` (for the root acceleration), ``feet_air_time``/``feet_contact_time`` (per-foot gait timers),
+``common_step`` (global control step for the curricula;
 write it with :func:`set_common_step`); on rough terrain also ``terrain_level``/``terrain_col``,
 ``curriculum_successes``/``curriculum_failures`` (carried across resets) and ``travelled``/``segment_start``
 (the episode's travelled distance, :mod:`envs.mdp.curriculum`).
@@ -38,6 +39,7 @@ write it with :func:`set_common_step`); on rough terrain also ``terrain_level``/
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 import jax
@@ -54,6 +56,7 @@ from envs.mdp import actuators, commands, curriculum, events, height_scan, rando
 from envs.mdp import amp as amp_obs
 from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
+from envs.mdp import rewards
 from envs.mdp.rewards import Signals
 from envs.mdp.terms import RewardTerm, WeightRamp
 from envs.robots import assets, g1, t1
@@ -113,13 +116,44 @@ G1_REWARDS = {
 }
 
 
+
+def walking_rewards(agile: Mapping[str, RewardTerm], air_time_weight: float) -> dict[str, RewardTerm]:
+    """AGILE's reward table changed so that stepping is learned early (``docs/walking_recipe.md`` has the sources
+    and the ablations): Isaac Lab's velocity-tracking width (std 0.5 instead of 0.2), action-rate penalties a
+    tenth of AGILE's (so exploration noise is not paid for at once), and Isaac Lab's single-stance air-time term
+    gated on a non-zero command (so the robot is paid for steps when asked to move and stands still at zero)."""
+    table = dict(agile)
+    for name in ("track_lin_vel_xy_exp", "track_ang_vel"):
+        table[name] = dataclasses.replace(table[name], params={**table[name].params, "std": 0.5})
+    for name in ("action_rate", "action_rate_rate"):
+        table[name] = dataclasses.replace(table[name], weight=table[name].weight / 10.0)
+    table["feet_air_time"] = RewardTerm("feet_air_time_positive_biped", air_time_weight,
+                                        {"threshold": 0.4, "min_command": 0.1})
+    return table
+
+
+T1_WALK_REWARDS = walking_rewards(T1_REWARDS, 3.0)
+G1_WALK_REWARDS = walking_rewards(G1_REWARDS, 3.0)
+T1_CURRICULA = {"action_rate": WeightRamp(50_000, 100_000, -2.0), "action_rate_rate": WeightRamp(60_000, 100_000, -1.0)}
+G1_CURRICULA = {"action_rate": WeightRamp(50_000, 100_000, -1.0), "action_rate_rate": WeightRamp(60_000, 100_000, -0.5)}
+# (robot, reward set) -> (reward table, weight curricula). "agile": AGILE's task exactly; "walk": the walking
+# recipe, whose action-rate penalties stay at their reduced weights (AGILE's late ramps would undo them).
+REWARD_SETS: dict[tuple[str, str], tuple[Mapping[str, RewardTerm], Mapping[str, WeightRamp]]] = {
+    ("t1", "agile"): (T1_REWARDS, T1_CURRICULA),
+    ("g1", "agile"): (G1_REWARDS, G1_CURRICULA),
+    ("t1", "walk"): (T1_WALK_REWARDS, {}),
+    ("g1", "walk"): (G1_WALK_REWARDS, {}),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class T1VelocityConfig:
     """All knobs of the velocity task; the defaults are AGILE's ``T1LowerVelocityEnvCfg`` on flat ground.
 
     Attributes:
         robot: ``"t1"`` or ``"g1"``.
-        impl: MJX implementation, ``"jax"`` or ``"warp"`` (MuJoCo Warp, see :mod:`envs.mjx_impl`).
+        impl: physics implementation, ``"jax"`` (MJX), ``"warp"`` (MuJoCo Warp), ``"c"`` (MuJoCo C on the CPU) or
+            ``"auto"`` (``c`` on a CPU-only JAX backend, else ``jax``); see :mod:`envs.mjx_impl`.
         naconmax / njmax: Warp only: contact slots shared by all envs of a batch, constraint rows per env
             (:func:`sized_for_batch` sets both from the model and the batch size).
         sim_dt / decimation: physics step (s) and physics steps per control step.
@@ -169,9 +203,7 @@ class T1VelocityConfig:
     domain: events.DomainConfig = events.DomainConfig()
     random_motion: random_motion.RandomMotionConfig = random_motion.RandomMotionConfig()
     rewards: Mapping[str, RewardTerm] = dataclasses.field(default_factory=lambda: dict(T1_REWARDS))
-    curricula: Mapping[str, WeightRamp] = dataclasses.field(
-        default_factory=lambda: {"action_rate": WeightRamp(50_000, 100_000, -2.0),
-                                 "action_rate_rate": WeightRamp(60_000, 100_000, -1.0)})
+    curricula: Mapping[str, WeightRamp] = dataclasses.field(default_factory=lambda: dict(T1_CURRICULA))
     termination_types: Mapping[str, tuple[str, float]] = dataclasses.field(
         default_factory=lambda: {k: ("neutral", 5.0) for k in ("base_orientation", "illegal_contacts",
                                                                "illegal_base_height")})
@@ -199,9 +231,7 @@ class G1VelocityConfig(T1VelocityConfig):
     domain: events.DomainConfig = events.DomainConfig(root_mass_add=(-1.0, 5.0),
                                                       root_com=((-0.15, 0.25), (-0.05, 0.05), (-0.15, 0.15)))
     rewards: Mapping[str, RewardTerm] = dataclasses.field(default_factory=lambda: dict(G1_REWARDS))
-    curricula: Mapping[str, WeightRamp] = dataclasses.field(
-        default_factory=lambda: {"action_rate": WeightRamp(50_000, 100_000, -1.0),
-                                 "action_rate_rate": WeightRamp(60_000, 100_000, -0.5)})
+    curricula: Mapping[str, WeightRamp] = dataclasses.field(default_factory=lambda: dict(G1_CURRICULA))
     base_height_threshold: float = g1.DEFAULT_PELVIS_HEIGHT - 0.3
     orientation_bodies: tuple[str, ...] = ("pelvis", "torso_link")
 
@@ -249,9 +279,10 @@ class VelocityEnv:
     persistent_info = ("domain", "common_step")
 
     def __init__(self, cfg: VelocityConfig):
-        self.cfg = cfg
+        self.cfg = cfg = dataclasses.replace(cfg, impl=mjx_impl.resolve_impl(cfg.impl))  # "auto": the backend's pick
         self.robot = robot = make_robot(cfg)
         self.mjx_model = mjx_impl.put_model(robot.model, cfg.impl)
+        self._physics_step = mjx_impl.make_step(robot.model, cfg.impl)
         self._data0 = self.make_data()
         self.ctrl_dt = cfg.sim_dt * cfg.decimation
         self.max_episode_length = int(round(cfg.episode_length_s / self.ctrl_dt))
@@ -285,7 +316,8 @@ class VelocityEnv:
                                                                    else {})}
 
     def make_data(self) -> mjx.Data:
-        """Fresh ``mjx.Data`` of the model (host-built constants, so it is safe to close over in a trace)."""
+        """Fresh ``mjx.Data`` of the model (``impl="c"``: :class:`envs.mujoco_c.CData`; host-built constants, so it is
+        safe to close over in a trace)."""
         return mjx_impl.make_data(self.robot.model, self.cfg.impl, self.cfg.naconmax, self.cfg.njmax)
 
     def io_description(self) -> dict:
@@ -401,6 +433,7 @@ class VelocityEnv:
             "push_time": jax.random.uniform(ks[6], (), jnp.float32, *cfg.domain.push_interval),
             "wrench_time": jax.random.uniform(ks[7], (), jnp.float32, *cfg.domain.wrench_interval),
             "common_step": jnp.zeros((), jnp.int32),
+            "feet_air_time": jnp.zeros(2, jnp.float32), "feet_contact_time": jnp.zeros(2, jnp.float32),
         }
         info["root_vel"] = self._root_vel_w(data, info)
         if self.terrain is not None:
@@ -433,6 +466,7 @@ class VelocityEnv:
         term_terms = self._terminations(data, ground)
         terminated = term_terms["base_orientation"] | term_terms["illegal_contacts"] | term_terms["illegal_base_height"]
         sig = self._signals(data, info, action, computed, applied, terminated, ground)
+        sig, info = self._advance_gait_timers(sig, info)
         weights = terms.reward_weights(self.cfg.rewards, self.cfg.curricula, info["common_step"])
         reward_terms = terms.weighted_rewards(self._reward_fns, weights, sig, self.ctrl_dt)
         # Bookkeeping for the next step's rate terms and accelerations.
@@ -495,17 +529,23 @@ class VelocityEnv:
         r = self.robot
         xfrc = events.wrench_to_xfrc(info["wrench"], self._wrench_bodies, data.xquat, r.model.nbody)
 
-        def substep(carry, _):
+        def substep(carry, _, derived=True):
             d, ln = carry
             qd = d.qvel[r.dof_adr]
             ln, computed, applied = actuators.motor_substep(ln, target, info["delay"], d.qpos[r.qpos_adr], qd, motor)
             # With implicit damping MuJoCo subtracts kd * qd_next itself; add the explicit share back.
             ctrl = applied + motor.kd * qd if self.cfg.implicit_damping else applied
             d = d.replace(ctrl=jnp.zeros_like(d.ctrl).at[r.actuator_id].set(ctrl), xfrc_applied=xfrc)
-            return (mjx.step(model, d), ln), (computed, applied)
+            return (self._physics_step(model, d, derived), ln), (computed, applied)
 
-        (data, line), (computed, applied) = jax.lax.scan(substep, (data, line), None, length=self.cfg.decimation)
-        return data, line, computed[-1], applied[-1]
+        if self.cfg.impl != "c":
+            (data, line), (computed, applied) = jax.lax.scan(substep, (data, line), None, length=self.cfg.decimation)
+            return data, line, computed[-1], applied[-1]
+        # MuJoCo C returns the kinematic fields the MDP reads only after the last physics step.
+        early = functools.partial(substep, derived=False)
+        (data, line), _ = jax.lax.scan(early, (data, line), None, length=self.cfg.decimation - 1)
+        (data, line), (computed, applied) = substep((data, line), None)
+        return data, line, computed, applied
 
     @property
     def _wrench_bodies(self) -> np.ndarray:
@@ -528,6 +568,13 @@ class VelocityEnv:
         return loco.signals(self.robot, data, info, action, (computed, applied), terminated, self.ctrl_dt,
                             (self._soft_lower, self._soft_upper), self._orientation_bodies, self.cfg.contact_margin,
                             ground)
+
+    def _advance_gait_timers(self, sig: Signals, info: dict) -> tuple[Signals, dict]:
+        """Per-foot air / contact timers advanced by this step's contacts, in the signals and carried in ``info``."""
+        air, stance = rewards.update_gait_timers(info["feet_air_time"], info["feet_contact_time"], sig.feet_contact,
+                                                 self.ctrl_dt)
+        return sig._replace(feet_air_time=air, feet_contact_time=stance), {**info, "feet_air_time": air,
+                                                                           "feet_contact_time": stance}
 
     # -- rough terrain ---------------------------------------------------------------------------
     def _initial_tile(self, key: PRNGKey) -> tuple[Array, Array]:

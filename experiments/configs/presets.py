@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agile_jax.config import AlgorithmConfig, AMPConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
 from envs.core import VecEnv
@@ -31,6 +32,11 @@ class VelocityEnvConfig:
         termination_type / termination_sigma: how the learner treats the fall terminations (tilt, trunk
             contact, low trunk): AGILE's T1 uses ``"neutral"`` with a termination penalty; ``"bad"`` bootstraps
             them with ``gamma V(s_t) - sigma`` so that falling can never be cheaper than continuing.
+        reward_set: ``"agile"`` (AGILE's reward table and action-rate curricula) or ``"walk"`` (the walking
+            recipe, ``envs.tasks.velocity.walking_rewards``).
+        reward_weights: per-term weight overrides of the reward set, e.g. ``env.reward_weights.feet_air_time=0``
+            (0 removes a term).
+        reward_params: per-term parameter overrides, e.g. ``env.reward_params.track_lin_vel_xy_exp={std:0.2}``.
     """
 
     robot: str = "t1"
@@ -48,6 +54,9 @@ class VelocityEnvConfig:
     rel_standing_envs: float = 0.25
     termination_type: str = "neutral"
     termination_sigma: float = 5.0
+    reward_set: str = "agile"
+    reward_weights: dict[str, float] = field(default_factory=dict)
+    reward_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.impl != "jax":  # the check imports MJX; the default needs none of it
@@ -152,47 +161,26 @@ def cartpole_balance() -> TrainConfig:
 
 
 def t1_velocity() -> TrainConfig:
-    """AGILE's T1 velocity task with AGILE's PPO settings exactly (``t1_velocity_repo``, under its own name).
-
-    Falls are plain (neutral) terminations with AGILE's -100 termination penalty. With the initial action noise
-    1.0 the policy first learns to fall at once (episode length 18 -> 6 within 25 iterations), then recovers as
-    its std falls: on 256 CPU envs it passes the zero-action line (34.5 steps) near iteration 290, where the
-    bad-termination variant (``t1_velocity_bad``) needs 850 iterations and later destabilises. See
-    ``docs/t1_audit.md`` ("PPO settings") and ``benchmarks/learning_t1.md``.
-    """
-    cfg = t1_velocity_repo()
+    """The T1 walking recipe: AGILE's T1 task (robot, actuators, observations, actions, randomisation, pushes,
+    terminations) and PPO settings, with the reward changes of ``walking_rewards`` (``env.reward_set=walk``) and
+    half AGILE's initial action noise (0.5: Isaac Lab's humanoids start at 1.0 with half our action scale).
+    See ``docs/walking_recipe.md`` for the source and the ablation of every change."""
+    cfg = t1_velocity_agile()
+    cfg.env.reward_set = "walk"
+    cfg.policy.init_noise_std = 0.5
     cfg.runner.experiment_name = "t1_velocity"
     return cfg
 
 
-def t1_velocity_bad() -> TrainConfig:
-    """``t1_velocity`` with falls bootstrapped as bad terminations (sigma 5), AGILE's remedy for agents that
-    learn to fall: no learn-to-fall dip, but the bootstrap's value target ``(r - sigma) / (1 - gamma)`` grows
-    without bound under the clipped value loss, which slows learning and destabilises long runs."""
-    cfg = t1_velocity()
-    cfg.env.termination_type, cfg.env.termination_sigma = "bad", 5.0
-    cfg.runner.experiment_name = "t1_velocity_bad"
-    return cfg
+def t1_velocity_agile() -> TrainConfig:
+    """AGILE's T1 velocity task with AGILE's ``T1VelocityPpoRunnerCfg`` exactly as in its repository (neutral
+    terminations with the -100 termination penalty; no reward normalisation, no L2C2) on the MJX Booster T1.
 
-
-def t1_velocity_seed() -> TrainConfig:
-    """``t1_velocity`` with the PPO extensions of the ``T1VelocityPpoRunnerCfg`` printed on AGILE's project page:
-    return-variance reward normalisation (decay 0.999, epsilon 1e-2) and L2C2 (lambda 1.0 actor / 0.1 critic)."""
-    cfg = t1_velocity()
-    rn = cfg.algorithm.reward_normalization_cfg
-    rn.enabled, rn.decay, rn.epsilon = True, 0.999, 1e-2
-    l2c2 = cfg.algorithm.l2c2_cfg
-    l2c2.enabled, l2c2.lambda_actor, l2c2.lambda_critic = True, 1.0, 0.1
-    cfg.runner.experiment_name = "t1_velocity_seed"
-    return cfg
-
-
-def t1_velocity_repo() -> TrainConfig:
-    """AGILE's ``T1VelocityPpoRunnerCfg`` exactly as in its repository (neutral terminations with the -100
-    termination penalty; no reward normalisation, no L2C2) on the MJX Booster T1 (flat ground).
-
-    AGILE v1.3 runs this config on rsl-rl-lib 5.4.1, which clips the actor's and the critic's gradient norms
-    separately (``grad_clip_mode="per_network"``); v1.0's vendored RSL-RL 2.3.3 clipped one joint norm
+    With the initial action noise 1.0 the policy first learns to fall at once (episode length 18 -> 6 within 25
+    iterations), then recovers as its std falls; on 256 CPU envs it passes the zero-action line (34.5 steps) near
+    iteration 290 and balances by iteration 4000 without stepping (``benchmarks/learning_t1.md``). AGILE v1.3 runs
+    this config on rsl-rl-lib 5.4.1, which clips the actor's and the critic's gradient norms separately
+    (``grad_clip_mode="per_network"``); v1.0's vendored RSL-RL 2.3.3 clipped one joint norm
     (``algorithm.grad_clip_mode=joint``). See ``docs/t1_audit.md``, "PPO settings".
     """
     alg = AlgorithmConfig(learning_rate=1e-3, num_learning_epochs=5, num_mini_batches=4, schedule="adaptive",
@@ -206,11 +194,35 @@ def t1_velocity_repo() -> TrainConfig:
                             critic_hidden_dims=[512, 256, 128], activation="elu"),
         algorithm=alg,
         runner=RunnerConfig(seed=42, num_steps_per_env=24, max_iterations=100_000, save_interval=250,
-                            experiment_name="t1_velocity_repo", obs_groups={"actor": ["policy"], "critic": ["critic"]},
+                            experiment_name="t1_velocity_agile",
+                            obs_groups={"actor": ["policy"], "critic": ["critic"]},
                             init_at_random_ep_len=True, enable_entropy_coef_annealing=True,
                             entropy_coef_annealing_start_progress=0.3,
                             enable_entropy_coef_annealing_success_rate=0.8, entropy_annealing_decay_rate=0.9995),
     )
+
+
+def t1_velocity_bad() -> TrainConfig:
+    """``t1_velocity_agile`` with falls bootstrapped as bad terminations (sigma 5), AGILE's remedy for agents that
+    learn to fall: no learn-to-fall dip, but the bootstrap's value target ``(r - sigma) / (1 - gamma)`` grows
+    without bound under the clipped value loss, which slows learning and destabilises long runs."""
+    cfg = t1_velocity_agile()
+    cfg.env.termination_type, cfg.env.termination_sigma = "bad", 5.0
+    cfg.runner.experiment_name = "t1_velocity_bad"
+    return cfg
+
+
+def t1_velocity_seed() -> TrainConfig:
+    """``t1_velocity_agile`` with the PPO extensions of the ``T1VelocityPpoRunnerCfg`` printed on AGILE's project
+    page: return-variance reward normalisation (decay 0.999, epsilon 1e-2) and L2C2 (lambda 1.0 actor / 0.1
+    critic)."""
+    cfg = t1_velocity_agile()
+    rn = cfg.algorithm.reward_normalization_cfg
+    rn.enabled, rn.decay, rn.epsilon = True, 0.999, 1e-2
+    l2c2 = cfg.algorithm.l2c2_cfg
+    l2c2.enabled, l2c2.lambda_actor, l2c2.lambda_critic = True, 1.0, 0.1
+    cfg.runner.experiment_name = "t1_velocity_seed"
+    return cfg
 
 
 def g1_velocity() -> TrainConfig:
@@ -320,7 +332,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "point_mass_amp": point_mass_amp,
     "cartpole_balance": cartpole_balance,
     "t1_velocity": t1_velocity,
-    "t1_velocity_repo": t1_velocity_repo,
+    "t1_velocity_agile": t1_velocity_agile,
     "t1_velocity_bad": t1_velocity_bad,
     "t1_velocity_seed": t1_velocity_seed,
     "t1_velocity_rough": t1_velocity_rough,
@@ -349,7 +361,8 @@ def _velocity_env(cfg: VelocityEnvConfig):
     if cfg.termination_type not in ("neutral", "bad", "good"):
         raise ConfigError(f"env.termination_type='{cfg.termination_type}', expected 'neutral', 'bad' or 'good'")
     terminations = {name: (cfg.termination_type, cfg.termination_sigma) for name in base.termination_types}
-    task = dataclasses.replace(base, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
+    rewards, curricula = _reward_tables(cfg)
+    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
     if isinstance(cfg, RoughScanVelocityEnvConfig):  # the 2-D height-scan observation group
@@ -359,6 +372,32 @@ def _velocity_env(cfg: VelocityEnvConfig):
             raise ConfigError(f"env.amp_history_length={cfg.amp_history_length} is out of range: use an integer >= 1")
         task = dataclasses.replace(task, amp_history_length=cfg.amp_history_length)
     return velocity.VelocityEnv(velocity.sized_for_batch(task, cfg.num_envs))
+
+
+def _reward_tables(cfg: VelocityEnvConfig) -> tuple[dict, dict]:
+    """The reward table and weight curricula of ``cfg.reward_set`` with the per-term overrides applied."""
+    from envs.tasks import velocity
+
+    if (cfg.robot, cfg.reward_set) not in velocity.REWARD_SETS:
+        sets = sorted({name for _, name in velocity.REWARD_SETS})
+        raise ConfigError(f"env.reward_set='{cfg.reward_set}' is unknown: use one of {sets}")
+    table, curricula = velocity.REWARD_SETS[(cfg.robot, cfg.reward_set)]
+    table, curricula = dict(table), dict(curricula)
+    for kind, overrides in (("reward_weights", cfg.reward_weights), ("reward_params", cfg.reward_params)):
+        for name, value in overrides.items():
+            if name not in table:
+                raise ConfigError(f"env.{kind}.{name}: no reward term '{name}' in env.reward_set="
+                                  f"'{cfg.reward_set}'; terms: {sorted(table)}")
+            if kind == "reward_weights":
+                table[name] = dataclasses.replace(table[name], weight=float(value))
+                curricula.pop(name, None)  # an explicit weight replaces the term's ramp
+            else:
+                unknown = set(value) - set(table[name].params)
+                if unknown:
+                    raise ConfigError(f"env.reward_params.{name}: unknown parameter(s) {sorted(unknown)}; "
+                                      f"'{name}' takes {sorted(table[name].params)}")
+                table[name] = dataclasses.replace(table[name], params={**table[name].params, **value})
+    return table, curricula
 
 
 def _terrain(cfg: VelocityEnvConfig):

@@ -1,0 +1,101 @@
+"""The walking recipe's pieces: the air-time term and its timers, the reward-set overrides, the walking verdict."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agile_jax.config import ConfigError, apply_overrides
+from agile_jax.evaluation import walking
+from envs.mdp import rewards
+from experiments.configs import get_preset
+from experiments.configs.presets import _reward_tables
+
+
+def stance(contact, air, contact_time, command=(0.5, 0.0, 0.0)) -> rewards.Signals:
+    """Signals with only the fields the air-time term reads set (the rest are empty placeholders)."""
+    empty = {name: jnp.zeros(0) for name in rewards.Signals._fields}
+    empty.update(command=jnp.asarray(command, jnp.float32), feet_contact=jnp.asarray(contact),
+                 feet_air_time=jnp.asarray(air, jnp.float32), feet_contact_time=jnp.asarray(contact_time, jnp.float32))
+    return rewards.Signals(**empty)
+
+
+def air_reward(*args, **kwargs) -> float:
+    return float(rewards.feet_air_time_positive_biped(stance(*args, **kwargs), threshold=0.4, min_command=0.1))
+
+
+def test_air_time_pays_the_shorter_single_stance_time_capped():
+    # Left foot down for 0.3 s, right foot up for 0.2 s: the shorter one, 0.2 s.
+    assert air_reward([True, False], [0.0, 0.2], [0.3, 0.0]) == pytest.approx(0.2)
+    assert air_reward([False, True], [0.25, 0.0], [0.0, 0.1]) == pytest.approx(0.1)
+    # Capped at the threshold.
+    assert air_reward([True, False], [0.0, 0.9], [0.7, 0.0]) == pytest.approx(0.4)
+    # Double stance and flight pay nothing.
+    assert air_reward([True, True], [0.0, 0.0], [0.3, 0.3]) == 0.0
+    assert air_reward([False, False], [0.3, 0.3], [0.0, 0.0]) == 0.0
+    # Standing commands pay nothing; a turn in place is a command to step.
+    assert air_reward([True, False], [0.0, 0.2], [0.3, 0.0], command=(0.05, 0.05, 0.0)) == 0.0
+    assert air_reward([True, False], [0.0, 0.2], [0.3, 0.0], command=(0.0, 0.0, 0.6)) == pytest.approx(0.2)
+
+
+def test_gait_timers_count_air_and_contact_time_per_foot():
+    air, touch = jnp.zeros(2), jnp.zeros(2)
+    pattern = [[True, True], [True, False], [True, False], [False, True], [True, True]]
+    seen = []
+    for contact in pattern:
+        air, touch = rewards.update_gait_timers(air, touch, jnp.asarray(contact), 0.02)
+        seen.append((np.asarray(air).tolist(), np.asarray(touch).tolist()))
+    np.testing.assert_allclose(seen[0], [[0.0, 0.0], [0.02, 0.02]])
+    np.testing.assert_allclose(seen[2], [[0.0, 0.04], [0.06, 0.0]])
+    np.testing.assert_allclose(seen[3], [[0.02, 0.0], [0.0, 0.02]])
+    np.testing.assert_allclose(seen[4], [[0.0, 0.0], [0.02, 0.04]])
+
+
+def test_walk_reward_set_and_its_overrides():
+    cfg = get_preset("t1_velocity")
+    table, ramps = _reward_tables(cfg.env)
+    agile, agile_ramps = _reward_tables(get_preset("t1_velocity_agile").env)
+    assert table["track_lin_vel_xy_exp"].params["std"] == 0.5 and agile["track_lin_vel_xy_exp"].params["std"] == 0.2
+    assert table["action_rate"].weight == pytest.approx(agile["action_rate"].weight / 10)
+    assert "feet_air_time" in table and "feet_air_time" not in agile
+    assert ramps == {} and set(agile_ramps) == {"action_rate", "action_rate_rate"}
+    assert set(table) - {"feet_air_time"} == set(agile)
+    over = apply_overrides(get_preset("t1_velocity_agile"), ["env.reward_weights.action_rate=-0.1",
+                                                             "env.reward_params.track_ang_vel={std: 0.3}"])
+    table, ramps = _reward_tables(over.env)
+    assert table["action_rate"].weight == -0.1 and "action_rate" not in ramps
+    assert table["track_ang_vel"].params == {"std": 0.3}
+    with pytest.raises(ConfigError, match="no reward term 'feet_air'"):
+        _reward_tables(apply_overrides(cfg, ["env.reward_weights.feet_air=1.0"]).env)
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        _reward_tables(apply_overrides(cfg, ["env.reward_params.feet_air_time={sigma: 1.0}"]).env)
+    with pytest.raises(ConfigError, match="reward_set='run'"):
+        _reward_tables(apply_overrides(cfg, ["env.reward_set=run"]).env)
+
+
+def episode(velocities, commands, fell=False):
+    segs = [{"command": list(c), "mean_velocity": list(v)} for c, v in zip(commands, velocities)]
+    return {"fell": fell, "segments": segs}
+
+
+COMMANDS = [(0, 0, 0), (0.4, 0, 0), (0, 0.25, 0), (0, 0, 0.6), (-0.3, 0, 0)]
+GOOD = [(0.02, 0.01, 0.0), (0.3, 0.0, 0.0), (0.0, 0.15, 0.0), (0.0, 0.0, 0.35), (-0.2, 0.0, 0.0)]
+
+
+def test_walking_verdict_checks_ratios_drift_and_falls():
+    good = walking.verdict([episode(GOOD, COMMANDS)] * 9 + [episode(GOOD, COMMANDS, fell=True)])
+    assert good["walks"] and good["falls"] == 1
+    assert good["segments"][1]["checks"][0]["ratio"] == pytest.approx(0.75)
+    assert "walking: yes" in walking.describe(good)
+    # Two falls, a slow forward segment (0.27 / 0.4 < 0.7), a drifting stand, a slow sidestep: each one fails.
+    assert not walking.verdict([episode(GOOD, COMMANDS, fell=True)] * 2 + [episode(GOOD, COMMANDS)] * 8)["walks"]
+    for k, bad in [(1, (0.27, 0, 0)), (0, (0.08, 0.07, 0)), (2, (0, 0.12, 0))]:
+        velocities = list(GOOD)
+        velocities[k] = bad
+        result = walking.verdict([episode(velocities, COMMANDS)] * 10)
+        assert not result["walks"]
+        assert [ch["ok"] for ch in result["segments"][k]["checks"]] == [False]
+    # Segment means average over the episodes that did not fall.
+    slow = list(GOOD)
+    slow[1] = (0.24, 0, 0)
+    mixed = walking.verdict([episode(slow, COMMANDS), episode(GOOD, COMMANDS), episode(slow, COMMANDS, fell=True)])
+    assert mixed["segments"][1]["mean_velocity"][0] == pytest.approx(0.27)
