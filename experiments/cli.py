@@ -35,7 +35,8 @@ def describe(err: BaseException) -> str:
                 "earlier checkpoints are intact")
     if isinstance(err, OSError) and err.strerror:
         where = f" '{err.filename}'" if err.filename else ""
-        return f"cannot write{where}: {err.strerror}; free space or pick another runner.log_root"
+        notes = "".join(f"; {note}" for note in getattr(err, "__notes__", ()))
+        return f"cannot write{where}: {err.strerror}; free space or pick another runner.log_root{notes}"
     if isinstance(err, _user_errors()):
         return text
     return f"{type(err).__name__}: {text[:300]} (run again with {DEBUG_FLAG} for the traceback)"

@@ -18,9 +18,15 @@ iterations, saving, restoring and training N more gives bit-identical parameters
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import logging
 import os
+import re
+import shutil
+import sys
+import time
 from typing import Any
 
 import jax
@@ -79,28 +85,77 @@ def _diff(saved: dict[str, str], current: dict[str, str], limit: int = 2) -> str
     return "; ".join(named) + more
 
 
+class _OrbaxThreadErrors(logging.Filter):
+    """Keeps Orbax's error reports off the console: each one comes from a failed background save, which
+    ``wait_until_finished`` raises again in the main thread, where :meth:`Checkpointer.save` reports it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+def _quiet_orbax_errors() -> None:
+    """Installs :class:`_OrbaxThreadErrors` on absl's logger (once)."""
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _OrbaxThreadErrors) for f in absl_logger.filters):
+        absl_logger.addFilter(_OrbaxThreadErrors())
+
+
+def as_os_error(err: Exception, path: str) -> Exception:
+    """``err`` as an :class:`OSError` naming ``path`` when it reports one (TensorStore raises
+    ``ValueError("... [os_error_code='28']")`` for a full disk), else ``err`` itself."""
+    if isinstance(err, OSError):
+        return err if err.filename or not err.strerror else OSError(err.errno, err.strerror, path)
+    found = re.search(r"os_error_code='(\d+)'", str(err))
+    if found is None:
+        return err
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), path)
+
+
 class Checkpointer:
-    """Saves and restores train states under ``<run_dir>/checkpoints`` keeping the newest ``keep``."""
+    """Saves and restores train states under ``<run_dir>/checkpoints`` keeping the newest ``keep``.
+
+    A save that fails (a full disk, an unwritable folder) removes what it had written, leaves every earlier
+    checkpoint as it was, raises an :class:`OSError` for the failure and makes :meth:`wait` and :meth:`close`
+    no-ops, since Orbax keeps re-raising a failed background save.
+    """
 
     def __init__(self, run_dir: str, keep: int = 5):
         self.directory = os.path.abspath(os.path.join(run_dir, "checkpoints"))
+        _quiet_orbax_errors()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        self.failed = False
 
     def save(self, iteration: int, state: Any, extra_meta: dict | None = None) -> str:
         """Saves ``state`` as checkpoint ``iteration`` and seals it with its checksums once written."""
         meta = {"version": META_VERSION, "iteration": int(iteration), "signature": tree_signature(state)}
         meta.update(extra_meta or {})
-        self.manager.save(
-            int(iteration),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(_to_storable(state)), meta=ocp.args.JsonSave(meta)),
-            force=True,
-        )
-        self.wait()
-        return os.path.join(self.directory, str(int(iteration)))
+        step_dir = os.path.join(self.directory, str(int(iteration)))
+        previous_hook = sys.excepthook
+        sys.excepthook = _drop_closed_loop_reports(previous_hook)
+        try:
+            self.manager.save(
+                int(iteration),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(_to_storable(state)),
+                                        meta=ocp.args.JsonSave(meta)),
+                force=True,
+            )
+            self.wait()
+        except Exception as err:
+            self.failed = True  # the hook stays: writes of the failed save may still report
+            discard_unfinished(self.directory)
+            failure = as_os_error(err, step_dir)
+            if failure is err:
+                raise
+            raise failure from None
+        sys.excepthook = previous_hook
+        return step_dir
 
     def wait(self) -> None:
         """Waits for pending writes, then seals every finished checkpoint that has no checksums yet."""
+        if self.failed:
+            return
         self.manager.wait_until_finished()
         if jax.process_index() == 0:  # one writer; every process's files are on the shared disk by now
             for step in self.manager.all_steps():
@@ -113,8 +168,55 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        if not self.failed:
+            self.manager.wait_until_finished()
+            self.manager.close()
+
+
+def _drop_closed_loop_reports(previous):
+    """``previous`` (a ``sys.excepthook``) without the reports of a failed save's TensorStore writes: those
+    still in flight when it failed call back into its closed event loop, and TensorStore prints the
+    ``RuntimeError: Event loop is closed`` through ``sys.excepthook``."""
+
+    def hook(kind, value, traceback):
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous(kind, value, traceback)
+
+    return hook
+
+
+def _unfinished(directory: str) -> list[str]:
+    """Orbax's ``<step>.orbax-checkpoint-tmp*`` folders and finished but unsealed ``<step>`` folders."""
+    if not os.path.isdir(directory):
+        return []
+    found = glob.glob(os.path.join(directory, "*.orbax-checkpoint-tmp*"))
+    return found + [os.path.join(directory, name) for name in os.listdir(directory)
+                    if name.isdigit() and not os.path.exists(os.path.join(directory, name, CHECKSUMS))]
+
+
+def discard_unfinished(directory: str, settle_s: float = 0.2, tries: int = 10) -> None:
+    """Removes the checkpoints in ``directory`` that a failed save left unfinished (process 0 only).
+
+    Writes of the failed save may still land for a moment after it raised, so the folder is cleared again
+    until it stays clear for ``settle_s`` seconds (at most ``tries`` times).
+    """
+    if jax.process_index() != 0:
+        return
+    for _ in range(tries):
+        for path in _unfinished(directory):
+            shutil.rmtree(path, ignore_errors=True)
+        time.sleep(settle_s)
+        if not _unfinished(directory):
+            return
+
+
+def newest_intact(directory: str) -> str:
+    """Where the newest intact checkpoint of ``directory`` is, in words (for an error message)."""
+    steps = [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(directory) else []
+    intact = intact_steps(directory, steps)
+    if not intact:
+        return "no checkpoint of this run was saved"
+    return f"the newest intact checkpoint is {os.path.join(directory, str(intact[-1]))} (--resume continues from it)"
 
 
 def _file_digests(step_dir: str) -> dict[str, str]:

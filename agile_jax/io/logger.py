@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import queue
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -44,6 +46,55 @@ def check_logger(kind: str, need_package: bool = True) -> None:
                               f"(in a source checkout: pip install -e '.[{extra}]')") from None
 
 
+# OSErrors (a full disk) that ended a TensorBoard writer thread, raised again by the next Logger call.
+_WRITER_THREAD_ERRORS: list[OSError] = []
+
+
+def _hold_writer_thread_errors() -> None:
+    """Routes an OSError that ends a tensorboardX writer thread to :data:`_WRITER_THREAD_ERRORS` instead of a
+    traceback on the console (installed once, other threads' errors are passed on)."""
+    previous = threading.excepthook
+    if getattr(previous, "holds_writer_errors", False):
+        return
+
+    def hook(args):
+        if isinstance(args.exc_value, OSError) and type(args.thread).__module__.startswith("tensorboardX"):
+            _WRITER_THREAD_ERRORS.append(args.exc_value)
+        else:
+            previous(args)
+
+    hook.holds_writer_errors = True
+    threading.excepthook = hook
+
+
+def _raise_writer_thread_error() -> None:
+    if _WRITER_THREAD_ERRORS:
+        raise _WRITER_THREAD_ERRORS.pop()
+
+
+def _abandon(writer) -> None:
+    """Stops a tensorboardX ``SummaryWriter`` whose files cannot be written (a full disk) without writing again:
+    its writer threads end, its files close and its exit handler has nothing left to do."""
+    for file_writer in list((writer.all_writers or {}).values()):
+        events = file_writer.event_writer
+        if events._closed:  # tensorboardX has no public way to drop unwritten events
+            continue
+        worker = events._worker
+        if worker is not None and worker.is_alive():
+            try:
+                events._event_queue.put(worker._shutdown_signal, timeout=1.0)
+            except queue.Full:
+                pass
+            worker.join(timeout=5.0)
+        try:
+            events._ev_writer._py_recordio_writer.close()  # closes the file even when its last flush fails
+        except OSError:
+            pass
+        events._event_queue.close()
+        events._closed = True
+    writer.file_writer = writer.all_writers = None
+
+
 def run_config(cfg: Any) -> dict:
     """A run's configuration as plain data in RSL-RL's layout: ``train_cfg`` (runner fields, ``policy``,
     ``algorithm``) and ``env_cfg``."""
@@ -75,6 +126,7 @@ class Logger:
             return
         from tensorboardX import SummaryWriter
 
+        _hold_writer_thread_errors()
         self.writer = SummaryWriter(log_dir=log_dir, flush_secs=10)
         if kind in PACKAGES:
             from agile_jax.io.remote_loggers import BACKENDS
@@ -89,7 +141,12 @@ class Logger:
 
     def scalars(self, values: Mapping[str, float | None], step: int) -> None:
         """Logs the finite values of ``values`` at ``step`` (``None`` / NaN: nothing written), plus RSL-RL's
-        wall-time series of the mean reward and episode length."""
+        wall-time series of the mean reward and episode length.
+
+        Raises:
+            OSError: the TensorBoard files could not be written (e.g. a full disk).
+        """
+        _raise_writer_thread_error()
         finite = {tag: float(v) for tag, v in values.items() if v is not None and np.isfinite(v)}
         elapsed = time.time() - self.start_time
         timed = {f"{tag}/time": finite[tag] for tag in WALL_TIME_TAGS if tag in finite}
@@ -114,10 +171,18 @@ class Logger:
             self.writer.flush()
 
     def close(self) -> None:
-        """Flushes and closes every writer (safe to call twice; TensorBoard reopens its file if written again)."""
+        """Flushes and closes every writer (safe to call twice). On a write error the TensorBoard writer is
+        abandoned quietly and the error raised once."""
         if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
+            writer, self.writer = self.writer, None
+            try:
+                _raise_writer_thread_error()
+                writer.flush()
+                writer.close()
+            except OSError:
+                _abandon(writer)
+                self.close()
+                raise
         if self.remote is not None:
             remote, self.remote = self.remote, None
             remote.close()

@@ -143,6 +143,7 @@ class OnPolicyRunner:
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
         self.logger: Logger | None = None
         self._last_saved: int | None = None
+        self._write_error: OSError | None = None  # set when learn() could not write its files
         if log_dir and parallel.is_main_process():
             os.makedirs(log_dir, exist_ok=True)
             with open(os.path.join(log_dir, "config.yaml"), "w") as f:
@@ -180,13 +181,23 @@ class OnPolicyRunner:
                 self._loop(start, num_learning_iterations, samples, bar, stop)
             if self.checkpointer:
                 self.save()
+        except OSError as err:  # a full disk or an unwritable folder: say where the last good checkpoint is
+            self._write_error = err
+            if self.checkpointer:
+                err.add_note(ckpt.newest_intact(self.checkpointer.directory))
+            raise
         finally:
             if bar is not None:
                 bar.close()
-            if self.checkpointer:
-                self.checkpointer.wait()
-            if self.logger:
-                self.logger.writer and self.logger.writer.flush()
+            if self._write_error is None:
+                self._finish_writes()
+
+    def _finish_writes(self) -> None:
+        """Waits for the checkpoint being written and flushes the logs."""
+        if self.checkpointer:
+            self.checkpointer.wait()
+        if self.logger:
+            self.logger.flush()
 
     def _loop(self, start: int, count: int, samples: int, bar, stop: signals.StopRequests) -> None:
         """The iterations of :meth:`learn`; a stop request saves and raises :class:`TrainingInterrupted`."""
@@ -288,10 +299,21 @@ class OnPolicyRunner:
         return export_runner(self, out_dir, **kwargs)
 
     def close(self) -> None:
-        if self.checkpointer:
-            self.checkpointer.close()
-        if self.logger:
+        """Finishes and closes the checkpoints and logs; after a write error in :meth:`learn` (already raised) the
+        files that cannot be written are let go quietly."""
+        try:
+            if self.checkpointer:
+                self.checkpointer.close()
+        finally:
+            if self.logger:
+                self._close_logger()
+
+    def _close_logger(self) -> None:
+        try:
             self.logger.close()
+        except OSError:
+            if self._write_error is None:
+                raise
 
 
 def _to_float(tree: dict) -> dict[str, float]:

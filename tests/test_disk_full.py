@@ -1,0 +1,49 @@
+"""A full disk during training, on a real 600 KB tmpfs: one error line, exit code 1, the last checkpoint intact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agile_jax.io import checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KB tmpfs (room for one point-mass checkpoint, not two); skipped where mounting is refused."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount_point)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def _train(log_root) -> subprocess.CompletedProcess:
+    command = [sys.executable, "experiments/train.py", "config=point_mass", f"log_root={log_root}",
+               "save_interval=5", "max_iterations=30", "progress_bar=false"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_full_disk_is_one_line_and_keeps_the_last_checkpoint(small_disk):
+    result = _train(small_disk)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert len(errors) == 1, result.stderr[-3000:]  # no Orbax, TensorBoard or multiprocessing tracebacks
+    assert errors[0].startswith("error: cannot write") and "No space left on device" in errors[0]
+    assert "Traceback" not in result.stdout and "ERROR" not in result.stdout
+    (run,) = os.listdir(small_disk / "point_mass")
+    directory = str(small_disk / "point_mass" / run / "checkpoints")
+    names = os.listdir(directory)
+    assert not [n for n in names if "orbax-checkpoint-tmp" in n], names  # the unfinished save is gone
+    intact = checkpoint.intact_steps(directory, [int(n) for n in names if n.isdigit()])
+    assert intact and sorted(int(n) for n in names) == intact  # every checkpoint left is intact
+    assert f"the newest intact checkpoint is {os.path.join(directory, str(intact[-1]))}" in errors[0]
