@@ -156,3 +156,22 @@ def _coverage(use_rnd: bool, iterations: int = 40) -> int:
 def test_rnd_explores_more_than_plain_ppo():
     plain, curious = _coverage(False), _coverage(True)
     assert curious > 1.5 * plain, (curious, plain)
+
+
+def test_discounted_sum_is_kept_when_the_step_counter_is_zero():
+    """RSL-RL starts the discounted intrinsic sum only when there is none (``avg is None``): a state whose step
+    counter is 0 (a restarted schedule) but which holds a sum continues it."""
+    ref = _torch_rnd()
+    ref.train()
+    ref.update_normalization(_td(_obs(1, 40)))
+    net, state = _ours(ref)
+    obs = _obs(3, 3, N)
+    for t in range(2):
+        ref.get_intrinsic_reward(_td(obs[t]))
+        state, _, _ = net.intrinsic_reward(state, {"policy": jnp.asarray(obs[t])})
+    state = state.replace(step=jnp.zeros((), jnp.int32))
+    assert float(jnp.abs(state.discounted).max()) > 0 and float(state.reward_norm.count) > 0
+    expected = ref.get_intrinsic_reward(_td(obs[2])) / ref.weight_scheduler(step=3, **SCHEDULE)
+    state, weighted, weight = net.intrinsic_reward(state, {"policy": jnp.asarray(obs[2])})
+    np.testing.assert_allclose(np.asarray(state.discounted), ref.reward_normalizer.disc_avg.avg.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(weighted / weight), expected.detach().numpy(), rtol=2e-5, atol=1e-6)

@@ -10,9 +10,9 @@ and is added to the extrinsic reward before the timeout bootstrap (``shape``). A
 predictor takes ``num_learning_epochs x num_mini_batches`` Adam steps at its own learning rate on
 ``MSE(predictor(s), target(s))`` over the stored (pre-step) observations, then the state normaliser (``until``
 1e8) sees every stored observation. With ``reward_normalization`` the reward is divided by the running std
-of a per-env discounted sum of intrinsic rewards (``gamma`` 0.99, never reset; RSL-RL's
-``EmpiricalDiscountedVariationNormalization``). The weight follows a ``constant`` / ``step`` / ``linear``
-schedule of the env-step counter (one count per rollout step, as RSL-RL counts calls).
+of a per-env discounted sum of intrinsic rewards (``gamma`` 0.99, started by the first reward ever and never
+reset; RSL-RL's ``EmpiricalDiscountedVariationNormalization``). The weight follows a ``constant`` / ``step`` /
+``linear`` schedule of the env-step counter (one count per rollout step, as RSL-RL counts calls).
 
 Differences from RSL-RL: the predictor draws its own minibatch permutation (RSL-RL reuses PPO's), and
 ``Rnd/mean_extrinsic_reward`` / ``Rnd/mean_intrinsic_reward`` are per-step means over the iteration's rollout
@@ -137,7 +137,9 @@ class RND:
         pred, target = self.embeddings(state, state.predictor, obs)
         reward = jnp.linalg.norm(target - pred, axis=-1)
         if self.reward_normalization:
-            discounted = jnp.where(state.step > 0, state.discounted * REWARD_GAMMA + reward, reward)
+            # RSL-RL starts the sum once, on the first reward ever (``avg is None``): the normaliser has no samples yet.
+            started = state.reward_norm.count > 0
+            discounted = jnp.where(started, state.discounted * REWARD_GAMMA + reward, reward)
             reward_norm = normalization.update(state.reward_norm, discounted[:, None], UNTIL, self.axis_name)
             std = reward_norm.std[0]
             reward = jnp.where(std > 0, reward / std, reward)
