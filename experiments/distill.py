@@ -28,7 +28,13 @@ if ROOT not in sys.path:
 
 from agile_jax import config as config_lib  # noqa: E402
 from agile_jax import platform  # noqa: E402
-from experiments.train import config_or_none, export_final_policy, parse_args, run_directories  # noqa: E402
+from experiments.train import (  # noqa: E402
+    config_or_none,
+    export_final_policy,
+    parse_args,
+    resumed_line,
+    run_directories,
+)
 
 
 def split_teacher(argv: list[str]) -> tuple[str, list[str]]:
@@ -90,9 +96,9 @@ def main(argv: list[str]) -> int:
           f"steps; logging to {log_dir}")
     if resume_dir:
         meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
-        print(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
+        print(resumed_line(resume_dir, meta["iteration"], run.max_iterations))
     try:
-        runner.learn(max(run.max_iterations - runner.current_learning_iteration, 0))
+        runner.learn(run.max_iterations)  # RSL-RL's learn(num_learning_iterations): that many more
     finally:
         runner.close()
     print(f"[agile_jax] done: iteration {runner.current_learning_iteration}, mean episode return "

@@ -174,8 +174,15 @@ def report_changes(changes: dict) -> None:
         say(f"[agile_jax] settings changed since the checkpoint (applied): {listed}")
 
 
+def resumed_line(resume_dir: str, iteration: int, max_iterations: int) -> str:
+    """Where a resumed run starts and stops: ``max_iterations`` more iterations, as RSL-RL's ``learn``."""
+    return (f"[agile_jax] resumed from {resume_dir} at iteration {iteration}; runs {max_iterations} more "
+            f"(runner.max_iterations), to iteration {iteration + max_iterations}")
+
+
 def train(cfg):
-    """Builds the env and runner, resumes if asked, trains to ``max_iterations``; returns the runner."""
+    """Builds the env and runner, resumes if asked, and trains ``max_iterations`` iterations (more, when
+    resumed: RSL-RL's ``learn(num_learning_iterations)``); returns the runner."""
     from agile_jax.training import resume
     from agile_jax.training.runner import OnPolicyRunner
     from experiments.configs import make_env
@@ -192,14 +199,13 @@ def train(cfg):
         runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
         if resume_dir:
             meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
-            say(f"[agile_jax] resumed from {resume_dir} at iteration {meta['iteration']}")
+            say(resumed_line(resume_dir, meta["iteration"], run.max_iterations))
             report_changes(resume.apply_overrides(runner, meta["config"]))
     except BaseException:
         discard_if_empty(log_dir)  # nothing of this run was saved: leave no empty folder behind
         raise
-    remaining = max(run.max_iterations - runner.current_learning_iteration, 0)
     try:
-        runner.learn(remaining)
+        runner.learn(run.max_iterations)  # RSL-RL's learn(num_learning_iterations): that many more
     except BaseException:
         runner.close()
         discard_if_empty(log_dir)

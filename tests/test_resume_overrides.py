@@ -28,9 +28,10 @@ def test_changed_learning_rate_and_entropy_apply_and_are_reported(first_run, cap
     out = capsys.readouterr().out
     assert "algorithm.learning_rate 0.001 -> 1e-05" in out and "algorithm.entropy_coef 0.01 -> 0.02" in out
     assert "runner.max_iterations 2 -> 3" in out
+    assert "at iteration 2; runs 3 more (runner.max_iterations), to iteration 5" in out  # as RSL-RL's learn()
     assert float(optim.get_learning_rate(runner.state.opt_state)) == pytest.approx(1e-5)  # fixed schedule keeps it
     assert float(runner.state.extensions["entropy"].coef) == pytest.approx(0.02)
-    assert runner.current_learning_iteration == 3
+    assert runner.current_learning_iteration == 5
 
 
 def test_layout_changes_are_refused_in_one_line(first_run, capsys):
