@@ -7,18 +7,34 @@ that headless rendering picks EGL.
 from __future__ import annotations
 
 import os
+import threading
 
 import mujoco
 import numpy as np
 
 
-def tracking_camera(model: mujoco.MjModel, body: str | int = 1, distance: float = 2.5) -> mujoco.MjvCamera:
-    """A camera following ``body`` from the front-left, slightly above."""
+def root_body(model: mujoco.MjModel) -> int:
+    """The floating base (a humanoid's trunk): the first body with a free joint, else body 1."""
+    for body in range(1, model.nbody):
+        first = model.body_jntadr[body]
+        if model.body_jntnum[body] and model.jnt_type[first] == mujoco.mjtJoint.mjJNT_FREE:
+            return body
+    return min(1, model.nbody - 1)
+
+
+def tracking_camera(model: mujoco.MjModel, body: str | int | None = None, distance: float = 2.5) -> mujoco.MjvCamera:
+    """A camera following ``body`` (default: :func:`root_body`) from the front-left, slightly above, at
+    ``distance`` metres: a whole humanoid in the frame."""
     cam = mujoco.MjvCamera()
     cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-    cam.trackbodyid = model.body(body).id if isinstance(body, str) else int(body)
+    cam.trackbodyid = root_body(model) if body is None else model.body(body).id
     cam.distance, cam.azimuth, cam.elevation = distance, 135.0, -15.0
     return cam
+
+
+def _copy_camera(source: mujoco.MjvCamera, target: mujoco.MjvCamera) -> None:
+    target.type, target.trackbodyid = source.type, source.trackbodyid
+    target.distance, target.azimuth, target.elevation = source.distance, source.azimuth, source.elevation
 
 
 class VideoRecorder:
@@ -58,11 +74,13 @@ class VideoRecorder:
 
 
 class PassiveViewer:
-    """``mujoco.viewer.launch_passive`` synced after every policy step, paced to real time."""
+    """``mujoco.viewer.launch_passive`` synced after every policy step and paced to real time; its camera tracks
+    the robot as the mp4s do (drag to move it; Tab / Shift+Tab show the menus). Closing the window lets the
+    evaluation finish without it."""
 
     def __init__(self, model: mujoco.MjModel, data_dt: float):
-
-        self.model, self.dt, self.handle, self._t0 = model, data_dt, None, None
+        self.model, self.dt, self.handle, self._t0 = model, data_dt, None, 0.0
+        self._threads: list[threading.Thread] = []
 
     def __call__(self, data: mujoco.MjData, step: int) -> None:
         import time
@@ -70,16 +88,23 @@ class PassiveViewer:
         import mujoco.viewer
 
         if self.handle is None:
-            self.handle = mujoco.viewer.launch_passive(self.model, data)
-            self._t0 = time.perf_counter()
+            before = set(threading.enumerate())
+            self.handle = mujoco.viewer.launch_passive(self.model, data, show_left_ui=False, show_right_ui=False)
+            self._threads = [t for t in threading.enumerate() if t not in before]  # the window's thread
             with self.handle.lock():
-                cam = tracking_camera(self.model)
-                self.handle.cam.type, self.handle.cam.trackbodyid = cam.type, cam.trackbodyid
+                _copy_camera(tracking_camera(self.model), self.handle.cam)
+            self._t0 = time.perf_counter() - step * self.dt  # step k is shown at t0 + k dt
+        if not self.handle.is_running():
+            return
         self.handle.sync()
         lag = self._t0 + (step + 1) * self.dt - time.perf_counter()
         if lag > 0:
             time.sleep(lag)
 
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Closes the window and waits for its thread to free it (GLFW crashes if the process exits first)."""
+        if self.handle is None:
+            return
+        self.handle.close()
+        for thread in self._threads:
+            thread.join(timeout_s)
