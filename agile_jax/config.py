@@ -344,7 +344,7 @@ def leaf_keys(cfg: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _resolve_key(key: str, keys: list[str]) -> str:
+def resolve_key(key: str, keys: list[str]) -> str:
     """Full dotted key for ``key``; a unique leaf name (``num_envs``) is accepted as a shortcut."""
     if key in keys or any(k.startswith(key + ".") for k in keys):
         return key
@@ -383,7 +383,7 @@ def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         key, value = item.split("=", 1)
-        resolved.append(f"{_resolve_key(key.strip(), keys)}={value}")
+        resolved.append(f"{resolve_key(key.strip(), keys)}={value}")
     schema = OmegaConf.structured(cfg)
     try:
         merged = OmegaConf.merge(schema, OmegaConf.from_dotlist(resolved))

@@ -52,15 +52,37 @@ def parse_args(argv: list[str]) -> tuple[str, list[str], bool]:
 
 
 def build_config(argv: list[str]):
-    """The merged :class:`TrainConfig` for a command line."""
+    """The merged :class:`TrainConfig` for a command line (a preset's CPU defaults first when JAX has no
+    accelerator, then the user's overrides)."""
     from experiments.configs import get_preset
 
     preset, overrides, resume = parse_args(argv)
-    cfg = config_lib.apply_overrides(get_preset(preset), overrides)
+    base = get_preset(preset)
+    cfg = config_lib.apply_overrides(base, cpu_defaults(preset, base, overrides) + overrides)
     if resume:
         cfg.runner.resume = True
     check_ranges(cfg)
     return cfg
+
+
+def cpu_defaults(preset: str, base, overrides: list[str]) -> list[str]:
+    """The preset's CPU defaults (``experiments.configs.CPU_DEFAULTS``) that the user did not set, when JAX runs on
+    the CPU; each picked one is printed. On a GPU the preset's own values stay."""
+    from experiments.configs import CPU_DEFAULTS
+
+    if preset not in CPU_DEFAULTS:
+        return []
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return []
+    keys = config_lib.leaf_keys(base)
+    given = {config_lib.resolve_key(item.split("=", 1)[0].strip(), keys) for item in overrides if "=" in item}
+    picked = [item for item in CPU_DEFAULTS[preset]
+              if config_lib.resolve_key(item.split("=", 1)[0], keys) not in given]
+    if picked:
+        say(f"[agile_jax] no accelerator: {preset} uses its CPU defaults {' '.join(picked)} (override any of them)")
+    return picked
 
 
 def find_resume_dir(cfg, experiment_dir: str) -> str:

@@ -27,7 +27,8 @@ from agile_jax.export.io_descriptor import (
 TERM_SOURCES = {"base_ang_vel": "base_ang_vel", "base_lin_vel": "base_lin_vel",
                 "projected_gravity": "projected_gravity", "locomotion_command": "command",
                 "navigation_command": "command", "joint_pos_rel": "joint_pos", "joint_pos": "joint_pos",
-                "joint_vel_rel": "joint_vel", "joint_vel": "joint_vel", "last_action": "last_action"}
+                "joint_vel_rel": "joint_vel", "joint_vel": "joint_vel", "last_action": "last_action",
+                "gait_clock": "time"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,19 +166,27 @@ def quat_rotate_inverse(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def term_values(qpos: np.ndarray, qvel: np.ndarray, joint_qpos: np.ndarray, joint_dof: np.ndarray,
-                command: np.ndarray, last_action: np.ndarray) -> dict[str, np.ndarray]:
+                command: np.ndarray, last_action: np.ndarray, time: float = 0.0) -> dict[str, np.ndarray]:
     """Raw values of the known term sources from a free-floating MuJoCo state.
 
     Args:
         qpos / qvel: generalised state ``[nq]`` / ``[nv]`` (free joint first; its angular velocity is local).
         joint_qpos / joint_dof: addresses of the articulation joints ``[J]``.
         command: velocity command ``[3]``. last_action: previous raw action ``[A]``.
+        time: seconds since the episode started (the gait clock's input).
     """
     quat = qpos[3:7]
     return {"base_ang_vel": qvel[3:6].copy(), "base_lin_vel": quat_rotate_inverse(quat, qvel[0:3]),
             "projected_gravity": quat_rotate_inverse(quat, np.array([0.0, 0.0, -1.0])),
             "command": np.asarray(command, np.float64), "joint_pos": qpos[joint_qpos],
-            "joint_vel": qvel[joint_dof], "last_action": np.asarray(last_action, np.float64)}
+            "joint_vel": qvel[joint_dof], "last_action": np.asarray(last_action, np.float64),
+            "time": np.float64(time)}
+
+
+def gait_clock(time: float, frequency: float) -> np.ndarray:
+    """``[sin phi, cos phi]`` with ``phi = wrap(2 pi frequency time)`` to ``[-pi, pi)`` (a ``GaitClock`` term)."""
+    phi = np.mod(2.0 * np.pi * frequency * time + np.pi, 2.0 * np.pi) - np.pi
+    return np.array([np.sin(phi), np.cos(phi)])
 
 
 class ObservationBuilder:
@@ -206,6 +215,8 @@ class ObservationBuilder:
         """One frame of ``term``: value, minus offsets, plus noise, clipped, scaled (Isaac Lab's order)."""
         source = TERM_SOURCES[term["name"]]
         x = np.asarray(values[source], np.float64)
+        if source == "time":
+            x = gait_clock(float(x), float(term["frequency"]))
         if source in ("joint_pos", "joint_vel") and term.get("joint_names"):
             x = x[[self._idx[j] for j in term["joint_names"]]]
         offsets = term.get("joint_pos_offsets" if source == "joint_pos" else "joint_vel_offsets")

@@ -160,7 +160,7 @@ def run_episode(policy: Callable[[np.ndarray], np.ndarray], io: PolicyIO, model:
     start = time.perf_counter()
     for k in range(steps):
         cmd = schedule.at(k * io.dt)
-        obs = obs_builder(term_values(data.qpos, data.qvel, joints.qpos, joints.dof, cmd, last))
+        obs = obs_builder(term_values(data.qpos, data.qvel, joints.qpos, joints.dof, cmd, last, k * io.dt))
         action = np.asarray(policy(obs), np.float64).reshape(-1)
         target = act.targets(action)
         for _ in range(io.decimation):

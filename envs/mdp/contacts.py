@@ -30,6 +30,14 @@ def foot_contact(geom_xpos: Array, foot_geoms: np.ndarray, radius: float, margin
     return jnp.any(bottom <= margin, axis=-1)
 
 
+def sole_height(geom_xpos: Array, foot_geoms: np.ndarray, radius: float, ground: Array | None = None) -> Array:
+    """Per-foot height of the lowest floor sphere's bottom above the ground ``[F]`` (0 when standing on it)."""
+    bottom = geom_xpos[foot_geoms, 2] - radius
+    if ground is not None:
+        bottom = bottom - ground
+    return jnp.min(bottom, axis=-1)
+
+
 def probe_lowest_z(geom_xpos: Array, geom_xmat: Array, p: ContactProbe) -> Array:
     """Height of the lowest point of a box or sphere probe geom (scalar)."""
     center_z = geom_xpos[p.geom_id, 2]

@@ -64,17 +64,19 @@ def term_values(robot: Robot, qpos: Array, qvel: Array, command: Array, last_act
     }
 
 
-def obs_mirrors(robot: Robot) -> dict[str, Callable[[Array], Array]]:
-    """Last-axis mirror functions of the ``policy`` frame and the ``critic`` group (AGILE's OBS_TO_MIRROR)."""
+def obs_mirrors(robot: Robot, extra: tuple[tuple[int, Callable[[Array], Array]], ...] = ()
+                ) -> dict[str, Callable[[Array], Array]]:
+    """Last-axis mirror functions of the ``policy`` frame and the ``critic`` group (AGILE's OBS_TO_MIRROR);
+    ``extra``: ``(size, mirror)`` of terms appended to both layouts (e.g. the gait clock)."""
     na, nj = len(robot.action_idx), robot.num_joints
     act, full = robot.mirror_action, robot.mirror_all
     policy = symmetry.concat_mirror([
         (3, symmetry.BASE_ANG_VEL), (3, symmetry.PROJECTED_GRAVITY), (3, symmetry.VELOCITY_COMMANDS),
-        (na, act), (na, act), (na, act),
+        (na, act), (na, act), (na, act), *extra,
     ])
     critic = symmetry.concat_mirror([
         (3, symmetry.VELOCITY_COMMANDS), (3, symmetry.BASE_LIN_VEL), (3, symmetry.BASE_ANG_VEL),
-        (3, symmetry.PROJECTED_GRAVITY), (nj, full), (nj, full), (na, act),
+        (3, symmetry.PROJECTED_GRAVITY), (nj, full), (nj, full), (na, act), *extra,
     ])
     return {"policy": policy, "critic": critic}
 
@@ -182,4 +184,6 @@ def signals(robot: Robot, data: mjx.Data, info: dict, action: Array, torques: tu
                                                    margin, None if g is None else g.undesired_probes),
         terminated=terminated,
         terrain_height=0.0 if g is None else g.base,
+        feet_height=contacts.sole_height(data.geom_xpos, robot.foot_geoms, robot.foot_radius,
+                                         None if g is None else g.feet),
     )

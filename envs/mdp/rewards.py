@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agile_jax.types import Array
+from envs.mdp import gait
 from envs.mdp import math as mmath
 
 
@@ -40,6 +41,8 @@ class Signals(NamedTuple):
         feet_air_time / feet_contact_time: time (s) since each foot left / touched the ground ``[2]``, counted
             after this step's contacts (Isaac Lab's ``ContactSensor.current_air_time`` / ``current_contact_time``);
             zero where the task keeps no gait timers.
+        feet_height: height of each foot's sole (its lowest floor sphere) above the ground ``[2]``.
+        gait_phase: the gait clock's left-foot phase (:mod:`envs.mdp.gait`; 0 without a clock).
     """
 
     command: Array
@@ -71,6 +74,8 @@ class Signals(NamedTuple):
     terrain_height: Array | float = 0.0
     feet_air_time: Array | float = 0.0
     feet_contact_time: Array | float = 0.0
+    feet_height: Array | float = 0.0
+    gait_phase: Array | float = 0.0
 
 
 def is_terminated(s: Signals) -> Array:
@@ -201,6 +206,14 @@ def feet_air_time_positive_biped(s: Signals, threshold: float, min_command: floa
     single_stance = jnp.sum(in_contact.astype(jnp.int32)) == 1
     reward = jnp.minimum(jnp.where(single_stance, jnp.min(in_mode_time), 0.0), threshold)
     return reward * (jnp.linalg.norm(s.command) > min_command)
+
+
+def feet_phase(s: Signals, swing_height: float, min_command: float) -> Array:
+    """MuJoCo Playground's ``feet_phase``: ``exp(-|h_feet - h_target(phase)|^2 / 0.01)`` with the gait clock's
+    swing-height targets (:func:`envs.mdp.gait.swing_targets`), 0 while ``|(vx, vy, wz)|`` is at most
+    ``min_command`` (standing is not asked to step)."""
+    err = jnp.sum(jnp.square(s.feet_height - gait.swing_targets(s.gait_phase, swing_height)))
+    return jnp.exp(-err / 0.01) * (jnp.linalg.norm(s.command) > min_command)
 
 
 def update_gait_timers(air_time: Array, contact_time: Array, contact: Array, dt: float) -> tuple[Array, Array]:

@@ -52,7 +52,7 @@ from agile_jax.types import Array, PRNGKey
 from envs import mjx_impl
 from envs import terrain as terrain_lib
 from envs.core import EnvState, TerminationSpec
-from envs.mdp import actuators, commands, curriculum, events, height_scan, random_motion, symmetry, terms
+from envs.mdp import actuators, commands, curriculum, events, gait, height_scan, random_motion, symmetry, terms
 from envs.mdp import amp as amp_obs
 from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
@@ -132,6 +132,12 @@ def walking_rewards(agile: Mapping[str, RewardTerm], air_time_weight: float) -> 
     return table
 
 
+def clock_rewards(walk: Mapping[str, RewardTerm], phase_weight: float) -> dict[str, RewardTerm]:
+    """The walking table plus MuJoCo Playground's ``feet_phase``: soles follow the gait clock's swing profile
+    (needs a task with ``gait_clock``)."""
+    return {**walk, "feet_phase": RewardTerm("feet_phase", phase_weight, {"swing_height": 0.08, "min_command": 0.1})}
+
+
 T1_WALK_REWARDS = walking_rewards(T1_REWARDS, 3.0)
 G1_WALK_REWARDS = walking_rewards(G1_REWARDS, 3.0)
 T1_CURRICULA = {"action_rate": WeightRamp(50_000, 100_000, -2.0), "action_rate_rate": WeightRamp(60_000, 100_000, -1.0)}
@@ -143,6 +149,8 @@ REWARD_SETS: dict[tuple[str, str], tuple[Mapping[str, RewardTerm], Mapping[str, 
     ("g1", "agile"): (G1_REWARDS, G1_CURRICULA),
     ("t1", "walk"): (T1_WALK_REWARDS, {}),
     ("g1", "walk"): (G1_WALK_REWARDS, {}),
+    ("t1", "walk_clock"): (clock_rewards(T1_WALK_REWARDS, 3.0), {}),
+    ("g1", "walk_clock"): (clock_rewards(G1_WALK_REWARDS, 3.0), {}),
 }
 
 
@@ -179,6 +187,8 @@ class T1VelocityConfig:
             root, so that no foot starts inside a bump (rough terrain only).
         height_scanner: adds the observation group ``height_scan`` ``[1, ny, nx]`` (Isaac Lab's height scanner,
             :mod:`envs.mdp.height_scan`; noisy when ``obs_noise``); ``None``: no scan.
+        gait_clock: a gait clock (:mod:`envs.mdp.gait`) whose ``(sin, cos)`` phase ends every policy frame and the
+            critic observation, and whose swing profile the ``feet_phase`` reward reads; ``None``: no clock.
         amp_history_length: frames of the observation group ``amp`` ``[H, 2 A + 10]`` that adversarial motion
             priors read (:mod:`envs.mdp.amp`, no noise); 0: no group.
     """
@@ -219,6 +229,7 @@ class T1VelocityConfig:
     spawn_clearance: float = 0.3
     height_scanner: height_scan.HeightScannerConfig | None = None
     amp_history_length: int = 0
+    gait_clock: gait.GaitClockConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,8 +298,10 @@ class VelocityEnv:
         self.ctrl_dt = cfg.sim_dt * cfg.decimation
         self.max_episode_length = int(round(cfg.episode_length_s / self.ctrl_dt))
         self.action_size = len(robot.action_idx)
-        self.policy_layout = loco.policy_layout(self.action_size)
-        self.critic_layout = loco.critic_layout(self.action_size, robot.num_joints)
+        clock = (obs_terms.ObsTerm("gait_clock", 2),) if cfg.gait_clock is not None else ()
+        self.policy_layout = loco.policy_layout(self.action_size) + clock
+        self.critic_layout = loco.critic_layout(self.action_size, robot.num_joints) + clock
+        mirrors = loco.obs_mirrors(robot, ((2, gait.mirror_clock),) if clock else ())
         self.observation_shapes = {
             "policy": (cfg.history_length, obs_terms.layout_size(self.policy_layout)),
             "critic": (obs_terms.layout_size(self.critic_layout),),
@@ -302,12 +315,12 @@ class VelocityEnv:
         mid, half = (robot.lower + robot.upper) / 2, (robot.upper - robot.lower) / 2
         self._soft_lower, self._soft_upper = mid - soft * half, mid + soft * half
         self._orientation_bodies = np.asarray([robot.model.body(n).id for n in cfg.orientation_bodies], np.int32)
-        self._mirror_obs = symmetry.group_mirror(loco.obs_mirrors(robot))
+        self._mirror_obs = symmetry.group_mirror(mirrors)
         self.terrain = terrain_lib.to_jax(terrain_lib.generate(cfg.terrain)) if cfg.terrain is not None else None
         self._scan = terrain_lib.scan_offsets(*cfg.height_scan)
         if cfg.height_scanner is not None:  # a 2-D group [1, ny, nx] and its left-right mirror (rows reversed)
             self.observation_shapes["height_scan"] = height_scan.observation_shape(cfg.height_scanner)
-            self._mirror_obs = symmetry.group_mirror({**loco.obs_mirrors(robot), "height_scan": height_scan.mirror})
+            self._mirror_obs = symmetry.group_mirror({**mirrors, "height_scan": height_scan.mirror})
         if cfg.amp_history_length > 0:  # the AMP group [H, 2A + 10] (its frame layout names joints and components)
             self.amp_layout, self.amp_joint_names = amp_obs.amp_layout(self.action_size), robot.action_names
             self.observation_shapes["amp"] = (cfg.amp_history_length, sum(n for _, n in self.amp_layout))
@@ -348,7 +361,9 @@ class VelocityEnv:
                    "joint_pos": ("joint_pos_rel", "JointState", {"joint_names": names, "joint_pos_offsets": default_a}),
                    "joint_vel": ("joint_vel_rel", "JointState",
                                  {"joint_names": names, "joint_vel_offsets": np.zeros(len(names))}),
-                   "actions": ("last_action", "Action", {})}
+                   "actions": ("last_action", "Action", {}),
+                   "gait_clock": ("gait_clock", "GaitClock",
+                                  {"frequency": cfg.gait_clock.frequency if cfg.gait_clock else None})}
         terms = []
         for t in self.policy_layout:
             name, kind, extra = sources[t.name]
@@ -434,6 +449,7 @@ class VelocityEnv:
             "wrench_time": jax.random.uniform(ks[7], (), jnp.float32, *cfg.domain.wrench_interval),
             "common_step": jnp.zeros((), jnp.int32),
             "feet_air_time": jnp.zeros(2, jnp.float32), "feet_contact_time": jnp.zeros(2, jnp.float32),
+            "gait_time": jnp.zeros((), jnp.float32),
         }
         info["root_vel"] = self._root_vel_w(data, info)
         if self.terrain is not None:
@@ -461,7 +477,7 @@ class VelocityEnv:
         target, info["motion"] = self._joint_targets(k_motion, info, action)
         line = jnp.where(info["fresh"], actuators.fill_delay_line(target, self.robot.max_delay), info["delay_line"])
         data, line, computed, applied = self._physics(model, motor, state.data, info, line, target)
-        info.update(delay_line=line, fresh=jnp.asarray(False), rng=rng)
+        info.update(delay_line=line, fresh=jnp.asarray(False), rng=rng, gait_time=info["gait_time"] + self.ctrl_dt)
         ground = self._ground(data)
         term_terms = self._terminations(data, ground)
         terminated = term_terms["base_orientation"] | term_terms["illegal_contacts"] | term_terms["illegal_base_height"]
@@ -570,11 +586,14 @@ class VelocityEnv:
                             ground)
 
     def _advance_gait_timers(self, sig: Signals, info: dict) -> tuple[Signals, dict]:
-        """Per-foot air / contact timers advanced by this step's contacts, in the signals and carried in ``info``."""
+        """Per-foot air / contact timers advanced by this step's contacts, in the signals and carried in ``info``;
+        the signals also get the gait clock's phase (when the task has a clock)."""
         air, stance = rewards.update_gait_timers(info["feet_air_time"], info["feet_contact_time"], sig.feet_contact,
                                                  self.ctrl_dt)
-        return sig._replace(feet_air_time=air, feet_contact_time=stance), {**info, "feet_air_time": air,
-                                                                           "feet_contact_time": stance}
+        clock = self.cfg.gait_clock
+        phase = gait.phase(info["gait_time"], clock.frequency) if clock is not None else 0.0
+        sig = sig._replace(feet_air_time=air, feet_contact_time=stance, gait_phase=phase)
+        return sig, {**info, "feet_air_time": air, "feet_contact_time": stance}
 
     # -- rough terrain ---------------------------------------------------------------------------
     def _initial_tile(self, key: PRNGKey) -> tuple[Array, Array]:
@@ -651,8 +670,11 @@ class VelocityEnv:
         return loco.root_vel_w(data.qpos, data.qvel, loco.root_com_offset(self.robot, info))
 
     def _term_values(self, data: mjx.Data, info: dict) -> dict[str, Array]:
-        return loco.term_values(self.robot, data.qpos, data.qvel, info["command"], info["last_action"],
-                                loco.root_com_offset(self.robot, info))
+        values = loco.term_values(self.robot, data.qpos, data.qvel, info["command"], info["last_action"],
+                                  loco.root_com_offset(self.robot, info))
+        if self.cfg.gait_clock is not None:
+            values["gait_clock"] = gait.clock_observation(info["gait_time"], self.cfg.gait_clock.frequency)
+        return values
 
     def _policy_frame(self, key: PRNGKey, data: mjx.Data, info: dict) -> Array:
         """One policy frame ``[45]`` (noisy when ``cfg.obs_noise``)."""

@@ -13,6 +13,7 @@ from agile_jax.config import ConfigError, TrainConfig
 from experiments.configs import presets
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = presets.PRESETS
+CPU_DEFAULTS: dict[str, list[str]] = presets.CPU_DEFAULTS
 
 
 def get_preset(name: str) -> TrainConfig:

@@ -36,7 +36,9 @@ class VelocityEnvConfig:
             recipe, ``envs.tasks.velocity.walking_rewards``).
         reward_weights: per-term weight overrides of the reward set, e.g. ``env.reward_weights.feet_air_time=0``
             (0 removes a term).
-        reward_params: per-term parameter overrides, e.g. ``env.reward_params.track_lin_vel_xy_exp={std:0.2}``.
+        reward_params: per-term parameter overrides, e.g. ``'env.reward_params.track_lin_vel_xy_exp={std: 0.2}'``.
+        gait_clock_hz: a gait clock of this frequency (Hz) in the observations (``envs.mdp.gait``; needed by
+            ``reward_set=walk_clock``); 0: none (AGILE's observations).
     """
 
     robot: str = "t1"
@@ -57,6 +59,7 @@ class VelocityEnvConfig:
     reward_set: str = "agile"
     reward_weights: dict[str, float] = field(default_factory=dict)
     reward_params: dict[str, Any] = field(default_factory=dict)
+    gait_clock_hz: float = 0.0
 
     def __post_init__(self):
         if self.impl != "jax":  # the check imports MJX; the default needs none of it
@@ -345,9 +348,16 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "g1_velocity": g1_velocity,
 }
 
+# Overrides a preset takes when JAX has no accelerator (``experiments/train.py`` prints them; the user's own
+# overrides win): the walking recipe on a 2-core CPU (``benchmarks/learning_t1.md``).
+CPU_DEFAULTS: dict[str, list[str]] = {
+    "t1_velocity": ["num_envs=256", "runner.max_iterations=3000"],
+}
+
 
 def _velocity_env(cfg: VelocityEnvConfig):
     """The single-env velocity task with the command-line knobs applied to AGILE's defaults."""
+    from envs.mdp import gait
     from envs.tasks import velocity
 
     bases = {"t1": velocity.T1VelocityConfig, "g1": velocity.G1VelocityConfig}
@@ -362,7 +372,11 @@ def _velocity_env(cfg: VelocityEnvConfig):
         raise ConfigError(f"env.termination_type='{cfg.termination_type}', expected 'neutral', 'bad' or 'good'")
     terminations = {name: (cfg.termination_type, cfg.termination_sigma) for name in base.termination_types}
     rewards, curricula = _reward_tables(cfg)
-    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
+    if ("feet_phase" in rewards) != (cfg.gait_clock_hz > 0):
+        raise ConfigError(f"env.reward_set='{cfg.reward_set}' with env.gait_clock_hz={cfg.gait_clock_hz}: the "
+                          "feet_phase reward and the gait clock go together (reward_set=walk_clock gait_clock_hz=1.5)")
+    clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz) if cfg.gait_clock_hz > 0 else None
+    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
     if isinstance(cfg, RoughScanVelocityEnvConfig):  # the 2-D height-scan observation group

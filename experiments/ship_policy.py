@@ -1,0 +1,113 @@
+"""Ships a trained policy into ``policies/<name>/``: the export, a video and frame strip, and its provenance.
+
+``python experiments/ship_policy.py <run dir> [<earlier run dir> ...] --out policies/t1_velocity
+--command "python experiments/train.py config=t1_velocity" [--export <exported dir>]``
+
+The first run directory is the one whose ``exported/`` policy is shipped (or ``--export``); every run directory
+given (a resumed run and the runs it continued) adds its training wall time. ``provenance.json`` records the
+command, the commit, the env steps, the training wall time and the machine; ``walk_all.mp4`` and
+``walk_all_strip.png`` show one plain-MuJoCo episode of ``experiments/scenarios/walk_all.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from experiments.learning_curve import read_scalars, samples_per_iteration  # noqa: E402
+
+FILES = ("policy.onnx", "policy.pt", "policy.yaml")
+SCENARIO = os.path.join(ROOT, "experiments", "scenarios", "walk_all.yaml")
+MAX_VIDEO_BYTES = 2 * 1024 * 1024
+
+
+def training_totals(run_dirs: list[str]) -> dict:
+    """Env steps (of the newest run) and training wall time (summed ``Perf/iteration_time`` of every run)."""
+    wall, steps = 0.0, 0
+    for i, run in enumerate(run_dirs):
+        scalars = read_scalars(run)
+        times = scalars.get("Perf/iteration_time", [])
+        wall += sum(value for _, _, value in times)
+        if i == 0 and times:
+            steps = (max(it for it, _, _ in times) + 1) * (samples_per_iteration(run) or 0)
+    return {"env_steps": int(steps), "train_wall_time_s": round(wall, 1)}
+
+
+def machine() -> str:
+    """CPU model, cores, memory and JAX's devices, in one line."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import jax
+
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, JAX {jax.default_backend()} ({jax.devices()[0].device_kind})"
+
+
+def commit() -> str:
+    """The checked-out commit (``+dirty`` when tracked files differ from it)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return head + ("+dirty" if dirty else "")
+
+
+def frame_strip(video: str, out_png: str, frames: int = 8) -> None:
+    """``frames`` evenly spaced frames of ``video`` side by side."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    images = iio.imread(video)
+    picks = np.linspace(0, len(images) - 1, frames).round().astype(int)
+    iio.imwrite(out_png, np.concatenate([images[i] for i in picks], axis=1))
+
+
+def record_episode(out: str) -> None:
+    """One plain-MuJoCo episode of the walking scenario: ``walk_all.mp4`` (if under 2 MB) and its frame strip."""
+    from agile_jax.evaluation.run import EvalConfig, evaluate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = evaluate(EvalConfig(path=out, scenario=SCENARIO, episodes=1, viewer=False, out=tmp))
+        video = result["episodes"][0]["video"]
+        frame_strip(video, os.path.join(out, "walk_all_strip.png"))
+        if os.path.getsize(video) <= MAX_VIDEO_BYTES:
+            shutil.copy(video, os.path.join(out, "walk_all.mp4"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories: the shipped one first, then the runs it continued")
+    parser.add_argument("--out", required=True, help="destination, e.g. policies/t1_velocity")
+    parser.add_argument("--command", required=True, help="the training command (recorded)")
+    parser.add_argument("--export", help="exported directory to ship (default: <first run>/exported)")
+    args = parser.parse_args(argv)
+    export = args.export or os.path.join(args.runs[0], "exported")
+    missing = [f for f in FILES if not os.path.isfile(os.path.join(export, f))]
+    if missing:
+        print(f"error: {export} lacks {missing}; export the run first (python experiments/export.py <run>)",
+              file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    for f in FILES:
+        shutil.copy(os.path.join(export, f), os.path.join(args.out, f))
+    provenance = {"command": args.command, "commit": commit(), **training_totals(args.runs), "machine": machine(),
+                  "runs": [os.path.basename(os.path.normpath(r)) for r in args.runs]}
+    with open(os.path.join(args.out, "provenance.json"), "w") as f:
+        json.dump(provenance, f, indent=2)
+    record_episode(args.out)
+    print(json.dumps(provenance, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

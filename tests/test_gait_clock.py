@@ -1,0 +1,49 @@
+"""The gait clock: phase, observation and its mirror, Playground's swing profile, the feet_phase reward and the
+evaluator's clock term."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agile_jax.evaluation.policy_io import gait_clock
+from envs.mdp import gait, rewards
+
+
+def test_phase_wraps_and_the_observation_matches_the_evaluator():
+    f = 1.5
+    for t in (0.0, 0.1, 1 / 3, 0.5, 2.0, 29.98):
+        phi = float(gait.phase(jnp.asarray(t), f))
+        assert -np.pi - 1e-6 <= phi < np.pi + 1e-6  # float32 pi
+        assert np.cos(phi) == pytest.approx(np.cos(2 * np.pi * f * t), abs=1e-5)
+        np.testing.assert_allclose(gait.clock_observation(jnp.asarray(t), f), gait_clock(t, f), atol=1e-5)
+    # Half a period later the phase is the other foot's: the mirror of the clock.
+    a, b = gait.clock_observation(jnp.asarray(0.2), f), gait.clock_observation(jnp.asarray(0.2 + 1 / (2 * f)), f)
+    np.testing.assert_allclose(gait.mirror_clock(a), b, atol=1e-5)
+
+
+def test_swing_profile_alternates_feet():
+    h = 0.08
+    # x = (phi + pi) / 2 pi: left at x = 0.5 (phi = 0) is at its peak while the right foot (x = 0) is down.
+    np.testing.assert_allclose(gait.swing_targets(jnp.asarray(0.0), h), [h, 0.0], atol=1e-6)
+    np.testing.assert_allclose(gait.swing_targets(jnp.asarray(-np.pi), h), [0.0, h], atol=1e-6)
+    # Quarter cycle: the cubic Bezier at its midpoint, 0.5 h, on both feet (one rising, one falling).
+    np.testing.assert_allclose(gait.swing_targets(jnp.asarray(-np.pi / 2), h), [0.5 * h, 0.5 * h], atol=1e-6)
+
+
+def signals(feet_height, phase, command=(0.4, 0.0, 0.0)):
+    empty = {name: jnp.zeros(0) for name in rewards.Signals._fields}
+    empty.update(command=jnp.asarray(command, jnp.float32), feet_height=jnp.asarray(feet_height, jnp.float32),
+                 gait_phase=jnp.asarray(phase, jnp.float32))
+    return rewards.Signals(**empty)
+
+
+def test_feet_phase_reward_follows_the_clock_and_ignores_standing():
+    def reward(*args, **kwargs):
+        return float(rewards.feet_phase(signals(*args, **kwargs), swing_height=0.08, min_command=0.1))
+
+    assert reward([0.08, 0.0], 0.0) == pytest.approx(1.0)
+    # Both feet down at the left foot's peak: exp(-0.08^2 / 0.01).
+    assert reward([0.0, 0.0], 0.0) == pytest.approx(np.exp(-0.0064 / 0.01), rel=1e-5)
+    # The wrong foot up costs twice that error.
+    assert reward([0.0, 0.08], 0.0) == pytest.approx(np.exp(-0.0128 / 0.01), rel=1e-5)
+    assert reward([0.08, 0.0], 0.0, command=(0.0, 0.05, 0.0)) == 0.0
