@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import threading
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "agile_jax", "xla")
+# What XLA prints on every load of a cached program without cause: the SIGILL warning for a "missing" feature that
+# is an LLVM tuning flag (prefer-no-gather, prefer-no-scatter, fast-...; no CPU lists those, so programs compiled on
+# this very CPU get it), and PjRt's note that it does not track executable versions.
+TUNING_FLAG_WARNING = re.compile(r"cpu_aot_loader\.cc.*Target machine feature \+(prefer|fast)-"
+                                 r"|pjrt_executable\.cc.*Assume version compatibility")
+_STDERR_LOCK = threading.Lock()
 
 
 def cpu_tag() -> str:
@@ -41,7 +52,45 @@ def enable_compilation_cache(cache_dir: str | None = None) -> str:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _quiet_tuning_flag_warnings()
     return path
+
+
+@contextlib.contextmanager
+def stderr_without(pattern: re.Pattern):
+    """Holds back what is written to file descriptor 2 (C++ logs included) while inside, then writes it out
+    without the lines matching ``pattern``. One at a time: nested redirections of fd 2 would lose it."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not pattern.search(line)))
+            sys.stderr.flush()
+
+
+def _quiet_tuning_flag_warnings() -> None:
+    """Loads JAX's cached programs without :data:`TUNING_FLAG_WARNING` (JAX's loader is wrapped once; a JAX
+    without it is left alone). XLA's other feature warnings, which do mean another CPU, still show."""
+    from jax._src import compilation_cache
+
+    load = getattr(compilation_cache, "get_executable_and_time", None)
+    if load is None or getattr(load, "drops_tuning_flag_warnings", False):
+        return
+
+    def quiet_load(*args, **kwargs):
+        with stderr_without(TUNING_FLAG_WARNING):
+            return load(*args, **kwargs)
+
+    quiet_load.drops_tuning_flag_warnings = True
+    compilation_cache.get_executable_and_time = quiet_load
 
 
 def accelerator_notice() -> str | None:

@@ -49,3 +49,44 @@ def test_cache_is_kept_per_cpu(tmp_path):
     path = platform.enable_compilation_cache(str(tmp_path))
     assert path == os.path.join(str(tmp_path), platform.cpu_tag()) and os.path.isdir(path)
     assert platform.cpu_tag() == platform.cpu_tag() and platform.cpu_tag().startswith("cpu-")
+
+
+PROGRAM = """
+import jax, jax.numpy as jnp
+from agile_jax import platform
+platform.enable_compilation_cache({cache!r})
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+print(float(jax.jit(lambda x: jnp.sin(x) * 2.0 + 1.0)(jnp.ones(3))[0]))
+"""
+
+
+def _forge_features(cache_dir, old: str, new: str) -> None:
+    """Rewrites the compile-time CPU feature list of every cached program (same length: the entry stays valid)."""
+    from jax._src import compilation_cache
+
+    (folder,) = [os.path.join(cache_dir, name) for name in os.listdir(cache_dir)]
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        with open(path, "rb") as f:
+            raw = compilation_cache.decompress_executable(f.read())
+        assert old.encode() in raw
+        with open(path, "wb") as f:
+            f.write(compilation_cache.compress_executable(raw.replace(old.encode(), new.encode())))
+
+
+@pytest.mark.parametrize("compiled_with, forged, shown", [("+xsaveopt,+xsaves", "+prefer-no-gather", False),
+                                                         ("+xsaveopt", "+avx512bw", True)])
+def test_xla_feature_warning_shows_only_for_a_real_instruction_set(tmp_path, compiled_with, forged, shown):
+    """A cached program whose feature list names an LLVM tuning flag loads quietly; one that names an instruction
+    set this CPU lacks (a cache from another CPU: a real SIGILL risk) keeps XLA's warning."""
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if " xsaves" not in flags or " avx512bw" in flags:
+        pytest.skip("needs an x86 CPU with XSAVES and without AVX-512")
+    program = ["-c", PROGRAM.format(cache=str(tmp_path))]
+    _run(program, tmp_path)
+    _forge_features(tmp_path, compiled_with, forged)
+    entries = os.listdir(tmp_path / platform.cpu_tag())
+    warm = _run(program, tmp_path)
+    assert os.listdir(tmp_path / platform.cpu_tag()) == entries  # loaded, not compiled again
+    assert ("SIGILL" in warm) == shown, warm
+    assert warm.startswith("2.68") and "Assume version compatibility" not in warm  # the program ran, from the cache
