@@ -229,11 +229,22 @@ def t1_velocity_seed() -> TrainConfig:
 
 
 def g1_velocity() -> TrainConfig:
-    """AGILE's G1 velocity counterpart (14 joints, action scale 0.5; 50k iterations)."""
+    """The walking recipe (``t1_velocity``'s reward changes) on AGILE's G1 velocity task (14 joints, action scale
+    0.5, so AGILE's initial noise 1.0 is kept: the same joint-space noise as the T1's 0.5; 50k iterations)."""
     cfg = t1_velocity()
     cfg.env.robot = "g1"
+    cfg.policy.init_noise_std = 1.0
     cfg.runner.max_iterations = 50_000
     cfg.runner.experiment_name = "g1_velocity"
+    return cfg
+
+
+def g1_velocity_agile() -> TrainConfig:
+    """AGILE's G1 velocity task and PPO settings exactly (``t1_velocity_agile`` on the G1)."""
+    cfg = t1_velocity_agile()
+    cfg.env.robot = "g1"
+    cfg.runner.max_iterations = 50_000
+    cfg.runner.experiment_name = "g1_velocity_agile"
     return cfg
 
 
@@ -346,6 +357,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "t1_velocity_amp": t1_velocity_amp,
     "t1_velocity_ts": t1_velocity_ts,
     "g1_velocity": g1_velocity,
+    "g1_velocity_agile": g1_velocity_agile,
 }
 
 # Overrides a preset takes when JAX has no accelerator (``experiments/train.py`` prints them; the user's own
