@@ -208,6 +208,30 @@ def test_entropy_annealing_gates_and_decays():
     assert anneal(0.01, 0.01, 40, 100, 900.0, 1000, run) == f32(0.01)
 
 
+def test_entropy_annealing_progress_is_measured_against_the_end_of_the_learn_call(tmp_path):
+    """RSL-RL's ``tot_iter = start_iter + num_learning_iterations``: a run resumed at iteration 2 that learns
+    ``max_iterations = 3`` more anneals towards iteration 5 (linear: progress 4/5 at its last schedule), as an
+    uninterrupted 5-iteration run would, not towards ``max_iterations`` (progress 4/3)."""
+    cfg = point_mass_config()
+    cfg.env.episode_length = 8  # an episode ends in every iteration: the length gate is open from the second on
+    cfg.runner.enable_entropy_coef_annealing = True
+    cfg.runner.entropy_coef_annealing_start_progress = 0.0
+    cfg.runner.enable_entropy_coef_annealing_success_rate = 0.0
+    cfg.runner.max_iterations = 3  # what train.py passes to learn() after --resume
+    cfg.algorithm.entropy_coef = 0.01
+    first = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path / "run1"))
+    first.learn(2)
+    first.close()
+    assert int(first.state.target_iteration) == 2
+    assert float(first.state.extensions["entropy"].coef) == pytest.approx(0.01 * (1 - 1 / 2), rel=1e-5)
+    second = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path / "run2"))
+    second.load(str(tmp_path / "run1"))
+    second.learn(3)
+    second.close()
+    assert int(second.state.target_iteration) == 5
+    assert float(second.state.extensions["entropy"].coef) == pytest.approx(0.01 * (1 - 4 / 5), rel=1e-5)
+
+
 # -- integration ----------------------------------------------------------------------------------------
 
 

@@ -103,11 +103,14 @@ class Stats(NamedTuple):
         iteration: iterations done so far.
         mean_episode_length: mean length of the last 100 finished episodes (NaN before the first one).
         num_updates: gradient steps done so far.
+        target_iteration: the iteration the current ``learn`` call ends at (start + ``num_learning_iterations``,
+            RSL-RL's ``tot_iter``).
     """
 
     iteration: Array
     mean_episode_length: Array
     num_updates: Array
+    target_iteration: Array | None = None
 
 
 class ActStep(NamedTuple):

@@ -42,6 +42,9 @@ class TrainState:
         episodes: the last 100 finished episodes (returns and lengths), replicated.
         hidden: the policy's recurrent state between rollouts, ``{"actor": ..., "critic": ...}`` with leaves
             ``[N, ...]`` (sharded like the env state; empty for feed-forward networks).
+        target_iteration: the iteration the current ``learn`` call stops at (RSL-RL's ``tot_iter = start_iter +
+            num_learning_iterations``; ``runner.max_iterations`` until ``learn`` sets it). Schedules measure
+            their progress against it; it belongs to the call, not to the run, so checkpoints do not store it.
     """
 
     params: Any
@@ -54,6 +57,7 @@ class TrainState:
     num_updates: Array
     episodes: episodes.EpisodeWindow
     hidden: Any = ()
+    target_iteration: Any = None
 
 
 class IterationOutput(NamedTuple):
@@ -284,7 +288,8 @@ def build_trainer(cfg, env, networks, tx, algorithm: Algorithm, mesh: Mesh | Non
         state = TrainState(params=first.params, opt_state=tx.init(first.params), normalizers=first.normalizers,
                            extensions=first.extensions, env_state=reset(jax.random.split(key_env, env.num_envs)),
                            key=key_next, iteration=jnp.zeros((), jnp.int32), num_updates=jnp.zeros((), jnp.int32),
-                           episodes=episodes.init_window(), hidden=first.hidden)
+                           episodes=episodes.init_window(), hidden=first.hidden,
+                           target_iteration=jnp.asarray(run.max_iterations, jnp.int32))
         return place_state(state, mesh)
 
     return Trainer(env=env, networks=networks, cfg=cfg, tx=tx, mesh=mesh, init=init, extensions=extensions,
@@ -296,7 +301,7 @@ def build_trainer(cfg, env, networks, tx, algorithm: Algorithm, mesh: Mesh | Non
 def _state_spec() -> TrainState:
     """Partition spec prefix of a :class:`TrainState`: env state split over devices, the rest replicated."""
     return TrainState(params=P(), opt_state=P(), normalizers=P(), extensions=P(), env_state=P(parallel.AXIS), key=P(),
-                      iteration=P(), num_updates=P(), episodes=P(), hidden=P(parallel.AXIS))
+                      iteration=P(), num_updates=P(), episodes=P(), hidden=P(parallel.AXIS), target_iteration=P())
 
 
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:

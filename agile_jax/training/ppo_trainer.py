@@ -51,7 +51,7 @@ def make_ppo_learn(cfg, networks: ActorCritic, extensions: Chain, tx, axis: str)
         tr, last_obs = collected.transitions, collected.env_state.obs
         # Schedules see the episodes that ended before this iteration.
         stats = Stats(iteration=state.iteration, mean_episode_length=episodes.means(state.episodes)[1],
-                      num_updates=state.num_updates)
+                      num_updates=state.num_updates, target_iteration=state.target_iteration)
         ext_states = extensions.schedule(state.extensions, stats)
         # Value of the observation after the last step (the critic's state is read, not advanced).
         last_values, _ = networks.value_step(state.params, state.normalizers, last_obs, collected.hidden["critic"])

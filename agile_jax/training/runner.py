@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from agile_jax import config as config_lib
 from agile_jax import precision
@@ -174,6 +175,9 @@ class OnPolicyRunner:
             self.logger = Logger(self.log_dir, run.logger, cfg=self.cfg)
         samples = run.num_steps_per_env * self.env.num_envs
         start = self.current_learning_iteration
+        # Schedules measure progress against the end of this call (RSL-RL's tot_iter), resumed or not.
+        self.state = self.state.replace(target_iteration=parallel.put(
+            jnp.asarray(start + num_learning_iterations, jnp.int32), parallel.replicated(self.trainer.mesh)))
         bar = _progress(num_learning_iterations, start, run.progress_bar and self.log_dir is not None and main)
         stop = signals.StopRequests()
         try:
@@ -259,7 +263,7 @@ class OnPolicyRunner:
         if path is None and self._last_saved == it:
             return os.path.join(checkpointer.directory, str(it))
         meta = {"config": config_lib.to_yaml(self.cfg), **self.checkpoint_meta()}
-        out = checkpointer.save(it, self.state, meta)
+        out = checkpointer.save(it, self.state.replace(target_iteration=None), meta)  # not the run's: the call's
         if path is None:
             self._last_saved = it
         else:
@@ -271,8 +275,8 @@ class OnPolicyRunner:
         if self.checkpointer:
             self.checkpointer.wait()
         # The current state is the template: restored arrays land directly in its (possibly multi-host) shardings.
-        restored, meta = ckpt.restore(path, iteration, self.state)
-        self.state = place_state(restored, self.trainer.mesh)
+        restored, meta = ckpt.restore(path, iteration, self.state.replace(target_iteration=None))
+        self.state = place_state(restored.replace(target_iteration=self.state.target_iteration), self.trainer.mesh)
         self._last_saved = None
         return meta
 
