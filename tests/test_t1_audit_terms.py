@@ -94,8 +94,44 @@ def test_dc_motor_clip_hand_numbers():
     assert clip(10.0, 40.0) == pytest.approx(0.0)
 
 
-def test_root_acc_is_finite_difference_over_the_control_step():
-    # Velocity (COM linear, world angular) changes by (0.1, 0, 0, 0, 0, 0.2) over dt = 0.02 s: acc = (5, 0, 0, 0, 0,
-    # 10), sum of squares 125.
-    s = signals(root_acc=jnp.asarray([0.1, 0.0, 0.0, 0.0, 0.0, 0.2]) / 0.02)
-    assert float(rewards.body_acc_l2(s)) == pytest.approx(125.0, rel=1e-5)
+def _t1_signals(robot, qvel: np.ndarray, previous_root_vel: np.ndarray):
+    """``locomotion.signals`` of the T1 standing at its default pose, yawed by 90 deg, with root velocity ``qvel[:6]``
+    after a control step that started at root velocity ``previous_root_vel`` (info's ``root_vel``)."""
+    from mujoco import mjx
+
+    m = robot.model
+    d = mujoco.MjData(m)
+    d.qpos[:] = m.qpos0
+    d.qpos[2], d.qpos[3:7] = 0.7, YAW_90
+    d.qvel[:6] = qvel
+    mujoco.mj_forward(m, d)
+    data = mjx.put_data(m, d)
+    n = len(robot.action_idx)
+    info = {"command": jnp.zeros(3), "root_vel": jnp.asarray(previous_root_vel, jnp.float32),
+            "last_action": jnp.zeros(n), "prev_action_rate": jnp.zeros(n)}
+    limits = (np.full(n, -1.0, np.float32), np.full(n, 1.0, np.float32))
+    return loco.signals(robot, data, info, jnp.zeros(n), (jnp.zeros(n), jnp.zeros(n)), jnp.asarray(False), 0.02,
+                        limits, np.asarray([robot.root_body], np.int32), 0.01)
+
+
+def test_root_acc_is_the_finite_difference_of_two_states_and_its_reward_is_clamped():
+    """The env's ``root_acc`` from two T1 states with known root velocities: (COM velocity now - ``root_vel`` of the
+    previous step) / 0.02 s, linear part at the root's centre of mass, angular part in the world frame; and
+    ``body_acc_l2`` clamped at 1e6 (AGILE's clamp) for a jump the control step cannot produce."""
+    from envs.robots.t1 import t1_robot
+
+    robot = t1_robot()
+    com = np.asarray(robot.model.body_ipos[robot.root_body], np.float64)
+    yaw = lambda v: np.asarray([-v[1], v[0], v[2]])  # noqa: E731  (+90 deg about z)
+    # Now: origin at (0.3, -0.1, 0.05) m/s (world), spinning at 0.4 rad/s about the root's z axis (= world z).
+    qvel = np.asarray([0.3, -0.1, 0.05, 0.0, 0.0, 0.4])
+    before = np.asarray([0.1, 0.0, 0.0, 0.0, 0.0, 0.1])  # the previous step's COM and angular velocity (world)
+    s = _t1_signals(robot, qvel, before)
+    com_vel = qvel[:3] + yaw(np.cross(qvel[3:6], com))
+    expected = (np.concatenate([com_vel, [0.0, 0.0, 0.4]]) - before) / 0.02
+    np.testing.assert_allclose(np.asarray(s.root_acc), expected, rtol=1e-4, atol=1e-3)
+    assert float(rewards.body_acc_l2(s)) == pytest.approx(float(np.sum(expected**2)), rel=1e-4)
+    # A 50 m/s jump in one control step: (2500 m/s^2)^2 = 6.25e6, clamped at 1e6.
+    jump = _t1_signals(robot, qvel, before - np.asarray([50.0, 0, 0, 0, 0, 0]))
+    assert float(np.sum(np.square(np.asarray(jump.root_acc)))) > 6e6
+    assert float(rewards.body_acc_l2(jump)) == pytest.approx(1.0e6)
