@@ -52,7 +52,8 @@ def machine() -> str:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import jax
 
-    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, JAX {jax.default_backend()} ({jax.devices()[0].device_kind})"
+    device = jax.devices()[0].device_kind
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, JAX {jax.default_backend()} ({device})"
 
 
 def commit() -> str:

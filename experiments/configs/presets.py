@@ -388,7 +388,8 @@ def _velocity_env(cfg: VelocityEnvConfig):
         raise ConfigError(f"env.reward_set='{cfg.reward_set}' with env.gait_clock_hz={cfg.gait_clock_hz}: the "
                           "feet_phase reward and the gait clock go together (reward_set=walk_clock gait_clock_hz=1.5)")
     clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz) if cfg.gait_clock_hz > 0 else None
-    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl, episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
+    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl,
+                               episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
     if isinstance(cfg, RoughScanVelocityEnvConfig):  # the 2-D height-scan observation group
