@@ -52,3 +52,28 @@ def straight_and_resumed(cfg: TrainConfig, tmp_path, n: int = 2):
     second.learn(n)
     second.close()
     return straight, second
+
+
+def policy_return(runner, seed: int = 7) -> float:
+    """Mean return of the first episode of the runner's envs under the runner's deterministic policy (the same
+    resets every call; recurrent policies carry their state and reset it at episode ends)."""
+    import jax.numpy as jnp
+
+    from agile_jax.networks.recurrent import reset_state
+
+    env, net = runner.env, runner.networks
+    num_envs = env.num_envs
+
+    @jax.jit
+    def run(params, normalizers, keys):
+        def body(carry, _):
+            state, hidden, total, alive = carry
+            actions, hidden = net.actor_step(params, normalizers, state.obs, hidden)
+            nxt, info = env.step(state, actions)
+            return (nxt, reset_state(hidden, info.done), total + alive * info.reward, alive * (1.0 - info.done)), None
+
+        init = (env.reset(keys), net.init_hidden(num_envs)["actor"], jnp.zeros(num_envs), jnp.ones(num_envs))
+        return jnp.mean(jax.lax.scan(body, init, None, length=env.max_episode_length)[0][2])
+
+    keys = jax.random.split(jax.random.key(seed), num_envs)
+    return float(run(runner.state.params, runner.state.normalizers, keys))
