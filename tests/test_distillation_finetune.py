@@ -3,6 +3,7 @@ students, export of the student, and the ``experiments/distill.py`` command line
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -31,18 +32,24 @@ def distilled_mlp(tmp_path_factory):
     dcfg = distill_config(str(out / "policy.onnx"), class_name="StudentTrainedTeacher")
     dcfg.algorithm.symmetry_cfg.enabled = True
     dcfg.algorithm.symmetry_cfg.use_mirror_loss = True
-    dcfg.algorithm.symmetry_cfg.mirror_loss_coeff = 0.1
+    dcfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
     student = DistillationRunner(point_mass_env(dcfg), dcfg)
-    student.learn(1)
-    first = student.trainer.iteration(student.state)[1].metrics
-    student.learn(14)
-    return teacher, student, str(out / "policy.onnx"), jax.device_get(first)
+    student.learn(15)
+    return teacher, student, str(out / "policy.onnx"), dcfg
 
 
 def test_mlp_student_learns_with_mirror_loss(distilled_mlp):
-    _, student, _, first = distilled_mlp
-    assert not student.notices and "mirror" in first and float(first["mirror"]) >= 0.0
-    assert student_return(student) > 55.0
+    """The mirror loss makes the student more symmetric than the same distillation with the coefficient at 0
+    (measured: asymmetry 0.021 against 0.032 after 15 iterations), at the same return."""
+    _, student, _, dcfg = distilled_mlp
+    plain_cfg = copy.deepcopy(dcfg)
+    plain_cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 0.0  # logged, not added
+    plain = DistillationRunner(point_mass_env(plain_cfg), plain_cfg)
+    plain.learn(15)
+    mirror = {name: float(jax.device_get(r.trainer.iteration(r.state)[1].metrics["mirror"]))
+              for name, r in (("on", student), ("off", plain))}
+    assert not student.notices and mirror["on"] < 0.8 * mirror["off"], mirror
+    assert student_return(student) > 55.0 and student_return(plain) > 55.0
 
 
 def test_finetune_starts_from_the_student_with_a_fresh_critic(distilled_mlp):
@@ -58,8 +65,23 @@ def test_finetune_starts_from_the_student_with_a_fresh_critic(distilled_mlp):
     assert int(runner.state.iteration) == 0
     start = student_return(runner)
     assert start == pytest.approx(student_return(student), abs=1e-4)
+
+
+def test_finetuning_improves_an_under_trained_student(distilled_mlp):
+    """PPO from a student distilled for 2 iterations only (return 34 against the teacher's 77): 10 iterations
+    raise its return (measured: 34 -> 44) and move the actor; with a learning rate of 0 nothing would change."""
+    *_, dcfg = distilled_mlp
+    student = DistillationRunner(point_mass_env(dcfg), dcfg)
+    student.learn(2)
+    cfg = teacher_config()
+    runner = finetune_runner(point_mass_env(cfg), cfg, student)
+    start, actor = student_return(runner), jax.device_get(runner.state.params["actor"])
+    assert start < 45.0
     runner.learn(10)
-    assert student_return(runner) > 0.9 * start
+    assert student_return(runner) > start + 5.0, (start, student_return(runner))
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(actor),
+                                                              jax.tree.leaves(runner.state.params["actor"])))
+    assert moved > 1e-3, moved
 
 
 def test_recurrent_student_exports_with_parity(tmp_path, distilled_mlp):

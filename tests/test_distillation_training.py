@@ -134,16 +134,24 @@ def test_distillation_resume_is_bit_exact(teacher_file, tmp_path):
     assert any(float(jnp.abs(x).max()) > 0 for x in jax.tree.leaves(second.state.hidden["actor"]))
 
 
-def test_recurrent_student_finetunes_with_ppo(distilled):
-    """StudentFinetuneRecurrent: recurrent PPO from the distilled LSTM student (fresh recurrent critic)."""
-    student, _, _ = distilled
+def test_recurrent_student_finetunes_with_ppo(teacher_file, distilled):
+    """StudentFinetuneRecurrent: recurrent PPO from an under-trained LSTM student (2 distillation iterations, a
+    return of 26 against the teacher's 77) with a fresh recurrent critic. Measured: 26 -> 34 after 40 PPO
+    iterations (the student's action std of 0.1 explores little), the value loss 3.2 -> 1.8."""
+    student = DistillationRunner(point_mass_env(distilled[0].cfg), distilled[0].cfg)
+    student.learn(2)
     cfg = teacher_config()
     runner = finetune_runner(point_mass_env(cfg), cfg, student)
     assert runner.networks.is_recurrent and runner.networks.rnn_hidden_dim == 32
-    start = student_return(runner)
-    assert start == pytest.approx(student_return(student), abs=1e-4)
-    runner.learn(5)
-    assert student_return(runner) > 0.9 * start
+    start, actor = student_return(runner), jax.device_get(runner.state.params["actor"])
+    assert start == pytest.approx(student_return(student), abs=1e-4) and start < 0.5 * teacher_file[1]
+    value = lambda: float(jax.device_get(runner.trainer.iteration(runner.state)[1].metrics["value"]))  # noqa: E731
+    first = value()
+    runner.learn(40)
+    assert student_return(runner) > start + 4.0, (start, student_return(runner))
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(actor),
+                                                              jax.tree.leaves(runner.state.params["actor"])))
+    assert moved > 1e-3 and value() < 0.8 * first, (moved, first, value())
 
 
 def test_mirror_loss_is_off_for_recurrent_students_with_a_notice(teacher_file):
@@ -166,4 +174,9 @@ def test_distillation_ignores_the_presets_entropy_annealing(teacher_file):
     cfg.runner.entropy_coef_annealing_start_progress = 0.0
     runner = DistillationRunner(point_mass_env(cfg), cfg)
     runner.learn(1)
-    assert runner.current_learning_iteration == 1
+    assert runner.current_learning_iteration == 1 and "entropy" not in runner.state.extensions
+    cfg.runner.enable_entropy_coef_annealing = False
+    plain = DistillationRunner(point_mass_env(cfg), cfg)
+    plain.learn(1)
+    for a, b in zip(jax.tree.leaves(runner.state.params), jax.tree.leaves(plain.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

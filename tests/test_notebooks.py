@@ -27,12 +27,28 @@ def _read(name):
     return nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
 
 
-def test_every_notebook_is_executed_and_asserts():
-    """A new notebook must be listed here, and every notebook checks its numbers in code."""
+def _sections(nb) -> dict[str, str]:
+    """``heading -> code`` of each numbered section (``## ...``) of a notebook."""
+    sections, heading = {}, None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("## "):
+            heading = cell.source.strip().splitlines()[0]
+            sections[heading] = ""
+        elif cell.cell_type == "code" and heading is not None:
+            sections[heading] += cell.source + "\n"
+    return sections
+
+
+def test_every_notebook_is_executed_and_every_section_asserts():
+    """A new notebook must be listed here, and every section of every notebook checks its numbers in code (an
+    ``assert`` that is not inside an ``if``, so it cannot be skipped)."""
     assert sorted(n for n in os.listdir(os.path.join(ROOT, "notebooks")) if n.endswith(".ipynb")) == sorted(NOTEBOOKS)
     for name in NOTEBOOKS:
-        code = "\n".join(c.source for c in _read(name).cells if c.cell_type == "code")
-        assert code.count("assert ") >= 1, name
+        sections = _sections(_read(name))
+        assert sections, name
+        for heading, code in sections.items():
+            top_level = [line for line in code.splitlines() if line.startswith("assert ")]
+            assert top_level, f"{name}: '{heading}' asserts nothing outside a block"
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
