@@ -1,6 +1,9 @@
-"""MJX implementations (``impl``): MJX's own JAX pipeline, or MuJoCo Warp called through MJX.
+"""Physics implementations (``impl``): MJX's own JAX pipeline, MuJoCo Warp called through MJX, or MuJoCo C.
 
-``impl="jax"`` runs everywhere JAX does. ``impl="warp"`` hands ``mjx.step`` to MuJoCo Warp (bundled with
+``impl="jax"`` runs everywhere JAX does. ``impl="c"`` steps MuJoCo C on the host's CPUs from inside the jitted
+code (:mod:`envs.mujoco_c`): the fastest choice where JAX runs on the CPU, refused where JAX has an
+accelerator (every physics step would copy the env batch off the device). ``impl="auto"`` picks ``c`` on a
+CPU-only JAX backend and ``jax`` elsewhere. ``impl="warp"`` hands ``mjx.step`` to MuJoCo Warp (bundled with
 ``mujoco-mjx``) through an XLA foreign-function call; it needs NVIDIA Warp (``warp-lang``, the ``warp``
 extra) and runs on a CUDA GPU or, much more slowly, on Warp's CPU device. Warp data differs from JAX data in
 one way the env code must respect: the contact buffer (``naconmax`` slots) is shared by every env of a batch,
@@ -9,10 +12,13 @@ so batched Warp data is merged with ``mjx.Data.where`` and never leaf by leaf.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import jax
 import mujoco
 from mujoco import mjx
 
-IMPLS = ("jax", "warp")
+IMPLS = ("jax", "warp", "c")
 # MuJoCo Warp's overflow bits for "solver / line search stopped at its iteration limit": expected with the
 # few solver iterations the tasks use (MJX-JAX stops the same way, silently), so they are not printed.
 _ITERATION_OVERFLOWS = (1 << 9) | (1 << 10)
@@ -34,19 +40,40 @@ def warp_unavailable() -> str | None:
     return None
 
 
+def c_unavailable() -> str | None:
+    """Why ``impl="c"`` should not run here (JAX computes on an accelerator), or ``None`` when it can."""
+    backend = jax.default_backend()
+    if backend == "cpu":
+        return None
+    return (f"MuJoCo C steps on the host CPU while JAX runs on '{backend}', so every physics step would copy the "
+            f"env batch off the device; use impl=jax (or auto)")
+
+
+def resolve_impl(impl: str) -> str:
+    """``impl`` with ``"auto"`` replaced by ``"c"`` on a CPU-only JAX backend and by ``"jax"`` elsewhere."""
+    if impl == "auto":
+        return "c" if jax.default_backend() == "cpu" else "jax"
+    return impl
+
+
 def check_impl(impl: str) -> None:
     """Raises ``ValueError`` (one line: the problem and the fix) when ``impl`` is unknown or cannot run."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl='{impl}', expected one of {IMPLS}")
-    reason = warp_unavailable() if impl == "warp" else None
+    if impl not in IMPLS + ("auto",):
+        raise ValueError(f"impl='{impl}', expected one of {IMPLS + ('auto',)}")
+    impl = resolve_impl(impl)
+    reason = {"warp": warp_unavailable, "c": c_unavailable}.get(impl, lambda: None)()
     if reason:
-        raise ValueError(f"impl='warp': {reason}")
+        raise ValueError(f"impl='{impl}': {reason}")
 
 
 def put_model(model: mujoco.MjModel, impl: str) -> mjx.Model:
-    """``mjx.put_model`` for ``impl``; Warp models keep every overflow warning but the iteration limits."""
+    """``mjx.put_model`` for ``impl``; Warp models keep every overflow warning but the iteration limits.
+
+    With ``impl="c"`` the MJX-JAX model only carries the per-env parameters to MuJoCo C's step.
+    """
     check_impl(impl)
-    mx = mjx.put_model(model, impl=impl)
+    impl = resolve_impl(impl)
+    mx = mjx.put_model(model, impl="jax" if impl == "c" else impl)
     if impl != "warp":
         return mx
     opt_impl = mx.opt._impl
@@ -54,12 +81,31 @@ def put_model(model: mujoco.MjModel, impl: str) -> mjx.Model:
     return mx.replace(opt=mx.opt.replace(_impl=quiet))
 
 
-def make_data(model: mujoco.MjModel, impl: str, naconmax: int, njmax: int) -> mjx.Data:
-    """A fresh ``mjx.Data``; for Warp, ``naconmax`` contact slots for the whole batch, ``njmax`` rows per env."""
+def make_data(model: mujoco.MjModel, impl: str, naconmax: int, njmax: int):
+    """A fresh ``mjx.Data``; for Warp, ``naconmax`` contact slots for the whole batch, ``njmax`` rows per env;
+    for MuJoCo C, an :class:`envs.mujoco_c.CData`."""
     check_impl(impl)
+    impl = resolve_impl(impl)
+    if impl == "c":
+        from envs import mujoco_c
+
+        return mujoco_c.make_data(model)
     if impl == "warp":
         return mjx.make_data(model, impl="warp", naconmax=naconmax, njmax=njmax)
     return mjx.make_data(model, impl=impl)
+
+
+def make_step(model: mujoco.MjModel, impl: str) -> Callable:
+    """``step(mx, data, derived=True) -> data``: one physics step with ``impl``; ``mx`` holds the env's parameters.
+
+    ``derived=False`` lets MuJoCo C skip copying back the kinematic fields (MJX computes them regardless).
+    """
+    check_impl(impl)
+    if resolve_impl(impl) == "c":
+        from envs import mujoco_c
+
+        return mujoco_c.make_step(model)
+    return lambda mx, data, derived=True: mjx.step(mx, data)
 
 
 def max_contacts(foot_geoms: int, heightfield: bool) -> int:
