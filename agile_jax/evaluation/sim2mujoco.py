@@ -38,14 +38,13 @@ class StressConfig:
 
 
 def load_model(io: PolicyIO, keep_meshes: bool = True) -> mujoco.MjModel:
-    """The project's MuJoCo model of ``io.robot`` with the descriptor's physics step (implicit damping as trained)."""
-    from envs.robots import assets, g1, t1
+    """The project's MuJoCo model of ``io.robot`` with the descriptor's physics step (implicit damping as trained),
+    built by the function that builds the training env's model (:func:`envs.robots.registry.task_robot`)."""
+    from envs.robots import registry
 
-    builders = {"booster_t1": t1.t1_robot, "t1": t1.t1_robot, "unitree_g1": g1.g1_robot, "g1": g1.g1_robot}
-    if io.robot not in builders:
-        raise ValueError(f"no MuJoCo model for articulation '{io.robot}'; known: {sorted(builders)}")
-    solver = dataclasses.replace(assets.DEFAULT_SOLVER, timestep=io.physics_dt, eulerdamp=io.implicit_damping)
-    robot = builders[io.robot](solver, keep_meshes=keep_meshes)
+    if io.robot not in registry.ROBOTS:
+        raise ValueError(f"no MuJoCo model for articulation '{io.robot}'; known: {sorted(registry.ROBOTS)}")
+    robot = registry.task_robot(io.robot, io.physics_dt, io.implicit_damping, keep_meshes=keep_meshes)
     return copy.deepcopy(robot.model)  # the builders cache theirs; runs edit damping
 
 

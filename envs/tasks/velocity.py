@@ -59,7 +59,7 @@ from envs.mdp import observations as obs_terms
 from envs.mdp import rewards
 from envs.mdp.rewards import Signals
 from envs.mdp.terms import RewardTerm, WeightRamp
-from envs.robots import assets, g1, t1
+from envs.robots import assets, g1, registry, t1
 from envs.robots.robot import Robot
 
 _T1_LEGS = t1.LEG_JOINTS
@@ -251,12 +251,11 @@ VelocityConfig = T1VelocityConfig
 
 
 def make_robot(cfg: VelocityConfig) -> Robot:
-    """The robot tables and MJX-friendly model named by ``cfg.robot``."""
-    solver = dataclasses.replace(cfg.solver, timestep=cfg.sim_dt, eulerdamp=cfg.implicit_damping)
-    builders = {"t1": t1.t1_robot, "g1": g1.g1_robot}
-    if cfg.robot not in builders:
-        raise ValueError(f"unknown robot '{cfg.robot}', expected one of {sorted(builders)}")
-    return builders[cfg.robot](solver, terrain_cfg=cfg.terrain)
+    """The robot tables and MJX-friendly model named by ``cfg.robot`` (built by
+    :func:`envs.robots.registry.task_robot`, as the plain-MuJoCo evaluator builds it)."""
+    if cfg.robot not in ("t1", "g1"):
+        raise ValueError(f"unknown robot '{cfg.robot}', expected one of ['g1', 't1']")
+    return registry.task_robot(cfg.robot, cfg.sim_dt, cfg.implicit_damping, cfg.solver, cfg.terrain)
 
 
 def sized_for_batch(cfg: VelocityConfig, num_envs: int) -> VelocityConfig:
