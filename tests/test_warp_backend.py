@@ -113,7 +113,7 @@ def test_sized_for_batch_counts_foot_contacts():
 
 
 def test_unknown_impl_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"^env\.impl='cuda', expected one of \('jax', 'warp'\)$"):
+    with pytest.raises(ConfigError, match=r"^env\.impl='cuda', expected one of \('jax', 'warp', 'c', 'auto'\)$"):
         apply_overrides(get_preset("t1_velocity"), ["env.impl=cuda"])
 
 

@@ -20,7 +20,9 @@ class VelocityEnvConfig:
     Attributes:
         robot: ``"t1"`` (Booster T1) or ``"g1"`` (Unitree G1).
         num_envs: parallel environments.
-        impl: MJX implementation: ``"jax"`` (everywhere) or ``"warp"`` (MuJoCo Warp on a CUDA GPU or on
+        impl: physics implementation: ``"jax"`` (MJX, everywhere; the default), ``"c"`` (MuJoCo C on the host
+            CPUs, called from the jitted step; refused where JAX has an accelerator), ``"auto"`` (``"c"`` where JAX
+            runs on the CPU only, else ``"jax"``) or ``"warp"`` (MuJoCo Warp on a CUDA GPU or on
             Warp's CPU device; needs the ``warp`` extra; one device only).
         episode_length_s: episode time limit (s).
         obs_noise: corrupt the policy observations with AGILE's uniform noise.
@@ -62,7 +64,7 @@ class VelocityEnvConfig:
     gait_clock_hz: float = 0.0
 
     def __post_init__(self):
-        if self.impl != "jax":  # the check imports MJX; the default needs none of it
+        if self.impl not in ("jax", "auto"):  # the check imports MJX; these need none of it (auto always runs)
             from envs import mjx_impl
 
             try:
