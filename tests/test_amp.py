@@ -478,6 +478,7 @@ def test_t1_velocity_amp_preset_reads_the_shipped_gait():
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a T1 training command line: many minutes of MJX compilation on a CPU
 def test_t1_velocity_amp_trains_end_to_end_from_the_command_line(tmp_path):
     """``python experiments/train.py config=t1_velocity_amp num_envs=16 runner.max_iterations=2`` (minutes on a CPU)."""
     import glob

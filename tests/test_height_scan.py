@@ -148,6 +148,7 @@ def test_t1_rough_cnn_preset_wiring():
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a T1 training command line: many minutes of MJX compilation on a CPU
 def test_t1_rough_cnn_trains_end_to_end_and_exports(tmp_path):
     """``train.py config=t1_velocity_rough_cnn num_envs=16 runner.max_iterations=2`` (minutes: MJX on the CPU)."""
     import yaml

@@ -25,7 +25,7 @@ from agile_jax.extensions.base import chain
 from agile_jax.networks import distributions as D
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training.runner import OnPolicyRunner
-from tests.helpers import point_mass_config, point_mass_env
+from tests.helpers import point_mass_config, point_mass_env, policy_return
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("rsl_rl")
@@ -276,7 +276,6 @@ def test_heteroscedastic_point_mass_learns():
     cfg.env.episode_length = 100
     cfg.policy.distribution_cfg = dict(HETERO_CFG, init_std=1.0)
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
-    runner.learn(2)
-    early = runner.episodes.mean_return
-    runner.learn(40)
-    assert runner.episodes.mean_return > 60.0 > (early or 0.0)
+    before = policy_return(runner)
+    runner.learn(42)
+    assert before < 40.0 and runner.episodes.mean_return > 60.0 and policy_return(runner) > 60.0, before

@@ -92,6 +92,19 @@ def test_parameters_identical_on_both_processes_and_to_one_process(runs):
     assert leaves_equal(first, second)
     assert leaves_equal(first, single)
     assert int(runs["single"]["process_count"]) == 1 and int(runs["single"]["device_count"]) == 2
+    # and they trained: the same run's initial parameters differ from them
+    from agile_jax.training import parallel
+    from agile_jax.training.runner import OnPolicyRunner
+    from experiments import train as train_script
+    from experiments.configs import make_env
+
+    cfg = train_script.build_config(_argv(str(runs["tmp"] / "initial_logs")))
+    cfg.runner.num_devices = 1
+    fresh = OnPolicyRunner(make_env(cfg), cfg)
+    initial = {jax.tree_util.keystr(p): leaf
+               for p, leaf in jax.tree_util.tree_flatten_with_path(parallel.to_host(fresh.state.params))[0]}
+    assert initial.keys() == first.keys()
+    assert max(float(np.max(np.abs(initial[k] - first[k]))) for k in first) > 1e-3
 
 
 def test_only_process_zero_writes_logs_and_exports(runs):

@@ -531,11 +531,12 @@ for n in (1, 2):
     tc.teacher_policy, tc.teacher_act_prob, tc.buffer_dilation_ratio = sys.argv[1], 0.5, 2.0
     cfg.env.episode_length = 10  # masks are redrawn at episode ends
     runner = OnPolicyRunner(point_mass_env(cfg), cfg, mesh=make_mesh(n))
+    initial = jax.device_get(runner.state.params)
     runner.learn(4)
     states[n] = jax.device_get(runner.state)
 diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32))))
                         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-print(json.dumps({"params": diff(states[1].params, states[2].params),
+print(json.dumps({"params": diff(states[1].params, states[2].params), "moved": diff(states[2].params, initial),
                   "carry": diff(states[1].hidden["extensions"], states[2].hidden["extensions"]),
                   "teacher_share": float(np.mean(states[1].hidden["extensions"]["tppo"].use_teacher))}))
 """
@@ -557,9 +558,11 @@ def test_two_devices_match_one_device(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # Per-env keys from global env ids: the same masks, labels and queues on either split.
     assert out["params"] < 1e-5 and out["carry"] < 1e-4 and 0 < out["teacher_share"] < 1, out
+    assert out["moved"] > 1e-3, out  # and the run trained
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a T1 training command line: many minutes of MJX compilation on a CPU
 def test_t1_velocity_tppo_trains_from_a_t1_run_as_teacher(tmp_path):
     """``train.py config=t1_velocity`` for one iteration, then ``config=t1_velocity_tppo`` with that run directory
     as the teacher (on the actor's observations): the preset trains end to end and logs TPPO's tags."""
