@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="impl=c: thread counts to time (default: $AGILE_JAX_C_THREADS or all CPUs)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-dr", action="store_true", help="nominal model (always used with impl=warp)")
-    parser.add_argument("--what", nargs="+", default=["env", "env_reset", "step", "raw"], help="rows to run")
+    parser.add_argument("--what", nargs="+", default=["env", "env_reset", "step", "raw", "native"], help="rows to run")
     parser.add_argument("--terrain", nargs="+", choices=("flat", "rough"), default=["flat"],
                         help="ground: the floor plane and/or the default rough heightfield (timed round-robin)")
     parser.add_argument("--max-contact-points", type=int, default=None, help="MJX contact cap on rough terrain")
