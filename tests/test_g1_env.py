@@ -50,9 +50,10 @@ def test_g1_mirror_rule():
 
 
 @pytest.mark.slow
-def test_g1_random_rollout_is_finite():
+def test_g1_random_rollout_is_finite_and_terms_have_their_sign():
     env = g1_env()
     venv = VecEnv(env, NUM_ENVS)
+    weights = {k: v.weight for k, v in env.cfg.rewards.items()}
     state = jax.jit(venv.reset)(jax.random.split(jax.random.PRNGKey(0), NUM_ENVS))
     step = jax.jit(venv.step)
     for t in range(60):
@@ -61,7 +62,9 @@ def test_g1_random_rollout_is_finite():
         assert np.all(np.isfinite(state.data.qpos))
         for name, v in state.reward_terms.items():
             assert np.all(np.isfinite(v)), name
+            assert np.all(np.asarray(v) * np.sign(weights[name]) >= -1e-7), name  # every raw term has its sign
+        np.testing.assert_allclose(state.reward, sum(state.reward_terms.values()), rtol=1e-5, atol=1e-6)
     assert state.obs["policy"].shape == (NUM_ENVS, 5, 51)
     mirrored = env.mirror_obs(env.mirror_obs(state.obs))
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y), mirrored, state.obs)
-    assert jnp.all(state.info["common_step"] >= 0)
+    assert jnp.all(state.info["common_step"] == 60)  # the global step counter survives resets (AGILE's curricula)
