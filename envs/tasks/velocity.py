@@ -52,11 +52,10 @@ from agile_jax.types import Array, PRNGKey
 from envs import mjx_impl
 from envs import terrain as terrain_lib
 from envs.core import EnvState, TerminationSpec
-from envs.mdp import actuators, commands, curriculum, events, gait, height_scan, random_motion, symmetry, terms
+from envs.mdp import actuators, commands, curriculum, events, gait, height_scan, random_motion, rewards, symmetry, terms
 from envs.mdp import amp as amp_obs
 from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
-from envs.mdp import rewards
 from envs.mdp.rewards import Signals
 from envs.mdp.terms import RewardTerm, WeightRamp
 from envs.robots import assets, g1, registry, t1
