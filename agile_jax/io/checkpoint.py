@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from typing import Any
 
@@ -134,6 +135,8 @@ class Checkpointer:
         step_dir = os.path.join(self.directory, str(int(iteration)))
         previous_hook = sys.excepthook
         sys.excepthook = _drop_closed_loop_reports(previous_hook)
+        if not isinstance(sys.stderr, _DropClosedLoopTracebacks):
+            sys.stderr = _DropClosedLoopTracebacks(sys.stderr)
         try:
             self.manager.save(
                 int(iteration),
@@ -183,6 +186,48 @@ def _drop_closed_loop_reports(previous):
             previous(kind, value, traceback)
 
     return hook
+
+
+class _DropClosedLoopTracebacks:
+    """A text stream that passes everything to ``stream`` except whole tracebacks ending in
+    ``RuntimeError: Event loop is closed`` (what a failed save's in-flight TensorStore writes print)."""
+
+    def __init__(self, stream):
+        self.stream, self._pending, self._block, self._open, self._lock = stream, "", None, 0, threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            *lines, self._pending = self._pending.split("\n")
+            for line in lines:
+                self._line(line)
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        """Holds traceback lines (several threads' tracebacks interleave) until each open one has ended."""
+        block = self._block or []
+        if line.startswith("Traceback (most recent call last):"):
+            self._block, self._open = block + [line], self._open + 1
+        elif block and line[:1] in (" ", "\t"):
+            block.append(line)
+        elif block and self._open and line.strip() == "RuntimeError: Event loop is closed":
+            self._open -= 1
+            self._block = block + [line] if self._open else None
+        else:
+            if block:
+                self.stream.write("\n".join(block) + "\n")
+            self._block, self._open = None, 0
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending and self._block is None:
+                self.stream.write(self._pending)
+                self._pending = ""
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def _unfinished(directory: str) -> list[str]:
