@@ -30,10 +30,10 @@ def test_swing_profile_alternates_feet():
     np.testing.assert_allclose(gait.swing_targets(jnp.asarray(-np.pi / 2), h), [0.5 * h, 0.5 * h], atol=1e-6)
 
 
-def signals(feet_height, phase, command=(0.4, 0.0, 0.0)):
+def signals(feet_height, phase, command=(0.4, 0.0, 0.0), contact=(True, True)):
     empty = {name: jnp.zeros(0) for name in rewards.Signals._fields}
     empty.update(command=jnp.asarray(command, jnp.float32), feet_height=jnp.asarray(feet_height, jnp.float32),
-                 gait_phase=jnp.asarray(phase, jnp.float32))
+                 gait_phase=jnp.asarray(phase, jnp.float32), feet_contact=jnp.asarray(contact))
     return rewards.Signals(**empty)
 
 
@@ -47,3 +47,21 @@ def test_feet_phase_reward_follows_the_clock_and_ignores_standing():
     # The wrong foot up costs twice that error.
     assert reward([0.0, 0.08], 0.0) == pytest.approx(np.exp(-0.0128 / 0.01), rel=1e-5)
     assert reward([0.08, 0.0], 0.0, command=(0.0, 0.05, 0.0)) == 0.0
+
+
+def test_feet_swing_pays_a_lifted_foot_inside_its_window_only():
+    def reward(phase, contact, command=(0.4, 0.0, 0.0)):
+        sig = signals([0.0, 0.0], phase, command=command, contact=contact)
+        return float(rewards.feet_swing(sig, swing_period=0.2, min_command=0.1))
+
+    # phi = 0: the left foot is at x = 0.5, the middle of its window; the right foot at x = 0, touchdown.
+    assert reward(0.0, (False, True)) == 1.0
+    assert reward(0.0, (True, False)) == 0.0  # the right foot is lifted outside its window
+    assert reward(0.0, (True, True)) == 0.0
+    # The window is x in (0.4, 0.6): phi = 2 pi (x - 0.5); x = 0.45 is inside, x = 0.35 is not.
+    assert reward(2 * np.pi * -0.05, (False, True)) == 1.0
+    assert reward(2 * np.pi * -0.15, (False, True)) == 0.0
+    # phi = -pi: the right foot is in the middle of its window.
+    assert reward(-np.pi, (False, False)) == 1.0
+    # Standing (|command| <= 0.1) is never paid.
+    assert reward(0.0, (False, True), command=(0.0, 0.0, 0.05)) == 0.0

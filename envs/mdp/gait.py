@@ -43,10 +43,16 @@ def _bezier(start: Array, end: Array, x: Array) -> Array:
     return start + (end - start) * (x**3 + 3.0 * x**2 * (1.0 - x))
 
 
+def cycle_fractions(left_phase: Array) -> Array:
+    """Where each foot (left, right) is in its own cycle, ``x`` in ``[0, 1)`` ``[2]``: 0 and 1 at touchdown, 0.5
+    at the top of the swing profile; the right foot is half a cycle after the left."""
+    phases = jnp.stack([left_phase, left_phase + jnp.pi])
+    return jnp.mod(phases + jnp.pi, 2.0 * jnp.pi) / (2.0 * jnp.pi)
+
+
 def swing_targets(left_phase: Array, swing_height: float) -> Array:
     """Target sole heights ``[2]`` (left, right) for the left-foot phase ``left_phase``."""
-    phases = jnp.stack([left_phase, left_phase + jnp.pi])
-    x = jnp.mod(phases + jnp.pi, 2.0 * jnp.pi) / (2.0 * jnp.pi)
+    x = cycle_fractions(left_phase)
     rise = _bezier(0.0, swing_height, 2.0 * x)
     fall = _bezier(swing_height, 0.0, 2.0 * x - 1.0)
     return jnp.where(x <= 0.5, rise, fall)

@@ -216,6 +216,15 @@ def feet_phase(s: Signals, swing_height: float, min_command: float) -> Array:
     return jnp.exp(-err / 0.01) * (jnp.linalg.norm(s.command) > min_command)
 
 
+def feet_swing(s: Signals, swing_period: float, min_command: float) -> Array:
+    """Booster Gym's ``feet_swing``: per foot, 1 while the gait clock puts it in its swing window (the middle
+    ``swing_period`` of its cycle, :func:`envs.mdp.gait.cycle_fractions`) and it is off the ground; summed over
+    the feet, 0 while ``|(vx, vy, wz)|`` is at most ``min_command`` (Booster Gym stops the clock there)."""
+    in_window = jnp.abs(gait.cycle_fractions(s.gait_phase) - 0.5) < 0.5 * swing_period
+    lifted = in_window & ~jnp.asarray(s.feet_contact)
+    return jnp.sum(lifted.astype(jnp.float32)) * (jnp.linalg.norm(s.command) > min_command)
+
+
 def update_gait_timers(air_time: Array, contact_time: Array, contact: Array, dt: float) -> tuple[Array, Array]:
     """Advances the per-foot air / contact timers by one control step ``dt`` given this step's contacts ``[F]``:
     a foot in contact has its contact time grown and its air time zeroed, and the other way round."""

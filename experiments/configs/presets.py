@@ -34,13 +34,14 @@ class VelocityEnvConfig:
         termination_type / termination_sigma: how the learner treats the fall terminations (tilt, trunk
             contact, low trunk): AGILE's T1 uses ``"neutral"`` with a termination penalty; ``"bad"`` bootstraps
             them with ``gamma V(s_t) - sigma`` so that falling can never be cheaper than continuing.
-        reward_set: ``"agile"`` (AGILE's reward table and action-rate curricula) or ``"walk"`` (the walking
-            recipe, ``envs.tasks.velocity.walking_rewards``).
+        reward_set: ``"agile"`` (AGILE's reward table and action-rate curricula), ``"walk"`` (the walking
+            recipe, ``envs.tasks.velocity.walking_rewards``), ``"walk_clock"`` (plus Playground's ``feet_phase``)
+            or ``"walk_swing"`` (plus Booster Gym's ``feet_swing``); the last two need ``gait_clock_hz``.
         reward_weights: per-term weight overrides of the reward set, e.g. ``env.reward_weights.feet_air_time=0``
             (0 removes a term).
         reward_params: per-term parameter overrides, e.g. ``'env.reward_params.track_lin_vel_xy_exp={std: 0.2}'``.
         gait_clock_hz: a gait clock of this frequency (Hz) in the observations (``envs.mdp.gait``; needed by
-            ``reward_set=walk_clock``); 0: none (AGILE's observations).
+            ``reward_set=walk_clock`` and ``walk_swing``); 0: none (AGILE's observations).
     """
 
     robot: str = "t1"
@@ -386,9 +387,11 @@ def _velocity_env(cfg: VelocityEnvConfig):
         raise ConfigError(f"env.termination_type='{cfg.termination_type}', expected 'neutral', 'bad' or 'good'")
     terminations = {name: (cfg.termination_type, cfg.termination_sigma) for name in base.termination_types}
     rewards, curricula = _reward_tables(cfg)
-    if ("feet_phase" in rewards) != (cfg.gait_clock_hz > 0):
+    clocked = sorted(set(rewards) & {"feet_phase", "feet_swing"})
+    if bool(clocked) != (cfg.gait_clock_hz > 0):
         raise ConfigError(f"env.reward_set='{cfg.reward_set}' with env.gait_clock_hz={cfg.gait_clock_hz}: the "
-                          "feet_phase reward and the gait clock go together (reward_set=walk_clock gait_clock_hz=1.5)")
+                          "gait-clock rewards (feet_phase, feet_swing) and the gait clock go together "
+                          "(reward_set=walk_swing gait_clock_hz=1.5)")
     clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz) if cfg.gait_clock_hz > 0 else None
     task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl,
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
