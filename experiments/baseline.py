@@ -43,7 +43,7 @@ def make_rollout(env, steps: int, policy=None):
     """A jitted ``(std, key) -> per-step outputs`` of ``steps`` control steps of actions ``std * N(0, 1)`` on a
     :class:`envs.core.VecEnv`, from a fresh reset (``std`` is traced, so every level shares one compile).
 
-    ``policy``: an optional :class:`agile_jax.training.teacher.Teacher` whose deterministic actions the noise is
+    ``policy``: an optional :class:`agile_jax.training.teacher_base.Teacher` whose deterministic actions the noise is
     added to (its recurrent state restarts with each episode).
     """
     import jax

@@ -14,7 +14,7 @@ import numpy as np
 
 
 def main(out_file: str, argv: list[str]) -> None:
-    from agile_jax.training import parallel
+    from agile_jax import parallel
     from experiments import train as train_script
 
     cfg = train_script.build_config(argv)

@@ -12,14 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agile_jax.algorithms.losses import Batch, Forward
 from agile_jax.config import AlgorithmConfig, AMPConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
 from agile_jax.extensions import amp
-from agile_jax.extensions.base import Minibatch, Rollout
+from agile_jax.extensions.base import Batch, Forward, Minibatch, Rollout
 from agile_jax.motion import AMPLoader
 from agile_jax.networks.actor_critic import make_inference_fn
 from agile_jax.training.assemble import build_extensions
-from agile_jax.training.runner import OnPolicyRunner, make_networks
+from agile_jax.training.policy_networks import make_networks
+from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition
 from envs.core import VecEnv
 from envs.tasks.point_mass import PointMass, PointMassConfig

@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agile_jax.algorithms.losses import Batch, Forward
 from agile_jax.config import RunnerConfig
 from agile_jax.extensions import entropy, l2c2, reward_norm, symmetry, termination
-from agile_jax.extensions.base import Minibatch, Rollout
+from agile_jax.extensions.base import Batch, Forward, Minibatch, Rollout
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition

@@ -19,9 +19,8 @@ import pytest
 
 from agile_jax import config as config_lib
 from agile_jax.algorithms import gae, optim, ppo
-from agile_jax.algorithms.losses import Batch
 from agile_jax.config import AlgorithmConfig
-from agile_jax.extensions.base import chain
+from agile_jax.extensions.base import Batch, chain
 from agile_jax.networks import distributions as D
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training.runner import OnPolicyRunner

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from agile_jax.algorithms import losses, optim
-from agile_jax.extensions.base import Minibatch
+from agile_jax.extensions.base import Batch, Forward, Minibatch
 
 
 def test_surrogate_clips_both_sides():
@@ -30,11 +30,11 @@ def test_value_loss_clipped_takes_max_of_errors():
 
 
 def test_loss_terms_apply_their_coefficients():
-    fwd = losses.Forward(mean=jnp.zeros((2, 1)), std=jnp.ones(1), log_prob=jnp.zeros(2), value=jnp.array([1.0, 0.0]),
-                         entropy=jnp.array([1.0, 3.0]))
-    batch = losses.Batch(obs={}, actions=jnp.zeros((2, 1)), old_log_probs=jnp.zeros(2), old_values=jnp.zeros(2),
-                         advantages=jnp.array([1.0, -1.0]), returns=jnp.array([1.0, 1.0]), old_mean=jnp.zeros((2, 1)),
-                         old_std=jnp.ones((2, 1)), dones=jnp.zeros(2))
+    fwd = Forward(mean=jnp.zeros((2, 1)), std=jnp.ones(1), log_prob=jnp.zeros(2), value=jnp.array([1.0, 0.0]),
+                  entropy=jnp.array([1.0, 3.0]))
+    batch = Batch(obs={}, actions=jnp.zeros((2, 1)), old_log_probs=jnp.zeros(2), old_values=jnp.zeros(2),
+                  advantages=jnp.array([1.0, -1.0]), returns=jnp.array([1.0, 1.0]), old_mean=jnp.zeros((2, 1)),
+                  old_std=jnp.ones((2, 1)), dones=jnp.zeros(2))
     mb = Minibatch(data=batch, forward=fwd, normalizers={}, extras=None, num_updates=jnp.int32(0))
     loss, m = losses.value(0.2, 0.5, True).loss((), None, mb, None)
     assert float(m["value"]) == pytest.approx(0.82, rel=1e-6) and float(loss) == pytest.approx(0.41, rel=1e-6)

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent(
     """
     import json, jax, numpy as np
-    from agile_jax.training.parallel import make_mesh
+    from agile_jax.parallel import make_mesh
     from agile_jax.training.runner import OnPolicyRunner
     from tests.helpers import point_mass_config, point_mass_env
 

@@ -93,7 +93,7 @@ def test_parameters_identical_on_both_processes_and_to_one_process(runs):
     assert leaves_equal(first, single)
     assert int(runs["single"]["process_count"]) == 1 and int(runs["single"]["device_count"]) == 2
     # and they trained: the same run's initial parameters differ from them
-    from agile_jax.training import parallel
+    from agile_jax import parallel
     from agile_jax.training.runner import OnPolicyRunner
     from experiments import train as train_script
     from experiments.configs import make_env
@@ -120,7 +120,7 @@ def test_only_process_zero_writes_logs_and_exports(runs):
 
 
 def test_checkpoint_of_two_processes_restores_in_one(runs):
-    from agile_jax.training import parallel
+    from agile_jax import parallel
     from agile_jax.training.runner import OnPolicyRunner
     from experiments import train as train_script
     from experiments.configs import make_env

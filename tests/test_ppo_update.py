@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from agile_jax.algorithms import optim, ppo
-from agile_jax.algorithms.losses import Batch
 from agile_jax.config import AlgorithmConfig
-from agile_jax.extensions.base import chain
+from agile_jax.extensions.base import Batch, chain
 from agile_jax.networks.actor_critic import ActorCritic
 
 

@@ -25,10 +25,9 @@ from rsl_rl.storage import RolloutStorage  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 
 from agile_jax.algorithms import optim, ppo  # noqa: E402
-from agile_jax.algorithms.losses import Batch  # noqa: E402
 from agile_jax.algorithms.recurrent import trajectory_minibatches  # noqa: E402
 from agile_jax.config import AlgorithmConfig  # noqa: E402
-from agile_jax.extensions.base import chain  # noqa: E402
+from agile_jax.extensions.base import Batch, chain  # noqa: E402
 from agile_jax.networks.recurrent import (  # noqa: E402
     RNN,
     ActorCriticRecurrent,

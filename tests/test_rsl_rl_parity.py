@@ -39,9 +39,8 @@ from rsl_rl.storage import RolloutStorage  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 
 from agile_jax.algorithms import gae, optim, ppo  # noqa: E402
-from agile_jax.algorithms.losses import Batch  # noqa: E402
 from agile_jax.config import AlgorithmConfig  # noqa: E402
-from agile_jax.extensions.base import chain  # noqa: E402
+from agile_jax.extensions.base import Batch, chain  # noqa: E402
 from agile_jax.networks.actor_critic import ActorCritic  # noqa: E402
 
 T, N = 8, 4

@@ -18,7 +18,8 @@ from agile_jax.extensions.base import Rollout
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.teacher_student import StudentActorCritic, TeacherStudentActorCritic, with_teacher_student
 from agile_jax.training.assemble import ts_networks
-from agile_jax.training.runner import OnPolicyRunner, make_networks
+from agile_jax.training.policy_networks import make_networks
+from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition
 from envs.core import VecEnv
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
@@ -331,7 +332,7 @@ def test_t1_preset_trains_end_to_end_from_the_command_line(tmp_path):
 
 TWO_DEVICES = """
 import json, jax, numpy as np
-from agile_jax.training.parallel import make_mesh
+from agile_jax.parallel import make_mesh
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import point_mass_env
 from tests.test_teacher_student import _small_ts_config

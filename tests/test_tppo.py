@@ -147,7 +147,7 @@ def test_sampled_labels_from_an_rsl_rl_checkpoint_teacher(tmp_path):
     pytest.importorskip("torch")
     from agile_jax.export.rsl_rl import save_checkpoint
     from agile_jax.training.assemble import tppo_extension
-    from agile_jax.training.runner import make_networks
+    from agile_jax.training.policy_networks import make_networks
 
     teacher_net = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)}, action_size=2, actor_hidden_dims=(8,),
                               obs_groups={"actor": ["critic"], "critic": ["critic"]}, critic_hidden_dims=(8,))
@@ -264,8 +264,7 @@ def test_options_that_cannot_work_are_refused(options, message):
 
 
 def test_hidden_state_resampling_replaces_stored_states_by_uniform_draws():
-    from agile_jax.algorithms.losses import Batch
-    from agile_jax.extensions.base import Rollout
+    from agile_jax.extensions.base import Batch, Rollout
     from agile_jax.networks.recurrent import ActorCriticRecurrent
 
     net = ActorCriticRecurrent(**{f: getattr(_student(), f) for f in ("obs_shapes", "obs_groups", "action_size")},
@@ -451,7 +450,8 @@ def test_estimator_tppo_resumes_exactly(estimator_tppo_cfg, tmp_path):
 @pytest.mark.slow
 def test_recurrent_student_and_teacher_with_hidden_state_resampling(tmp_path):
     from agile_jax.export.exporter import export_policy
-    from agile_jax.training.runner import OnPolicyRunner, make_networks
+    from agile_jax.training.policy_networks import make_networks
+    from agile_jax.training.runner import OnPolicyRunner
     from agile_jax.training.teacher import load_teacher
 
     cfg = point_mass_config(num_envs=32, steps=16)
@@ -518,7 +518,7 @@ def test_bad_options_end_in_one_line_and_exit_2(tmp_path, capsys):
 
 MULTIDEVICE = """
 import json, sys, jax, numpy as np
-from agile_jax.training.parallel import make_mesh
+from agile_jax.parallel import make_mesh
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import point_mass_config, point_mass_env
 

@@ -10,61 +10,12 @@ shared by every term. The entropy coefficient is the entropy term's own state, s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 from flax import struct
 
 from agile_jax.extensions.base import Extension, Minibatch, Stats
-from agile_jax.types import Array, Observation
-
-
-class Batch(NamedTuple):
-    """A minibatch of stored samples, each ``[B, ...]``.
-
-    Attributes:
-        obs: observation groups the policy acted on.
-        actions: sampled actions ``[B, A]``.
-        old_log_probs: log-probs under the acting policy ``[B]``.
-        old_values: values at acting time ``[B]``.
-        advantages: (normalised) advantages ``[B]``.
-        returns: value targets ``[B]``.
-        old_mean: acting Gaussian mean ``[B, A]``.
-        old_std: acting Gaussian std ``[B, A]``.
-        dones: episode ended at this step ``[B]``.
-        hidden: recurrent state before acting (empty for feed-forward policies).
-        extras: samples of other per-step quantities extension terms may use (e.g. next obs).
-    """
-
-    obs: Observation
-    actions: Array
-    old_log_probs: Array
-    old_values: Array
-    advantages: Array
-    returns: Array
-    old_mean: Array
-    old_std: Array
-    dones: Array
-    hidden: Any = ()
-    extras: Any = ()
-
-
-class Forward(NamedTuple):
-    """Network outputs on a minibatch of ``B_aug`` rows (``B`` original rows first).
-
-    Attributes:
-        mean: action mean ``[B_aug, A]``.
-        std: action std ``[A]`` (state-independent) or ``[B_aug, A]`` (heteroscedastic).
-        log_prob: log-prob of the batch actions ``[B_aug]``.
-        value: critic value ``[B_aug]``.
-        entropy: entropy of the *original* rows ``[B]``.
-    """
-
-    mean: Array
-    std: Array
-    log_prob: Array
-    value: Array
-    entropy: Array
+from agile_jax.types import Array
 
 
 def surrogate_loss(log_probs: Array, old_log_probs: Array, advantages: Array, clip_param: float) -> Array:

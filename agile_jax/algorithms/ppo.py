@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from agile_jax.algorithms import gae, losses, optim
-from agile_jax.algorithms.losses import Batch, Forward
-from agile_jax.extensions.base import Chain, Extension, Rollout, chain
+from agile_jax.extensions.base import Batch, Chain, Extension, Forward, Rollout, chain
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.types import Array, PRNGKey

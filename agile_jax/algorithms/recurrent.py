@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from agile_jax.algorithms.losses import Batch
+from agile_jax.extensions.base import Batch
 from agile_jax.types import PRNGKey
 
 

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from agile_jax.export._torch_modules import MLPPolicy, make_activation
-from agile_jax.export.cnn import EncoderSpec
-from agile_jax.export.spec import PolicySpec
+from agile_jax.export.spec import EncoderSpec, PolicySpec
 
 
 def _copy(module: nn.Module, name: str, value) -> None:

@@ -9,19 +9,31 @@ IR that onnxruntime refuses).
 
 Inputs/outputs are assembled generically: ``obs`` plus ``<s>_in`` for each recurrent state of the spec, and
 ``actions`` plus ``<s>_out``; a recurrent policy only adds a body builder to ``BODY_BUILDERS``.
+
+A CNN policy (kind ``"cnn"``) keeps the single flat input; inside the graph::
+
+    x      = (obs[:, input_index] - mean) / denominator     the 2-D columns have mean 0 and denominator 1
+    x_1d   = concat(x[:, 1-D group columns])
+    z_g    = CNN_g(reshape(x[:, columns of g], [-1, C, H, W]))   Conv / LayerNorm / BatchNorm / act / MaxPool ...
+    actions = MLP(concat(x_1d, z_g1, ...))
+
+written with standard operators at opset 11: ``Conv`` (zero padding in the op; reflect / replicate via ``Pad``,
+circular via ``Slice`` + ``Concat``), the LayerNorm written out (``ReduceMean``, ``Sqrt`` ...), the BatchNorm as its
+running-statistics affine map, ``MaxPool``, ``GlobalMaxPool`` / ``GlobalAveragePool`` and ``Flatten``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from agile_jax.export.spec import PolicySpec
+from agile_jax.export.spec import EncoderSpec, PolicySpec
+from agile_jax.networks.cnn import NORM_EPS
 
 DEFAULT_OPSET = 11
 MIN_OPSET = 11
@@ -222,11 +234,90 @@ def _recurrent_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -
     return outputs
 
 
-def _cnn_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
-    """CNN encoders on the 2-D groups + MLP (:func:`agile_jax.export.cnn.cnn_body`)."""
-    from agile_jax.export.cnn import cnn_body
+# -- CNN ------------------------------------------------------------------------------------------
 
-    return cnn_body(g, spec, inputs)
+
+def _pad(g: GraphBuilder, x: str, pad: tuple[int, int], mode: str, shape_hw: tuple[int, int]) -> str:
+    """Explicit reflect / replicate (``Pad``) or circular (``Slice`` + ``Concat``) padding of ``[B, C, H, W]``."""
+    ph, pw = pad
+    if mode in ("reflect", "replicate"):
+        pads = g.int_const("pads", [0, 0, ph, pw, 0, 0, ph, pw])
+        return g.op("Pad", [x, pads], mode="reflect" if mode == "reflect" else "edge")
+    for axis, p, n in ((2, ph, shape_hw[0]), (3, pw, shape_hw[1])):
+        if p:
+            axes = g.int_const("axes", [axis])
+            head = g.op("Slice", [x, g.int_const("start", [n - p]), g.int_const("end", [n]), axes])
+            tail = g.op("Slice", [x, g.int_const("start", [0]), g.int_const("end", [p]), axes])
+            x = g.op("Concat", [head, x, tail], axis=axis)
+    return x
+
+
+def _reduce_mean(g: GraphBuilder, x: str) -> str:
+    """Mean over ``C, H, W`` keeping the axes (``axes`` is an attribute before opset 18, an input from 18)."""
+    if g.opset >= 18:
+        return g.op("ReduceMean", [x, g.int_const("axes", [1, 2, 3])], keepdims=1)
+    return g.op("ReduceMean", [x], axes=[1, 2, 3], keepdims=1)
+
+
+def _norm(g: GraphBuilder, x: str, kind: str, p: Mapping, name: str) -> str:
+    """``LayerNorm([C, H, W])`` written out, or ``BatchNorm2d`` with its running statistics."""
+    if kind == "layer":
+        mean = _reduce_mean(g, x)
+        centred = g.op("Sub", [x, mean])
+        var = _reduce_mean(g, g.op("Mul", [centred, centred]))
+        std = g.op("Sqrt", [g.op("Add", [var, g.const(g.fresh("eps"), np.array(NORM_EPS))])])
+        x = g.op("Div", [centred, std])
+        return g.op("Add", [g.op("Mul", [x, g.const(f"{name}.scale", p["scale"])]), g.const(f"{name}.bias", p["bias"])])
+    column = lambda v: np.asarray(v, np.float32)[:, None, None]  # noqa: E731 ([C] -> [C, 1, 1])
+    std = np.sqrt(np.asarray(p["var"], np.float32) + np.float32(NORM_EPS))
+    x = g.op("Div", [g.op("Sub", [x, g.const(f"{name}.mean", column(p["mean"]))]), g.const(f"{name}.std", column(std))])
+    return g.op("Add", [g.op("Mul", [x, g.const(f"{name}.scale", column(p["scale"]))]),
+                        g.const(f"{name}.bias", column(p["bias"]))])
+
+
+def _encoder(g: GraphBuilder, enc: EncoderSpec, x: str) -> str:
+    """The encoder's layers on ``x`` ``[B, C, H, W]`` -> ``[B, output_dim]`` (RSL-RL's layer order)."""
+    cnn, hw, prefix = enc.cnn, enc.shape[1:], f"cnns.{enc.group}"
+    for i, layer in enumerate(cnn.layers):
+        pad = layer.padding
+        if layer.mode != "zeros" and (pad[0] or pad[1]):
+            x, pad = _pad(g, x, pad, layer.mode, hw), (0, 0)
+        p, name = enc.params[f"conv_{i}"], f"{prefix}.conv_{i}"
+        weights = [g.const(f"{name}.kernel", p["kernel"]), g.const(f"{name}.bias", p["bias"])]
+        x = g.op("Conv", [x, *weights], kernel_shape=[layer.kernel] * 2, strides=[layer.stride] * 2,
+                 dilations=[layer.dilation] * 2, pads=[pad[0], pad[1], pad[0], pad[1]])
+        if layer.norm != "none":
+            x = _norm(g, x, layer.norm, enc.params[f"norm_{i}"], f"{prefix}.norm_{i}")
+        x = activation(g, cnn.activation, x)
+        if layer.max_pool:
+            x = g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+        hw = layer.out_hw if not layer.max_pool else tuple((n + 1) // 2 for n in layer.out_hw)
+    if cnn.global_pool != "none":
+        x = g.op("GlobalMaxPool" if cnn.global_pool == "max" else "GlobalAveragePool", [x])
+    return g.op("Flatten", [x], axis=1)
+
+
+def _cnn_body(g: GraphBuilder, spec: PolicySpec, inputs: dict[str, str]) -> dict[str, str]:
+    """CNN encoders on the 2-D groups + MLP: ``{"obs": name} -> {"actions": name}`` (normaliser, 1-D columns and CNN
+    features, MLP head)."""
+    x = _normalize(g, spec, inputs["obs"])
+    axes = g.int_const("axes", [1])
+    # The 1-D columns in one Gather (a Slice when they are contiguous, which they are for one group).
+    parts = []
+    cols = spec.columns_1d
+    if len(cols) and np.array_equal(cols, np.arange(cols[0], cols[0] + len(cols))):
+        parts.append(g.op("Slice", [x, g.int_const("start", [int(cols[0])]), g.int_const("end", [int(cols[-1]) + 1]),
+                                    axes]))
+    elif len(cols):
+        source = g.op("Identity", [x]) if x == inputs["obs"] else x  # a leading Gather reads as a reordering
+        parts.append(g.op("Gather", [source, g.int_const("columns_1d", cols)], axis=1))
+    for enc in spec.encoders:
+        # This group's columns as an NCHW image, then its CNN.
+        flat = g.op("Slice", [x, g.int_const("start", [enc.start]), g.int_const("end", [enc.start + enc.width]), axes])
+        image = g.op("Reshape", [flat, g.int_const("image_shape", [-1, *enc.shape])])
+        parts.append(_encoder(g, enc, image))
+    latent = parts[0] if len(parts) == 1 else g.op("Concat", parts, axis=1)
+    return {"actions": _mlp_head(g, spec, latent)}
 
 
 BODY_BUILDERS: dict[str, Callable[[GraphBuilder, PolicySpec, dict[str, str]], dict[str, str]]] = {

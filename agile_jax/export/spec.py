@@ -9,6 +9,13 @@ network kind adds one spec ``kind`` plus one body builder per format, and declar
 frame-major one), so the deployed graph reads the layout ``policy.yaml`` describes. A policy with a state
 estimator (``params["estimator"]``) holds it in ``estimator``: the graph appends ``estimator(x[..., columns])`` to
 the normalised input ``x`` before the actor's layers.
+
+A CNN policy (kind ``"cnn"``, :func:`cnn_policy_spec`) keeps the single flat input of every other policy,
+``obs [B, D]``: the actor's groups flattened and concatenated in ``obs_groups`` order, a 2-D group ``[C, H, W]``
+flattened C-major (``c * H * W + h * W + w``, what ``reshape(B, -1)`` of an NCHW tensor gives); each 2-D group has
+an :class:`EncoderSpec`. ``policy.yaml`` lists each group's ``start`` / ``end`` columns and, for a 2-D group, its
+``shape``. (RSL-RL's own export takes the 1-D part as ``obs`` and each 2-D group as an input of its own; the flat
+input keeps ``policy.yaml``, the evaluators and the parity gate the same for every policy kind.)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.cnn import CNN
 from agile_jax.networks.normalization import NormalizerState
 from agile_jax.types import Params
 
@@ -57,6 +65,30 @@ class EstimatorSpec:
 
 
 @dataclass(frozen=True)
+class EncoderSpec:
+    """One CNN of an exported policy, reading columns ``[start, start + C * H * W)`` of the (normalised) input.
+
+    Attributes:
+        group: the observation group; start: its first column; shape: ``(C, H, W)``.
+        cnn: the layout (:class:`~agile_jax.networks.cnn.CNN`); params: its weights as float32 NumPy arrays.
+    """
+
+    group: str
+    start: int
+    shape: tuple[int, int, int]
+    cnn: CNN
+    params: Mapping
+
+    @property
+    def width(self) -> int:
+        return int(np.prod(self.shape))
+
+    def describe(self) -> dict:
+        return {"group": self.group, "shape": list(self.shape), "columns": [self.start, self.start + self.width],
+                "output_dim": self.cnn.output_dim, "cnn_cfg": self.cnn.to_cfg()}
+
+
+@dataclass(frozen=True)
 class PolicySpec:
     """A deterministic policy ``obs [B, D] -> actions [B, A]`` as plain arrays.
 
@@ -77,7 +109,7 @@ class PolicySpec:
         input_index: ``[D]`` int64 or ``None``: the graph's first op is ``x = obs[..., input_index]``, mapping the
             exported input layout onto the env layout the network was trained on.
         estimator: the state estimator whose estimate is appended to the actor's input, or ``None``.
-        encoders: kind ``"cnn"``: the CNN of each 2-D group (:class:`agile_jax.export.cnn.EncoderSpec`); the MLP
+        encoders: kind ``"cnn"``: the CNN of each 2-D group (:class:`EncoderSpec`); the MLP
             reads the input's ``columns_1d`` (``[D_1d]`` int64) followed by every encoder's features.
     """
 
@@ -167,9 +199,7 @@ def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str,
         normalizers: ``{"actor": NormalizerState}`` when the actor normalises its input.
         metadata: extra entries for the exported files (e.g. ``{"joint_names": [...]}``).
     """
-    if getattr(networks, "actor_encoders", None):  # CNN encoders on 2-D groups (agile_jax/export/cnn.py)
-        from agile_jax.export.cnn import cnn_policy_spec
-
+    if getattr(networks, "actor_encoders", None):  # CNN encoders on 2-D groups
         return cnn_policy_spec(networks, params, normalizers, metadata)
     layers = mlp_layers(networks.mean_mlp_params(params))  # a heteroscedastic actor exports its mean half
     groups = tuple(networks.obs_groups["actor"])
@@ -192,6 +222,38 @@ def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str,
                       obs_groups=groups, obs_group_dims=dims, state=carried, rnn=rnn, metadata=dict(metadata or {}),
                       estimator=estimator)
     _check_layers(spec)
+    return spec
+
+
+def cnn_policy_spec(networks, params: Params, normalizers: Mapping[str, NormalizerState],
+                    metadata: Mapping | None = None) -> PolicySpec:
+    """The deterministic actor of an ``ActorCriticCNN`` as a :class:`PolicySpec` of kind ``"cnn"``.
+
+    The normaliser is written over the whole flat input: the 1-D columns get the actor's statistics, the 2-D
+    columns mean 0 and denominator 1 (exact identity in float32).
+    """
+    groups = tuple(networks.obs_groups["actor"])
+    dims = tuple(int(np.prod(networks.obs_shapes[g])) for g in groups)
+    starts = dict(zip(groups, np.cumsum((0,) + dims)[:-1].tolist()))
+    columns_1d = [np.arange(starts[g], starts[g] + d) for g, d in zip(groups, dims) if g in networks.groups_1d("actor")]
+    cnn_params = networks.cnn_params(params, "actor")
+    encoders = tuple(EncoderSpec(g, int(starts[g]), tuple(networks.obs_shapes[g]), cnn,
+                                 {k: {n: np.asarray(v, np.float32) for n, v in p.items()}
+                                  for k, p in cnn_params[g].items()})
+                     for g, cnn in networks.encoders("actor"))
+    columns = np.concatenate(columns_1d).astype(np.int64) if columns_1d else np.zeros(0, np.int64)
+    mean = denom = None
+    if "actor" in normalizers:
+        mean, denom = np.zeros(sum(dims), np.float32), np.ones(sum(dims), np.float32)
+        state = normalizers["actor"]
+        # Same float32 arithmetic as normalization.normalize on the 1-D part: (x - mean) / (sqrt(var) + eps).
+        mean[columns] = np.asarray(state.mean, np.float32)
+        denom[columns] = np.sqrt(np.asarray(state.var, np.float32)) + np.float32(NORMALIZER_EPS)
+    spec = PolicySpec(kind="cnn", obs_dim=sum(dims), action_dim=int(networks.action_size),
+                      layers=mlp_layers(networks.mean_mlp_params(params)), activation=networks.activation.lower(),
+                      obs_mean=mean, obs_denominator=denom, obs_groups=groups, obs_group_dims=dims,
+                      metadata=dict(metadata or {}), encoders=encoders, columns_1d=columns)
+    _check_chain(spec.layers, len(columns) + sum(e.cnn.output_dim for e in encoders), spec.action_dim, "")
     return spec
 
 

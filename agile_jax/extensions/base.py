@@ -38,14 +38,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
 from agile_jax.types import Array, Metrics, Observation, PRNGKey, Transition
-
-if TYPE_CHECKING:  # the protocol only names the batch records; it depends on no algorithm
-    from agile_jax.algorithms.losses import Batch, Forward
 
 
 class Spec(NamedTuple):
@@ -76,6 +73,54 @@ class Rollout(NamedTuple):
     transitions: Transition
     rewards: Array
     last_obs: Observation
+
+
+class Batch(NamedTuple):
+    """A minibatch of stored samples, each ``[B, ...]``.
+
+    Attributes:
+        obs: observation groups the policy acted on.
+        actions: sampled actions ``[B, A]``.
+        old_log_probs: log-probs under the acting policy ``[B]``.
+        old_values: values at acting time ``[B]``.
+        advantages: (normalised) advantages ``[B]``.
+        returns: value targets ``[B]``.
+        old_mean: acting Gaussian mean ``[B, A]``.
+        old_std: acting Gaussian std ``[B, A]``.
+        dones: episode ended at this step ``[B]``.
+        hidden: recurrent state before acting (empty for feed-forward policies).
+        extras: samples of other per-step quantities extension terms may use (e.g. next obs).
+    """
+
+    obs: Observation
+    actions: Array
+    old_log_probs: Array
+    old_values: Array
+    advantages: Array
+    returns: Array
+    old_mean: Array
+    old_std: Array
+    dones: Array
+    hidden: Any = ()
+    extras: Any = ()
+
+
+class Forward(NamedTuple):
+    """Network outputs on a minibatch of ``B_aug`` rows (``B`` original rows first).
+
+    Attributes:
+        mean: action mean ``[B_aug, A]``.
+        std: action std ``[A]`` (state-independent) or ``[B_aug, A]`` (heteroscedastic).
+        log_prob: log-prob of the batch actions ``[B_aug]``.
+        value: critic value ``[B_aug]``.
+        entropy: entropy of the *original* rows ``[B]``.
+    """
+
+    mean: Array
+    std: Array
+    log_prob: Array
+    value: Array
+    entropy: Array
 
 
 class Minibatch(NamedTuple):

@@ -19,8 +19,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from agile_jax.algorithms.losses import Batch
-from agile_jax.extensions.base import Extension, Minibatch
+from agile_jax.extensions.base import Batch, Extension, Minibatch
 from agile_jax.types import Array, Observation
 
 MirrorObs = Callable[[Observation], Observation]

@@ -29,7 +29,7 @@ from agile_jax.extensions import teacher_student as ts
 from agile_jax.extensions.base import Chain, Extension, chain
 from agile_jax.networks import teacher_student
 from agile_jax.networks.actor_critic import concat_groups, resolve_obs_groups
-from agile_jax.training.parallel import AXIS
+from agile_jax.parallel import AXIS
 
 
 def find_mirror_functions(env, mirror_obs=None, mirror_actions=None):

@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 
 from agile_jax import config as config_lib
+from agile_jax import parallel
 from agile_jax.algorithms import distillation, optim
 from agile_jax.io.logger import Logger
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
-from agile_jax.training import parallel
 from agile_jax.training.assemble import find_mirror_functions
 from agile_jax.training.iteration import (
     Algorithm,
@@ -36,9 +36,11 @@ from agile_jax.training.iteration import (
     build_trainer,
     place_state,
 )
+from agile_jax.training.policy_networks import distribution_fields
 from agile_jax.training.rollout import make_distill_rollout_fn
-from agile_jax.training.runner import OnPolicyRunner, distribution_fields
-from agile_jax.training.teacher import Teacher, load_teacher
+from agile_jax.training.runner import OnPolicyRunner
+from agile_jax.training.teacher import load_teacher
+from agile_jax.training.teacher_base import Teacher
 
 STUDENT_CLASSES = {"StudentTrainedTeacher": False, "StudentTrainedTeacherRecurrent": True}
 

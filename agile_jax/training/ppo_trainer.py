@@ -12,13 +12,13 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from agile_jax import parallel
 from agile_jax.algorithms import gae, optim, ppo
-from agile_jax.algorithms.losses import Batch
 from agile_jax.algorithms.recurrent import trajectory_minibatches
-from agile_jax.extensions.base import Chain, Rollout, Spec, Stats
+from agile_jax.extensions.base import Batch, Chain, Rollout, Spec, Stats
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic
-from agile_jax.training import episodes, parallel
+from agile_jax.training import episodes
 from agile_jax.training.assemble import build_extensions
 from agile_jax.training.iteration import (
     Algorithm,

@@ -23,7 +23,7 @@ from agile_jax.export import rsl_rl
 from agile_jax.export.rsl_rl_models import ModelLayout, read_model
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.recurrent import ActorCriticRecurrent
-from agile_jax.training.teacher import Teacher, file_sha256
+from agile_jax.training.teacher_base import Teacher, file_sha256
 
 TEACHER_KEYS = ("teacher_state_dict", "actor_state_dict")  # RSL-RL's order (Distillation.load)
 

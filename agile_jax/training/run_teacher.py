@@ -33,7 +33,7 @@ from agile_jax import config as config_lib
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
-from agile_jax.training.teacher import Teacher
+from agile_jax.training.teacher_base import Teacher
 
 FLAT_GROUP = "obs"  # the one input group of a flat (MLP / RNN) teacher: the concatenated observation
 RUN_HINT = "pass a run directory of experiments/train.py, its checkpoints/ or one checkpoints/<iteration>"
@@ -146,7 +146,7 @@ def actor_groups(cfg) -> tuple[str, ...]:
 
 def build_networks(cfg, shapes: Mapping[str, tuple[int, ...]], action_size: int) -> ActorCritic:
     """The run's actor-critic (``make_networks``) on the groups ``shapes`` (actor and critic both read them)."""
-    from agile_jax.training.runner import make_networks
+    from agile_jax.training.policy_networks import make_networks
 
     groups = list(shapes)
     runner = dataclasses.replace(cfg.runner, obs_groups={"actor": groups, "critic": groups})

@@ -17,25 +17,21 @@ import jax
 import jax.numpy as jnp
 
 from agile_jax import config as config_lib
-from agile_jax import precision
+from agile_jax import parallel, precision
 from agile_jax.extensions.base import Chain, Extension
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import Logger, check_logger, iteration_scalars
-from agile_jax.networks import distributions
-from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn, resolve_obs_groups
-from agile_jax.networks.cnn_actor_critic import make_actor_critic_cnn
-from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent, StatefulPolicy
-from agile_jax.training import episodes, memory, parallel, signals
+from agile_jax.networks.actor_critic import make_inference_fn
+from agile_jax.networks.recurrent import StatefulPolicy
+from agile_jax.training import episodes, memory, signals
 from agile_jax.training.assemble import build_extensions, estimator_networks, ts_networks
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
+from agile_jax.training.policy_networks import make_networks
 from agile_jax.training.ppo_trainer import make_trainer
 
 
 class TrainingDivergedError(FloatingPointError):
     """A NaN or inf appeared; training stopped without overwriting the last good checkpoint."""
-
-
-POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent", "ActorCriticCNN")
 
 
 class EpisodeSummary(NamedTuple):
@@ -53,48 +49,6 @@ def check_runner_settings(cfg) -> None:
         precision.configure_determinism(cfg.runner.deterministic)
     except precision.PrecisionError as err:
         raise config_lib.ConfigError(str(err)) from None
-
-
-def distribution_fields(distribution_cfg, init_noise_std: float, noise_std_type: str, section: str) -> dict:
-    """The actor's distribution fields from ``<section>.distribution_cfg`` (RSL-RL 5.x) or the older names."""
-    try:
-        return distributions.resolve_distribution_cfg(distribution_cfg, init_noise_std, noise_std_type)
-    except ValueError as err:
-        raise config_lib.ConfigError(f"{section}.{err}") from None
-
-
-def make_networks(cfg, env) -> ActorCritic:
-    """The actor-critic of ``cfg.policy`` for ``env``'s observation groups and action size."""
-    pol = cfg.policy
-    if pol.class_name not in POLICY_CLASSES:
-        raise config_lib.ConfigError(f"unknown policy.class_name '{pol.class_name}'; available: {list(POLICY_CLASSES)}")
-    groups = resolve_obs_groups(cfg.runner.obs_groups, list(env.observation_shapes))
-    common = dict(
-        obs_shapes=dict(env.observation_shapes), obs_groups=groups, action_size=env.action_size,
-        actor_hidden_dims=tuple(pol.actor_hidden_dims), critic_hidden_dims=tuple(pol.critic_hidden_dims),
-        activation=pol.activation, actor_obs_normalization=pol.actor_obs_normalization,
-        critic_obs_normalization=pol.critic_obs_normalization,
-        **distribution_fields(pol.distribution_cfg, pol.init_noise_std, pol.noise_std_type, "policy"),
-    )
-    if pol.class_name == "ActorCritic":
-        return ActorCritic(**common)
-    if pol.class_name == "ActorCriticCNN":
-        alg = cfg.algorithm
-        if alg.estimator_cfg.enabled or getattr(getattr(alg, "ts_cfg", None), "enabled", False):
-            raise config_lib.ConfigError("policy.class_name=ActorCriticCNN cannot be combined with "
-                                         "algorithm.estimator_cfg or ts_cfg (they rebuild the actor's input)")
-        try:
-            return make_actor_critic_cnn(pol.actor_cnn_cfg, pol.critic_cnn_cfg, cfg.algorithm.share_cnn_encoders,
-                                         **common)
-        except ValueError as err:
-            raise config_lib.ConfigError(f"policy.class_name=ActorCriticCNN: {err}") from None
-    if pol.rnn_type.lower() not in GATES:
-        raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
-    if cfg.algorithm.symmetry_cfg.enabled:
-        raise config_lib.ConfigError("symmetry_cfg is not available for recurrent policies (as in RSL-RL); set "
-                                     "algorithm.symmetry_cfg.enabled=false")
-    return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
-                                rnn_num_layers=pol.rnn_num_layers)
 
 
 class OnPolicyRunner:

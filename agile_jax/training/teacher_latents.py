@@ -18,6 +18,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from agile_jax.training.teacher_base import from_env_layout
 from agile_jax.types import Array
 
 
@@ -60,7 +61,6 @@ def onnx_estimator_latent(path: str) -> tuple[Callable[[Array], Array], tuple[st
     from onnx import TensorProto, helper
 
     from agile_jax.export.onnx_import import OnnxPolicy
-    from agile_jax.training.teacher import from_env_layout
 
     model = onnx.load_model(path)
     try:
