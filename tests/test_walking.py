@@ -99,3 +99,18 @@ def test_walking_verdict_checks_ratios_drift_and_falls():
     slow[1] = (0.24, 0, 0)
     mixed = walking.verdict([episode(slow, COMMANDS), episode(GOOD, COMMANDS), episode(slow, COMMANDS, fell=True)])
     assert mixed["segments"][1]["mean_velocity"][0] == pytest.approx(0.27)
+
+
+def test_only_positive_rewards_clips_all_but_the_termination_penalty():
+    from envs.tasks.velocity import T1VelocityConfig, VelocityEnv
+
+    plain = VelocityEnv(T1VelocityConfig())
+    clipped = VelocityEnv(T1VelocityConfig(only_positive_rewards=True))
+    terms = {"track_lin_vel_xy_exp": jnp.float32(0.05), "orientation": jnp.float32(-0.2),
+             "termination_penalty": jnp.float32(-2.0)}
+    assert float(plain._total_reward(terms)) == pytest.approx(-2.15)
+    # legged_gym: max(0.05 - 0.2, 0) + (-2.0).
+    assert float(clipped._total_reward(terms)) == pytest.approx(-2.0)
+    terms["orientation"] = jnp.float32(-0.01)
+    assert float(clipped._total_reward(terms)) == pytest.approx(0.04 - 2.0)
+    assert apply_overrides(get_preset("t1_velocity"), ["env.only_positive_rewards=true"]).env.only_positive_rewards

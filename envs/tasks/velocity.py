@@ -194,6 +194,8 @@ class T1VelocityConfig:
             root, so that no foot starts inside a bump (rough terrain only).
         height_scanner: adds the observation group ``height_scan`` ``[1, ny, nx]`` (Isaac Lab's height scanner,
             :mod:`envs.mdp.height_scan`; noisy when ``obs_noise``); ``None``: no scan.
+        only_positive_rewards: clip the reward sum (all terms but the termination penalty) at 0 each step, then add
+            the termination penalty (legged_gym's ``only_positive_rewards``); the per-term episode sums are unclipped.
         gait_clock: a gait clock (:mod:`envs.mdp.gait`) whose ``(sin, cos)`` phase ends every policy frame and the
             critic observation, and whose swing profile the ``feet_phase`` reward reads; ``None``: no clock.
         amp_history_length: frames of the observation group ``amp`` ``[H, 2 A + 10]`` that adversarial motion
@@ -237,6 +239,7 @@ class T1VelocityConfig:
     height_scanner: height_scan.HeightScannerConfig | None = None
     amp_history_length: int = 0
     gait_clock: gait.GaitClockConfig | None = None
+    only_positive_rewards: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -508,11 +511,21 @@ class VelocityEnv:
         obs = {"policy": info["history"], "critic": self._critic_obs(data, info)}
         obs = self._with_height_scan(obs, jax.random.fold_in(k_obs, 1), data)
         obs, info = self._with_amp(obs, info, data, fresh=False)
-        reward = sum(reward_terms.values(), jnp.zeros((), jnp.float32))
+        reward = self._total_reward(reward_terms)
         return state.replace(
             data=data, obs=obs, reward=reward, terminated=terminated, time_out=jnp.asarray(False),
             reward_terms=reward_terms, termination_terms=term_terms, info=info,
         )
+
+    def _total_reward(self, reward_terms: Mapping[str, Array]) -> Array:
+        """The sum of the weighted terms; with ``only_positive_rewards``, legged_gym's rule: the sum of every term but
+        the termination penalty is clipped at 0, then the termination penalty is added."""
+        total = functools.partial(sum, start=jnp.zeros((), jnp.float32))
+        if not self.cfg.only_positive_rewards:
+            return total(reward_terms.values())
+        is_penalty = {name: self.cfg.rewards[name].func == "is_terminated" for name in reward_terms}
+        rest = total(v for name, v in reward_terms.items() if not is_penalty[name])
+        return jnp.maximum(rest, 0.0) + total(v for name, v in reward_terms.items() if is_penalty[name])
 
     def physics_model(self, domain: events.DomainParams) -> mjx.Model:
         """The MJX model one env simulates with: the nominal model, or its randomised fields swapped in."""

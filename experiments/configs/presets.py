@@ -42,6 +42,8 @@ class VelocityEnvConfig:
         reward_params: per-term parameter overrides, e.g. ``'env.reward_params.track_lin_vel_xy_exp={std: 0.2}'``.
         gait_clock_hz: a gait clock of this frequency (Hz) in the observations (``envs.mdp.gait``; needed by
             ``reward_set=walk_clock`` and ``walk_swing``); 0: none (AGILE's observations).
+        only_positive_rewards: each step's reward sum without the termination penalty is clipped at 0, then the
+            penalty is added (legged_gym's rule; Booster Gym and MuJoCo Playground clip too).
     """
 
     robot: str = "t1"
@@ -63,6 +65,7 @@ class VelocityEnvConfig:
     reward_weights: dict[str, float] = field(default_factory=dict)
     reward_params: dict[str, Any] = field(default_factory=dict)
     gait_clock_hz: float = 0.0
+    only_positive_rewards: bool = False
 
     def __post_init__(self):
         if self.impl not in ("jax", "auto"):  # the check imports MJX; these need none of it (auto always runs)
@@ -394,6 +397,7 @@ def _velocity_env(cfg: VelocityEnvConfig):
                           "(reward_set=walk_swing gait_clock_hz=1.5)")
     clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz) if cfg.gait_clock_hz > 0 else None
     task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl,
+                               only_positive_rewards=cfg.only_positive_rewards,
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
