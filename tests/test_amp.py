@@ -17,8 +17,8 @@ from agile_jax.extensions import amp
 from agile_jax.extensions.base import Batch, Forward, Minibatch, Rollout
 from agile_jax.motion import AMPLoader
 from agile_jax.networks.actor_critic import make_inference_fn
-from agile_jax.training.assemble import build_extensions
 from agile_jax.training.policy_networks import make_networks
+from agile_jax.training.ppo_trainer import build_chain, build_context
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition
 from envs.core import VecEnv
@@ -27,6 +27,10 @@ from envs.tasks.point_mass_amp import PointMassAMP, PointMassAMPConfig
 from tests.helpers import leaves_equal
 
 EPS = 1.01  # a fresh normaliser divides by std + 0.01 = 1.01
+
+
+def build_extensions(cfg, env, networks):
+    return build_chain(cfg, build_context(env), networks)
 
 
 def _dense(kernel, bias) -> dict:

@@ -15,13 +15,17 @@ from agile_jax.config import ConfigError
 from agile_jax.extensions import estimator
 from agile_jax.extensions.base import Minibatch
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn
-from agile_jax.training.assemble import estimator_networks
 from agile_jax.training.policy_networks import make_networks
+from agile_jax.training.ppo_trainer import build_context
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
 
 ESTIMATE = np.array([[1.0, 2.0], [0.0, 0.0]], np.float32)
 TARGET = np.array([[0.0, 0.0], [3.0, 0.5]], np.float32)  # differences [[1, 2], [-3, -0.5]]
+
+
+def estimator_networks(cfg, env, networks):
+    return estimator.METHOD.networks(cfg, build_context(env), networks)
 
 
 @pytest.mark.parametrize("name, kwargs, expected", [

@@ -17,13 +17,17 @@ from agile_jax.extensions import teacher_student as ts
 from agile_jax.extensions.base import Rollout
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.teacher_student import StudentActorCritic, TeacherStudentActorCritic, with_teacher_student
-from agile_jax.training.assemble import ts_networks
 from agile_jax.training.policy_networks import make_networks
+from agile_jax.training.ppo_trainer import build_context
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition
 from envs.core import VecEnv
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
 from tests.ts_hidden_gain import HiddenGainPointMass
+
+
+def ts_networks(cfg, env, networks):
+    return ts.METHOD.networks(cfg, build_context(env), networks)
 
 
 def test_latent_matching_loss_is_leggedgym_ex_masked_mse():

@@ -146,8 +146,8 @@ def test_sampled_labels_use_the_teachers_std():
 def test_sampled_labels_from_an_rsl_rl_checkpoint_teacher(tmp_path):
     pytest.importorskip("torch")
     from agile_jax.export.rsl_rl import save_checkpoint
-    from agile_jax.training.assemble import tppo_extension
     from agile_jax.training.policy_networks import make_networks
+    from agile_jax.training.ppo_trainer import build_context
 
     teacher_net = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)}, action_size=2, actor_hidden_dims=(8,),
                               obs_groups={"actor": ["critic"], "critic": ["critic"]}, critic_hidden_dims=(8,))
@@ -157,7 +157,8 @@ def test_sampled_labels_from_an_rsl_rl_checkpoint_teacher(tmp_path):
     cfg.algorithm.tppo_cfg.teacher_policy = save_checkpoint(str(tmp_path / "model_3.pt"), teacher_net, params, {})
     cfg.algorithm.tppo_cfg.action_labels_from_sample = True
     env = point_mass_env(cfg)
-    ext = tppo_extension(cfg, env, make_networks(cfg, env))  # the checkpoint read by load_teacher, on the critic obs
+    # The checkpoint read by load_teacher, on the critic obs.
+    (ext,) = tppo.METHOD.build(cfg, build_context(env), make_networks(cfg, env))
     n = 20000
     obs = {"policy": jnp.ones((n, 4)), "critic": jnp.ones((n, 5))}
     step = ActStep(obs=obs, actions=jnp.zeros((n, 2)), mean=jnp.zeros((n, 2)), std=jnp.ones((n, 2)), t=jnp.int32(0))

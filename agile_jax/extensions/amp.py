@@ -45,9 +45,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from agile_jax.config import ConfigError
 from agile_jax.extensions.base import Extension, Minibatch, Rollout, Spec
+from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks import normalization
-from agile_jax.networks.actor_critic import concat_groups
+from agile_jax.networks.actor_critic import concat_groups, resolve_obs_groups
 from agile_jax.networks.mlp import MLP, resolve_activation
 from agile_jax.types import Array, Observation, PRNGKey
 
@@ -249,3 +251,84 @@ def extension(disc: Discriminator, expert: Callable[[PRNGKey, int], Array], amp_
     return Extension("amp", init=disc.init, shape=shape, update=update,
                      batch_extras=batch_extras if use_mimic else None,
                      loss=loss if (use_mimic or use_dagger) else None)
+
+
+AMP_CLASSES = ("APPO", "ATPPO")  # st_rl's adversarial classes: ATPPO is APPO's terms over TPPO
+
+
+def enabled(cfg) -> bool:
+    """Whether the run uses st_rl's adversarial motion priors: ``algorithm.amp_cfg.enabled`` (or the class named)."""
+    return cfg.algorithm.amp_cfg.enabled or cfg.algorithm.class_name in AMP_CLASSES
+
+
+def _inputs(cfg, ctx: BuildContext):
+    """The ``amp`` observation groups and the loader of ``algorithm.amp_cfg.motion_files`` for them."""
+    from agile_jax.motion import AMPLoader, MotionFormatError
+
+    ac, env = cfg.algorithm.amp_cfg, ctx.env
+    groups = list(cfg.runner.obs_groups.get("amp") or ["amp"])
+    missing = [g for g in groups if g not in env.observation_shapes]
+    if missing or groups != ["amp"] or "amp" not in env.layouts:
+        raise ConfigError(f"APPO / ATPPO (algorithm.amp_cfg) need an 'amp' observation group with an amp_layout, and "
+                          f"{env.name} has no 'amp' observation group (presets with one: t1_velocity_amp, "
+                          "point_mass_amp); disable algorithm.amp_cfg.enabled")
+    shape = tuple(env.observation_shapes["amp"])
+    try:
+        loader = AMPLoader(list(ac.motion_files), env.dt or env.ctrl_dt, env.layouts["amp"], env.amp_joint_names,
+                           num_frames=shape[0] if len(shape) == 2 else 1)
+    except MotionFormatError as err:
+        raise ConfigError(f"algorithm.amp_cfg.motion_files: {err}") from None
+    if ac.amp_obs_dim is not None and ac.amp_obs_dim != loader.observation_dim:
+        raise ConfigError(f"algorithm.amp_cfg.amp_obs_dim={ac.amp_obs_dim} but the 'amp' group holds "
+                          f"{loader.observation_dim} values; set it to {loader.observation_dim} or null")
+    return groups, loader
+
+
+def _teacher(cfg, ctx: BuildContext):
+    """ATPPO's teacher ``obs -> actions`` from ``algorithm.amp_cfg.teacher_ac_path`` (``runner.obs_groups.teacher``)."""
+    path, env = cfg.algorithm.amp_cfg.teacher_ac_path, ctx.env
+    if not path:
+        raise ConfigError("algorithm.amp_cfg.dagger_loss_coef needs a teacher: set algorithm.amp_cfg.teacher_ac_path "
+                          "to an exported policy (policy.onnx / policy.pt)")
+    if ctx.load_policy is None:
+        raise ConfigError("algorithm.amp_cfg.teacher_ac_path: this build context has no policy loader")
+    try:
+        teacher = ctx.load_policy(path)
+        groups = resolve_obs_groups(cfg.runner.obs_groups, list(env.observation_shapes), ("teacher",))["teacher"]
+        apply = teacher.bind(groups, env.observation_shapes)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"algorithm.amp_cfg.teacher_ac_path: {err}") from None
+    if teacher.is_recurrent or teacher.action_dim != env.action_size:
+        raise ConfigError(f"algorithm.amp_cfg.teacher_ac_path: '{path}' must be a feed-forward policy with "
+                          f"{env.action_size} actions (it is {'recurrent' if teacher.is_recurrent else 'not'})")
+    return lambda obs: apply(obs, ())[0]
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """st_rl's APPO / ATPPO from ``algorithm.amp_cfg``."""
+    ac, alg, shapes = cfg.algorithm.amp_cfg, cfg.algorithm, ctx.env.observation_shapes
+    if not 0.0 <= ac.task_reward_lerp <= 1.0 or min(ac.style_reward_coef, ac.discriminator_grad_pen,
+                                                      ac.discriminator_loss_coef, ac.learning_rate) < 0:
+        raise ConfigError("algorithm.amp_cfg: task_reward_lerp must lie in [0, 1] and style_reward_coef, "
+                          "discriminator_grad_pen, discriminator_loss_coef and learning_rate must be >= 0")
+    if networks.is_recurrent and (ac.mimic_loss_coef or ac.dagger_loss_coef):
+        raise ConfigError("algorithm.amp_cfg: mimic_loss_coef and dagger_loss_coef need a feed-forward policy; set "
+                          "them to 0 or use policy.class_name=ActorCritic")
+    groups, loader = _inputs(cfg, ctx)
+    ref_groups = ["ref_motion"] if ac.mimic_loss_coef else []
+    if ref_groups and tuple(shapes.get("ref_motion", ())) != tuple(shapes["amp"]):
+        raise ConfigError("algorithm.amp_cfg.mimic_loss_coef needs a 'ref_motion' observation group shaped like "
+                          "'amp' (the aligned reference frame); set mimic_loss_coef=0")
+    try:
+        disc = Discriminator(loader.observation_dim, ac.hidden_dims, ac.activation, ac.learning_rate,
+                             ac.discriminator_grad_pen, ac.discriminator_loss_coef, ctx.axis)
+    except ValueError as err:
+        raise ConfigError(f"algorithm.amp_cfg: {err}") from None
+    teacher = _teacher(cfg, ctx) if ac.dagger_loss_coef else None
+    return [extension(disc, loader.sample, groups, dict(shapes), alg.num_learning_epochs, alg.num_mini_batches,
+                      ac.style_reward_coef, ac.task_reward_lerp, ac.mimic_loss_coef, ref_groups, ac.dagger_loss_coef,
+                      teacher)]
+
+
+# Before the reward normaliser, which then sees the mixed task + style reward.
+METHOD = Method("amp", "algorithm.amp_cfg", enabled=enabled, build=build, stage="first")

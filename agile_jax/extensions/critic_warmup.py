@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from agile_jax.extensions.base import Extension, Minibatch
+from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.types import Array
 
 WARMUP_LEARNING_RATE = 1e-5
@@ -44,3 +45,20 @@ def extension(warmup_steps: int) -> Extension:
     """The warm-up's learning-rate rule (use it with ``schedule="adaptive"``, as AGILE does)."""
     return Extension("critic_warmup",
                      learning_rate=lambda state, lr, num_updates: warmup_learning_rate(lr, num_updates, warmup_steps))
+
+
+def enabled(cfg) -> bool:
+    """The learning-rate rule runs with ``critic_warmup_steps > 0`` under the adaptive schedule (as in AGILE).
+
+    The scaling of the policy terms (:func:`scale_loss`) needs only ``critic_warmup_steps > 0``; it is applied
+    where PPO's terms are built.
+    """
+    return cfg.algorithm.critic_warmup_steps > 0 and cfg.algorithm.schedule == "adaptive"
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """The warm-up's learning-rate rule for ``algorithm.critic_warmup_steps``."""
+    return [extension(cfg.algorithm.critic_warmup_steps)]
+
+
+METHOD = Method("critic_warmup", "algorithm.critic_warmup_steps", enabled=enabled, build=build)

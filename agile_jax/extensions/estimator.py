@@ -36,7 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agile_jax.config import ConfigError
 from agile_jax.extensions.base import Extension, Minibatch
+from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
 from agile_jax.networks.mlp import MLP
 from agile_jax.types import Array, Observation, Params
@@ -211,3 +213,42 @@ def extension(networks: EstimatorActorCritic, target_groups: Sequence[str], targ
         return loss_coef * value, {"estimator": jax.lax.stop_gradient(value)}
 
     return Extension("estimator", loss=loss)
+
+
+def _target(cfg, ctx: BuildContext, networks) -> tuple[list[str], np.ndarray]:
+    """The critic groups and the columns of ``algorithm.estimator_cfg.target_components`` in them."""
+    groups = list(networks.obs_groups["critic"])
+    layouts = {g: ctx.env.layouts[g] for g in groups if g in ctx.env.layouts}
+    try:
+        index = component_index(layouts, groups, cfg.algorithm.estimator_cfg.target_components, networks.obs_shapes)
+    except ValueError as err:
+        raise ConfigError(f"algorithm.estimator_cfg.target_components: {err}") from None
+    return groups, index
+
+
+def wrap_networks(cfg, ctx: BuildContext, networks) -> EstimatorActorCritic:
+    """``networks`` with st_rl's state estimator from ``algorithm.estimator_cfg``."""
+    ec = cfg.algorithm.estimator_cfg
+    _, index = _target(cfg, ctx, networks)
+    try:
+        return with_estimator(networks, ec.obs_components, len(index), ec.hidden_dims)
+    except ValueError as err:
+        raise ConfigError(f"algorithm.estimator_cfg: {err}") from None
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """The estimator's loss (``algorithm.estimator_cfg``) on the critic's target components."""
+    ec = cfg.algorithm.estimator_cfg
+    if not isinstance(networks, EstimatorActorCritic):
+        raise ConfigError("algorithm.estimator_cfg is enabled but the policy has no estimator; build the networks "
+                          "with agile_jax.extensions.estimator.METHOD.networks")
+    groups, index = _target(cfg, ctx, networks)
+    try:
+        loss_func = make_loss_func(ec.loss_func, ec.loss_kwargs)
+    except ValueError as err:
+        raise ConfigError(f"algorithm.estimator_cfg: {err}") from None
+    return [extension(networks, groups, index, loss_func, ec.loss_coef)]
+
+
+METHOD = Method("estimator", "algorithm.estimator_cfg", enabled=lambda cfg: cfg.algorithm.estimator_cfg.enabled,
+                build=build, networks=wrap_networks)

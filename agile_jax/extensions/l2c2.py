@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from agile_jax.extensions.base import Extension, Minibatch
+from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.types import Array, Observation, Transition
 
 
@@ -87,3 +88,11 @@ def extension(networks, lambda_actor: float = 1.0, lambda_critic: float = 0.1) -
                      batch_extras=lambda state, rollout: pair_extras(rollout.transitions))
 
 
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """AGILE's L2C2 from ``algorithm.l2c2_cfg``."""
+    lc = cfg.algorithm.l2c2_cfg
+    return [extension(networks, lc.lambda_actor, lc.lambda_critic)]
+
+
+METHOD = Method("l2c2", "algorithm.l2c2_cfg", enabled=lambda cfg: cfg.algorithm.l2c2_cfg.enabled, build=build,
+                fixed_on_resume=("algorithm.l2c2_cfg.enabled",))

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from agile_jax.extensions.base import Extension, Rollout
+from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.types import Array
 
 
@@ -107,3 +108,14 @@ def extension(gamma: float, decay: float = 0.999, epsilon: float = 1e-2, return_
         return update_correction(state, returns, return_scale_decay, axis_name), {}
 
     return Extension("reward_normalization", init=init, shape=shape, update=update)
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """AGILE's reward normalisation from ``algorithm.reward_normalization_cfg``."""
+    alg, rn = cfg.algorithm, cfg.algorithm.reward_normalization_cfg
+    return [extension(alg.gamma, rn.decay, rn.epsilon, rn.return_scale_decay, rn.outlier_threshold, ctx.axis)]
+
+
+METHOD = Method("reward_norm", "algorithm.reward_normalization_cfg",
+                enabled=lambda cfg: cfg.algorithm.reward_normalization_cfg.enabled, build=build, stage="first",
+                fixed_on_resume=("algorithm.reward_normalization_cfg.enabled",))

@@ -31,7 +31,9 @@ import optax
 from flax import struct
 
 from agile_jax.extensions.base import Extension, Rollout, Spec
+from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks import normalization
+from agile_jax.networks.actor_critic import resolve_obs_groups
 from agile_jax.networks.mlp import MLP
 from agile_jax.types import Array, Observation, PRNGKey
 
@@ -214,3 +216,18 @@ def _local_rows(x: Array, num_local: int, axis_name: str | None) -> Array:
 def _step(rnd: RND, state: RNDState, obs: Observation):
     state, reward, weight = rnd.intrinsic_reward(state, obs)
     return state, (reward, weight)
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """RSL-RL's RND from ``algorithm.rnd_cfg`` on the ``rnd_state`` observation set (weight times the env ``dt``)."""
+    rc, alg = cfg.algorithm.rnd_cfg, cfg.algorithm
+    groups = resolve_obs_groups(cfg.runner.obs_groups, list(ctx.env.observation_shapes), ("rnd_state",))["rnd_state"]
+    dt = 1.0 if ctx.env.dt is None else ctx.env.dt
+    net = RND(groups, rc.num_outputs, rc.predictor_hidden_dims, rc.target_hidden_dims, rc.activation,
+              rc.state_normalization, rc.reward_normalization, rc.weight * dt,
+              dict(rc.weight_schedule) if rc.weight_schedule else None, rc.learning_rate, ctx.axis)
+    return [extension(net, alg.num_learning_epochs, alg.num_mini_batches)]
+
+
+METHOD = Method("rnd", "algorithm.rnd_cfg", enabled=lambda cfg: cfg.algorithm.rnd_cfg.enabled, build=build,
+                stage="first", fixed_on_resume=("algorithm.rnd_cfg.enabled",))

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from agile_jax.extensions.base import Batch, Extension, Minibatch
+from agile_jax.extensions.method import BuildContext, EnvSpec, Method
 from agile_jax.types import Array, Observation
 
 MirrorObs = Callable[[Observation], Observation]
@@ -96,3 +97,24 @@ def extension(networks, mirror_obs: MirrorObs, mirror_actions: MirrorActions, mi
     loss = make_mirror_loss(networks, mirror_obs, mirror_actions, mirror_loss_coeff, use_mirror_loss,
                             use_data_augmentation)
     return Extension("symmetry", augment=augment, loss=loss)
+
+
+def mirror_functions(spec: EnvSpec) -> tuple[MirrorObs, MirrorActions]:
+    """The mirror functions of ``spec`` (the user's, else the env's); a ValueError when it has none."""
+    if spec.mirror_obs is None or spec.mirror_actions is None:
+        raise ValueError(
+            f"symmetry_cfg is enabled but {spec.name} has no mirror_obs/mirror_actions; pass "
+            "mirror functions to the runner or disable algorithm.symmetry_cfg.enabled"
+        )
+    return spec.mirror_obs, spec.mirror_actions
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """Symmetry from ``algorithm.symmetry_cfg`` with the context's mirror functions."""
+    sym = cfg.algorithm.symmetry_cfg
+    m_obs, m_act = mirror_functions(ctx.env)
+    return [extension(networks, m_obs, m_act, sym.mirror_loss_coeff, sym.use_mirror_loss, sym.use_data_augmentation)]
+
+
+METHOD = Method("symmetry", "algorithm.symmetry_cfg", enabled=lambda cfg: cfg.algorithm.symmetry_cfg.enabled,
+                build=build, fixed_on_resume=("algorithm.symmetry_cfg.enabled",))

@@ -31,8 +31,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from agile_jax.config import ConfigError
 from agile_jax.extensions.base import Extension, Rollout, Spec
-from agile_jax.networks.teacher_student import TeacherStudentActorCritic
+from agile_jax.extensions.method import BuildContext, Method
+from agile_jax.networks.teacher_student import TeacherStudentActorCritic, with_teacher_student
 from agile_jax.types import Array, Params, PRNGKey
 
 NAME = "teacher_student"
@@ -116,3 +118,46 @@ def extension(networks: TeacherStudentActorCritic, num_learning_epochs: int, num
         return state.replace(opt_state=opt_state), params, {"latent_matching": pmean(jnp.mean(losses))}
 
     return Extension(NAME, init=init, post_update=post_update)
+
+
+def wrap_networks(cfg, ctx: BuildContext, networks) -> TeacherStudentActorCritic:
+    """``networks`` as LeggedGym-Ex's teacher-student policy from ``algorithm.ts_cfg``.
+
+    The privilege encoder reads ``runner.obs_groups.privileged`` (default: the critic's groups), the history
+    encoder ``runner.obs_groups.history`` (groups of the actor; default: all of them).
+    """
+    tc, alg = cfg.algorithm.ts_cfg, cfg.algorithm
+    if tc.history_encoder_type != "MLP":
+        raise ConfigError(f"algorithm.ts_cfg.history_encoder_type='{tc.history_encoder_type}' is not available; "
+                          "use 'MLP'")
+    if alg.estimator_cfg.enabled:
+        raise ConfigError("algorithm.ts_cfg cannot be combined with algorithm.estimator_cfg (both change the actor's "
+                          "input); disable one of them")
+    if alg.optimizer == "adamw":  # weight decay would move the history encoder, which PPO must leave alone
+        raise ConfigError("algorithm.ts_cfg trains the history encoder with its own Adam, and "
+                          "algorithm.optimizer=adamw would also decay it; use algorithm.optimizer=adam")
+    groups = cfg.runner.obs_groups
+    privileged = list(groups.get("privileged") or networks.obs_groups["critic"])
+    try:
+        return with_teacher_student(networks, privileged, list(groups.get("history") or []), tc.num_latent_dims,
+                                    tc.privilege_encoder_hidden_dims, tc.history_encoder_hidden_dims)
+    except ValueError as err:
+        raise ConfigError(f"algorithm.ts_cfg: {err}") from None
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """The history encoder's latent matching (``algorithm.ts_cfg``) with its own optimiser."""
+    tc, alg = cfg.algorithm.ts_cfg, cfg.algorithm
+    if not isinstance(networks, TeacherStudentActorCritic):
+        raise ConfigError("algorithm.ts_cfg is enabled but the policy has no history encoder; build the networks "
+                          "with agile_jax.extensions.teacher_student.METHOD.networks")
+    return [extension(networks, alg.num_learning_epochs, alg.num_mini_batches, tc.encoder_lr, tc.num_encoder_epochs,
+                      alg.max_grad_norm, ctx.axis)]
+
+
+METHOD = Method("ts", "algorithm.ts_cfg", enabled=lambda cfg: cfg.algorithm.ts_cfg.enabled, build=build,
+                networks=wrap_networks,
+                fixed_on_resume=("algorithm.ts_cfg.enabled", "algorithm.ts_cfg.num_latent_dims",
+                                 "algorithm.ts_cfg.history_encoder_type",
+                                 "algorithm.ts_cfg.privilege_encoder_hidden_dims",
+                                 "algorithm.ts_cfg.history_encoder_hidden_dims"))

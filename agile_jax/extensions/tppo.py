@@ -43,8 +43,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from agile_jax.config import ConfigError
 from agile_jax.extensions.base import Actor, ActStep, Extension, Minibatch, Rollout, Spec, Stats
+from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks import distributions
+from agile_jax.networks.actor_critic import concat_groups
 from agile_jax.networks.recurrent import reset_state
 from agile_jax.types import Array, Observation, PRNGKey
 
@@ -436,3 +439,72 @@ def extension(networks, teacher: TeacherPolicy, cfg, num_steps: int, axis_name: 
                      augment=augment if resample > 0 else None, loss=make_loss(networks, cfg, dilated),
                      post_update=_std_floor(networks, cfg.clip_min_std) if cfg.clip_min_std > 0 else None,
                      act=actor)
+
+
+# -- built from the config -----------------------------------------------------------------------------
+
+TPPO_CLASSES = ("TPPO", "EstimatorTPPO", "ATPPO")
+
+
+def enabled(cfg) -> bool:
+    """Whether the run is st_rl's TPPO: a teacher in ``algorithm.tppo_cfg.teacher_policy`` (or the class named)."""
+    alg = cfg.algorithm
+    return bool(alg.tppo_cfg.teacher_policy) or alg.class_name in TPPO_CLASSES
+
+
+def replaces_ppo_terms(cfg) -> bool:
+    """TPPO as DAgger (``using_ppo=false``): the run has no surrogate, value or entropy term."""
+    return enabled(cfg) and not cfg.algorithm.tppo_cfg.using_ppo
+
+
+def _teacher(cfg, ctx: BuildContext, networks) -> TeacherPolicy:
+    """The teacher of ``algorithm.tppo_cfg`` read with the context's policy loader, on the critic's (or actor's)
+    groups."""
+    tc, env = cfg.algorithm.tppo_cfg, ctx.env
+    if ctx.load_policy is None:
+        raise ValueError("this build context has no policy loader")
+    which = "critic" if tc.label_action_with_critic_obs else "actor"
+    groups, shapes = list(networks.obs_groups[which]), env.observation_shapes
+    teacher = ctx.load_policy(tc.teacher_policy)
+    width = sum(int(np.prod(shapes[g])) for g in groups)
+    # A CNN checkpoint's input width depends on the image sizes (obs_dim -1): its bind checks the groups.
+    if (teacher.obs_dim >= 0 and width != teacher.obs_dim) or teacher.action_dim != env.action_size:
+        raise ValueError(f"the teacher '{tc.teacher_policy}' maps {teacher.obs_dim} observations to "
+                         f"{teacher.action_dim} actions, but the {which} groups {groups} give {width} and the env "
+                         f"takes {env.action_size}; set label_action_with_critic_obs to the observations it was "
+                         "trained on")
+    latents = {}
+    for student, component in dict(tc.distill_latent_obs_component_mapping or {}).items():
+        if ctx.load_estimator_latent is None:
+            raise ValueError("distill_latent_obs_component_mapping: this build context cannot read a teacher's "
+                             "estimator")
+        latent, encoded = ctx.load_estimator_latent(tc.teacher_policy)
+        if component not in encoded:
+            raise ValueError(f"distill_latent_obs_component_mapping: the teacher encodes {list(encoded)}, not "
+                             f"'{component}'")
+        latents[student] = lambda obs, f=latent: f(concat_groups(obs, groups, shapes))
+    return TeacherPolicy(act=teacher.bind(groups, shapes), init_state=teacher.init_state,
+                         action_std=teacher.action_std, latents=latents)
+
+
+def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
+    """st_rl's TPPO from ``algorithm.tppo_cfg``."""
+    alg, tc = cfg.algorithm, cfg.algorithm.tppo_cfg
+    if not tc.teacher_policy:
+        raise ConfigError(f"algorithm.class_name={alg.class_name} needs a teacher: set "
+                          "algorithm.tppo_cfg.teacher_policy=<policy.onnx | policy.pt | model_<it>.pt | run dir>")
+    if alg.class_name == "EstimatorTPPO" and not alg.estimator_cfg.enabled:
+        raise ConfigError("algorithm.class_name=EstimatorTPPO is TPPO with a state estimator: set "
+                          "algorithm.estimator_cfg.enabled=true (and its target_components)")
+    if not tc.using_ppo and alg.schedule == "adaptive":
+        raise ConfigError("algorithm.tppo_cfg.using_ppo=false trains without PPO's terms, so there is no policy KL "
+                          "to adapt the learning rate to (st_rl keeps it fixed); set algorithm.schedule=fixed")
+    try:
+        return [extension(networks, _teacher(cfg, ctx, networks), tc, cfg.runner.num_steps_per_env, ctx.axis)]
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"algorithm.tppo_cfg: {err}") from None
+
+
+METHOD = Method("tppo", "algorithm.tppo_cfg", enabled=enabled, build=build,
+                fixed_on_resume=("algorithm.tppo_cfg.buffer_dilation_ratio",
+                                 "algorithm.tppo_cfg.distill_latent_obs_component_mapping"))

@@ -20,11 +20,12 @@ import jax.numpy as jnp
 from agile_jax import config as config_lib
 from agile_jax import parallel
 from agile_jax.algorithms import distillation, optim
+from agile_jax.extensions import symmetry
+from agile_jax.extensions.method import env_spec
 from agile_jax.io.logger import Logger
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
-from agile_jax.training.assemble import find_mirror_functions
 from agile_jax.training.iteration import (
     Algorithm,
     Collected,
@@ -81,7 +82,7 @@ def mirror_terms(cfg, env, student, mirror_obs=None, mirror_actions=None) -> tup
         return [], []
     if student.is_recurrent:
         return [], ["symmetry_cfg.use_mirror_loss is off for recurrent students (a hidden state has no mirror image)"]
-    m_obs, m_act = find_mirror_functions(env, mirror_obs, mirror_actions)
+    m_obs, m_act = symmetry.mirror_functions(env_spec(env, mirror_obs, mirror_actions))
     return [distillation.make_mirror_term(student, m_obs, m_act, sym.mirror_loss_coeff)], []
 
 

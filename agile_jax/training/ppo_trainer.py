@@ -4,9 +4,14 @@ Per iteration, inside one jitted program: the extensions' ``schedule`` (from the
 the iteration), the rollout, the extensions' ``shape`` (rewards), GAE, the extensions' ``update`` (statistics,
 own networks), epochs x minibatches of PPO (:func:`agile_jax.algorithms.ppo.make_update_fn`, whose losses,
 augmentation and learning-rate rules also come from the extensions), and the observation normalisers.
+
+The run's extensions come from :func:`build_chain`, which walks the method records of
+:data:`agile_jax.extensions.METHODS` around PPO's own terms.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,11 +20,13 @@ from jax.sharding import Mesh
 from agile_jax import parallel
 from agile_jax.algorithms import gae, optim, ppo
 from agile_jax.algorithms.recurrent import trajectory_minibatches
-from agile_jax.extensions.base import Batch, Chain, Rollout, Spec, Stats
+from agile_jax.config import ConfigError
+from agile_jax.extensions import METHODS, critic_warmup, entropy, termination, tppo
+from agile_jax.extensions.base import Batch, Chain, Extension, Rollout, Spec, Stats, chain
+from agile_jax.extensions.method import BuildContext, env_spec
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.training import episodes
-from agile_jax.training.assemble import build_extensions
 from agile_jax.training.iteration import (
     Algorithm,
     Collected,
@@ -31,7 +38,70 @@ from agile_jax.training.iteration import (
     build_trainer,
 )
 from agile_jax.training.rollout import make_stateful_rollout_fn
+from agile_jax.training.teacher import load_teacher
+from agile_jax.training.teacher_latents import onnx_estimator_latent
 from agile_jax.types import PRNGKey
+
+# The class names a PPO run accepts in ``algorithm.class_name`` (st_rl's and LeggedGym-Ex's names), each with the
+# config block that makes it: the name alone switches on TPPO's and AMP's extensions; the others need their block.
+PPO_CLASSES = {"PPO": None, "EstimatorPPO": "estimator_cfg", "TPPO": None, "EstimatorTPPO": "estimator_cfg",
+               "APPO": None, "ATPPO": None, "PPO_TS": "ts_cfg"}
+
+
+def check_algorithm_class(cfg) -> None:
+    """One line for an unknown ``algorithm.class_name`` or one whose config block is off."""
+    name = cfg.algorithm.class_name
+    if name not in PPO_CLASSES:
+        raise ConfigError(f"unknown algorithm.class_name '{name}'; available: {list(PPO_CLASSES)} (distillation: "
+                          "experiments/distill.py)")
+    block = PPO_CLASSES[name]
+    if block and not getattr(getattr(cfg.algorithm, block, None), "enabled", False):
+        raise ConfigError(f"algorithm.class_name={name} needs algorithm.{block}.enabled=true (and its settings)")
+
+
+def build_context(env, mirror_obs=None, mirror_actions=None) -> BuildContext:
+    """The methods' :class:`BuildContext` for ``env``: its spec (mirror functions: the user's, else the env's),
+    the data axis and the policy loaders of the training layer."""
+    return BuildContext(env=env_spec(env, mirror_obs, mirror_actions), axis=parallel.AXIS, load_policy=load_teacher,
+                        load_estimator_latent=onnx_estimator_latent)
+
+
+def build_networks(cfg, ctx: BuildContext, networks: ActorCritic) -> ActorCritic:
+    """``networks`` wrapped by every enabled method that changes the policy, in :data:`METHODS` order."""
+    for method in METHODS:
+        if method.networks is not None and method.enabled(cfg):
+            networks = method.networks(cfg, ctx, networks)
+    return networks
+
+
+def ppo_terms(cfg, max_episode_length: int) -> list[Extension]:
+    """PPO's own extensions with the entropy annealing and critic warm-up of ``cfg`` applied."""
+    alg = cfg.algorithm
+    schedule = entropy.make_schedule(alg.entropy_coef, cfg.runner.max_iterations, max_episode_length, cfg.runner)
+    timeout, surrogate, value, ent = ppo.default_extensions(alg, schedule)
+    if alg.critic_warmup_steps > 0:
+        surrogate, ent = (critic_warmup.scale_loss(e, alg.critic_warmup_steps) for e in (surrogate, ent))
+    return [timeout, surrogate, value, ent]
+
+
+def build_chain(cfg, ctx: BuildContext, networks: ActorCritic, extra: Sequence[Extension] = ()) -> Chain:
+    """Every extension the config enables, plus ``extra`` ones (user methods), as one :class:`Chain`.
+
+    Order: the enabled methods of stage ``first`` (in :data:`METHODS` order: AMP, reward normalisation, RND),
+    ``extra``, the timeout bootstrap, the termination bootstrap, PPO's surrogate, value and entropy terms (left
+    out when TPPO replaces them), then the enabled methods of stage ``rest``. ``extra`` extensions thus add
+    rewards as RSL-RL adds RND's (before bootstrapping), and their losses are summed before PPO's.
+    """
+    check_algorithm_class(cfg)
+    timeout, *policy = ppo_terms(cfg, ctx.env.max_episode_length)
+    if tppo.replaces_ppo_terms(cfg):  # TPPO as DAgger: no surrogate, value or entropy term
+        policy = []
+    built = {stage: [] for stage in ("first", "rest")}
+    for method in METHODS:
+        if method.enabled(cfg):
+            built[method.stage].extend(method.build(cfg, ctx, networks))
+    rest = [termination.extension(cfg.algorithm.gamma), *policy, *built["rest"]]
+    return chain(built["first"], list(extra), [timeout], rest)
 
 
 def _batch(rollout: Rollout, advantages, returns, extras: dict) -> Batch:
@@ -91,11 +161,11 @@ def make_trainer(cfg, env, networks: ActorCritic, extensions: Chain | None = Non
         env: an ``envs.core.VecEnv`` whose ``num_envs`` is the *global* batch.
         networks: the actor-critic (feed-forward or recurrent).
         extensions: the run's extensions, PPO's own terms included (default: those ``cfg`` enables, see
-            :func:`agile_jax.training.assemble.build_extensions`).
+            :func:`build_chain`).
         mesh: device mesh (default: :func:`parallel.make_mesh` with ``runner.num_devices``).
     """
     alg = cfg.algorithm
-    extensions = extensions if extensions is not None else build_extensions(cfg, env, networks)
+    extensions = extensions if extensions is not None else build_chain(cfg, build_context(env), networks)
     tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm, alg.grad_clip_mode, alg.optimizer)
     spec = Spec(obs_shapes=dict(env.observation_shapes), action_size=env.action_size, num_envs=env.num_envs,
                 networks=networks)

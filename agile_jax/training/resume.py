@@ -16,15 +16,13 @@ from omegaconf import OmegaConf
 
 from agile_jax import config as config_lib
 from agile_jax.algorithms import optim
+from agile_jax.extensions import METHODS
 from agile_jax.training.iteration import place_state
 
-# Changing these would change the shapes or meaning of restored arrays (env state, networks, extension states).
-FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "algorithm.symmetry_cfg.enabled",
-         "algorithm.l2c2_cfg.enabled", "algorithm.reward_normalization_cfg.enabled", "algorithm.rnd_cfg.enabled",
-         "algorithm.ts_cfg.enabled", "algorithm.ts_cfg.num_latent_dims", "algorithm.ts_cfg.history_encoder_type",
-         "algorithm.ts_cfg.privilege_encoder_hidden_dims", "algorithm.ts_cfg.history_encoder_hidden_dims",
-         "runner.obs_groups", "algorithm.tppo_cfg.buffer_dilation_ratio",
-         "algorithm.tppo_cfg.distill_latent_obs_component_mapping")
+# Changing these would change the shapes or meaning of restored arrays (env state, networks, extension states):
+# the run's own, then each method's (its record's ``fixed_on_resume``).
+FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "runner.obs_groups",
+         *(key for method in METHODS for key in method.fixed_on_resume))
 # Bookkeeping that differs on every resume by design.
 IGNORED = ("runner.resume", "runner.load_run", "runner.load_checkpoint", "runner.run_name",
            "runner.init_from")  # a restored state replaces what init_from loaded

@@ -24,10 +24,9 @@ from agile_jax.io.logger import Logger, check_logger, iteration_scalars
 from agile_jax.networks.actor_critic import make_inference_fn
 from agile_jax.networks.recurrent import StatefulPolicy
 from agile_jax.training import episodes, memory, signals
-from agile_jax.training.assemble import build_extensions, estimator_networks, ts_networks
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
 from agile_jax.training.policy_networks import make_networks
-from agile_jax.training.ppo_trainer import make_trainer
+from agile_jax.training.ppo_trainer import build_chain, build_context, build_networks, make_trainer
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -71,9 +70,10 @@ class OnPolicyRunner:
     def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
                  extensions: Chain | Sequence[Extension] = (), mesh=None):
         check_runner_settings(cfg)
-        networks = ts_networks(cfg, env, estimator_networks(cfg, env, make_networks(cfg, env)))
+        ctx = build_context(env, mirror_obs, mirror_actions)
+        networks = build_networks(cfg, ctx, make_networks(cfg, env))
         if not isinstance(extensions, Chain):
-            extensions = build_extensions(cfg, env, networks, mirror_obs, mirror_actions, extra=extensions)
+            extensions = build_chain(cfg, ctx, networks, extra=extensions)
         trainer = make_trainer(cfg, env, networks, extensions, mesh=mesh)
         self._setup(env, cfg, log_dir, networks, trainer)
 
