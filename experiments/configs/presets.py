@@ -20,9 +20,9 @@ class VelocityEnvConfig:
     Attributes:
         robot: ``"t1"`` (Booster T1) or ``"g1"`` (Unitree G1).
         num_envs: parallel environments.
-        impl: physics implementation: ``"jax"`` (MJX, everywhere; the default), ``"c"`` (MuJoCo C on the host
-            CPUs, called from the jitted step; refused where JAX has an accelerator), ``"auto"`` (``"c"`` where JAX
-            runs on the CPU only, else ``"jax"``) or ``"warp"`` (MuJoCo Warp on a CUDA GPU or on
+        impl: physics implementation: ``"auto"`` (the default: ``"c"`` where JAX runs on the CPU only, else
+            ``"jax"``), ``"jax"`` (MJX, everywhere), ``"c"`` (MuJoCo C on the host CPUs, called from the jitted
+            step; refused where JAX has an accelerator) or ``"warp"`` (MuJoCo Warp on a CUDA GPU or on
             Warp's CPU device; needs the ``warp`` extra; one device only).
         episode_length_s: episode time limit (s).
         obs_noise: corrupt the policy observations with AGILE's uniform noise.
@@ -48,7 +48,7 @@ class VelocityEnvConfig:
 
     robot: str = "t1"
     num_envs: int = 4096
-    impl: str = "jax"
+    impl: str = "auto"
     episode_length_s: float = 30.0
     obs_noise: bool = True
     random_arm_motion: bool = True
