@@ -14,8 +14,8 @@ import mujoco
 
 from envs import terrain
 from envs.mdp.symmetry import G1_MIRROR
-from envs.robots import assets
-from envs.robots.robot import ActuatorGroup, Robot, build_robot, finish_mjx_spec, probe, select_joints
+from envs.robots import assets, scene
+from envs.robots.robot import ActuatorGroup, Robot, build_robot, probe, select_joints
 
 # Isaac Lab joint order of the 29-DoF G1 (breadth-first over the kinematic tree).
 JOINT_ORDER = (
@@ -69,27 +69,22 @@ ACTUATORS = (
 )
 
 
+FEET = scene.sphere_feet([(f"{side}_ankle_roll_link", f"{side}_foot") for side in ("left", "right")])
+# Sized like the pelvis and torso primitives of Menagerie's g1_mjx.xml.
+PROBES = (
+    scene.ProbeSphere("pelvis", "pelvis_probe", 0.07, (0.0, 0.0, -0.08)),
+    scene.ProbeSphere("torso_link", "torso_probe_low", 0.09, (0.01, 0.0, 0.08)),
+    scene.ProbeSphere("torso_link", "torso_probe_high", 0.09, (0.01, 0.0, 0.2)),
+)
+
+
 def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False,
               terrain_cfg: terrain.TerrainConfig | None = None) -> mujoco.MjSpec:
     """Menagerie's G1 scene turned into the MJX-friendly variant (see the module docstring).
 
     With ``terrain_cfg`` the floor plane is replaced by the generated heightfield (:mod:`envs.terrain`).
     """
-    spec = assets.load_spec("unitree_g1", "scene")
-    assets.clear_keyframes(spec)
-    assets.disable_all_collisions(spec)
-    assets.set_floor(spec)
-    if terrain_cfg is not None:
-        terrain.attach(spec, terrain_cfg)
-    for side in ("left", "right"):
-        spheres = [g for g in spec.body(f"{side}_ankle_roll_link").geoms if g.type == mujoco.mjtGeom.mjGEOM_SPHERE]
-        for i, geom in enumerate(spheres, start=1):
-            geom.name = f"{side}_foot_{i}"
-            assets.make_foot_collider(geom)
-    assets.add_probe_sphere(spec, "pelvis", "pelvis_probe", 0.07, (0.0, 0.0, -0.08))
-    assets.add_probe_sphere(spec, "torso_link", "torso_probe_low", 0.09, (0.01, 0.0, 0.08))
-    assets.add_probe_sphere(spec, "torso_link", "torso_probe_high", 0.09, (0.01, 0.0, 0.2))
-    return finish_mjx_spec(spec, JOINT_ORDER, ACTUATORS, solver, keep_meshes)
+    return scene.build_scene("unitree_g1", JOINT_ORDER, ACTUATORS, FEET, PROBES, solver, keep_meshes, terrain_cfg)
 
 
 @functools.lru_cache(maxsize=4)

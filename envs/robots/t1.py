@@ -14,8 +14,8 @@ import mujoco
 
 from envs import terrain
 from envs.mdp.symmetry import T1_MIRROR
-from envs.robots import assets
-from envs.robots.robot import ActuatorGroup, Robot, build_robot, finish_mjx_spec, probe, select_joints
+from envs.robots import assets, scene
+from envs.robots.robot import ActuatorGroup, Robot, build_robot, probe, select_joints
 
 # Isaac Lab joint order of AGILE's T1 asset (breadth-first over the kinematic tree).
 JOINT_ORDER = (
@@ -58,25 +58,18 @@ FOOT_SPHERE_RADIUS = 0.01
 WAIST_PROBE_RADIUS = 0.07
 
 
+FEET = scene.box_corner_feet([(f"{side}_foot_link", f"{side}_foot") for side in ("left", "right")], FOOT_SPHERE_RADIUS)
+# The Waist has no collision primitive in the Menagerie model; a non-colliding probe stands in for it.
+PROBES = (scene.ProbeSphere("Waist", "waist_probe", WAIST_PROBE_RADIUS),)
+
+
 def make_spec(solver: assets.SolverOptions = assets.DEFAULT_SOLVER, keep_meshes: bool = False,
               terrain_cfg: terrain.TerrainConfig | None = None) -> mujoco.MjSpec:
     """Menagerie's T1 scene turned into the MJX-friendly variant (see the module docstring).
 
     With ``terrain_cfg`` the floor plane is replaced by the generated heightfield (:mod:`envs.terrain`).
     """
-    spec = assets.load_spec("booster_t1", "scene")
-    assets.clear_keyframes(spec)
-    assets.disable_all_collisions(spec)
-    assets.set_floor(spec)
-    if terrain_cfg is not None:
-        terrain.attach(spec, terrain_cfg)
-    for side in ("left", "right"):
-        body = f"{side}_foot_link"
-        box = next(g for g in spec.body(body).geoms if g.type == mujoco.mjtGeom.mjGEOM_BOX)
-        assets.add_box_corner_spheres(spec, body, box.size, box.pos, FOOT_SPHERE_RADIUS, prefix=f"{side}_foot")
-    # The Waist has no collision primitive in the Menagerie model; a non-colliding probe stands in for it.
-    assets.add_probe_sphere(spec, "Waist", "waist_probe", WAIST_PROBE_RADIUS, (0.0, 0.0, 0.0))
-    return finish_mjx_spec(spec, JOINT_ORDER, ACTUATORS, solver, keep_meshes)
+    return scene.build_scene("booster_t1", JOINT_ORDER, ACTUATORS, FEET, PROBES, solver, keep_meshes, terrain_cfg)
 
 
 @functools.lru_cache(maxsize=4)
