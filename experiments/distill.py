@@ -12,7 +12,9 @@ recorded in its file, else ``runner.obs_groups.teacher``. Overrides use the dist
 (:class:`agile_jax.config.DistillationConfig`): ``policy.*`` (``class_name`` ``StudentTrainedTeacher`` |
 ``StudentTrainedTeacherRecurrent``, ``student_hidden_dims``, ``init_noise_std``, ``rnn_type``, ...) and
 ``algorithm.*`` (``num_learning_epochs``, ``gradient_length``, ``learning_rate``, ``max_grad_norm``,
-``loss_type``, ``symmetry_cfg.*``). The student is exported next to the checkpoints at the end.
+``loss_type``, ``symmetry_cfg.*``). The student is exported next to the checkpoints at the end. PPO fine-tuning
+of a recurrent student afterwards (AGILE's ``StudentFinetuneRecurrent``): ``python experiments/train.py
+config=<preset> policy.class_name=StudentFinetuneRecurrent student=<this run's directory>``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def build_config(argv: list[str]) -> config_lib.DistillationConfig:
     teacher, argv = split_teacher(argv)
     preset, overrides, resume = parse_args(argv)
     cfg = config_lib.apply_overrides(distillation_defaults(get_preset(preset)), overrides)
+    from agile_jax.training.policy_networks import FINETUNE_CLASS, FINETUNE_USAGE
+
+    if cfg.policy.class_name == FINETUNE_CLASS:  # the PPO stage after distillation, not a distillation student
+        raise config_lib.ConfigError(f"policy.class_name={FINETUNE_CLASS} fine-tunes a distilled student with PPO "
+                                     f"after this run: {FINETUNE_USAGE}")
     if teacher:
         cfg.policy.teacher_path = teacher
     if not cfg.policy.teacher_path:

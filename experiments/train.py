@@ -8,11 +8,16 @@ Examples::
     python experiments/train.py config=cartpole_balance load_run=2026-11-22_10-00-00 load_checkpoint=40
     python experiments/train.py config=point_mass init_from=/path/to/rsl_rl_run/model_1500.pt
     python experiments/train.py config=point_mass load_run=/path/to/rsl_rl_run load_checkpoint=1500
+    python experiments/train.py config=point_mass policy.class_name=StudentFinetuneRecurrent \
+        student=logs/point_mass_distill/<run>      # PPO from a distilled recurrent student, fresh critic
 
 Overrides use RSL-RL's names (``runner.max_iterations``, ``algorithm.num_mini_batches`` ...); a unique
 leaf name such as ``num_envs`` or ``max_iterations`` is accepted on its own. A resumed run writes into a
 new run directory and leaves the old one untouched. ``init_from`` (or ``load_run`` naming an RSL-RL run folder or
 ``model_<it>.pt``) starts from an RSL-RL 5.x checkpoint's networks with a fresh optimiser.
+``policy.class_name=StudentFinetuneRecurrent`` (AGILE's) with ``student=<run directory>`` fine-tunes the recurrent
+student of an ``experiments/distill.py`` run with PPO: the actor is the student's (layout, weights, action std,
+normaliser), the critic the preset's, fresh; the one needs the other.
 """
 
 from __future__ import annotations
@@ -51,6 +56,35 @@ def parse_args(argv: list[str]) -> tuple[str, list[str], bool]:
     return preset, overrides, resume
 
 
+def split_student(argv: list[str]) -> tuple[str, list[str]]:
+    """``(student run directory, remaining argv)``; ``student=<dir>`` goes with
+    ``policy.class_name=StudentFinetuneRecurrent``."""
+    student, rest = "", []
+    for arg in argv:
+        if arg.startswith("student="):
+            student = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return student, rest
+
+
+def check_student(cfg, student: str) -> None:
+    """Refuses, in one line, ``student=`` without ``policy.class_name=StudentFinetuneRecurrent`` and the other way
+    round, and a student together with ``runner.init_from`` (two sources of the actor)."""
+    from agile_jax.training.policy_networks import FINETUNE_CLASS, FINETUNE_USAGE
+
+    finetune = cfg.policy.class_name == FINETUNE_CLASS
+    if finetune and not student:
+        raise config_lib.ConfigError(f"policy.class_name={FINETUNE_CLASS} needs the distilled student: "
+                                     f"{FINETUNE_USAGE}")
+    if student and not finetune:
+        raise config_lib.ConfigError(f"student= goes with policy.class_name={FINETUNE_CLASS} (PPO from a distilled "
+                                     f"student), not '{cfg.policy.class_name}': {FINETUNE_USAGE}")
+    if student and cfg.runner.init_from:
+        raise config_lib.ConfigError(f"student= and runner.init_from both give the actor's weights; keep one "
+                                     f"(runner.init_from='{cfg.runner.init_from}')")
+
+
 def build_config(argv: list[str]):
     """The merged :class:`TrainConfig` for a command line (a preset's CPU defaults first when JAX has no
     accelerator, then the user's overrides)."""
@@ -63,6 +97,15 @@ def build_config(argv: list[str]):
         cfg.runner.resume = True
     check_ranges(cfg)
     return cfg
+
+
+def build_run(argv: list[str]):
+    """``(config, student run directory or "")`` for a command line: ``student=`` split off, then checked against
+    ``policy.class_name`` (:func:`check_student`)."""
+    student, argv = split_student(argv)
+    cfg = build_config(argv)
+    check_student(cfg, student)
+    return cfg, student
 
 
 def cpu_defaults(preset: str, base, overrides: list[str]) -> list[str]:
@@ -202,9 +245,10 @@ def resumed_line(resume_dir: str, iteration: int, max_iterations: int) -> str:
             f"(runner.max_iterations), to iteration {iteration + max_iterations}")
 
 
-def train(cfg):
+def train(cfg, student: str = ""):
     """Builds the env and runner, resumes if asked, and trains ``max_iterations`` iterations (more, when
-    resumed: RSL-RL's ``learn(num_learning_iterations)``); returns the runner."""
+    resumed: RSL-RL's ``learn(num_learning_iterations)``); returns the runner. With ``student`` (a distillation
+    run directory, ``policy.class_name=StudentFinetuneRecurrent``) the actor starts from its student."""
     from agile_jax.training import resume
     from agile_jax.training.runner import OnPolicyRunner
     from experiments.configs import make_env
@@ -218,7 +262,14 @@ def train(cfg):
         env = make_env(cfg)
         say(f"[agile_jax] {type(cfg.env).__name__}: {env.num_envs} envs x {run.num_steps_per_env} steps; "
             f"logging to {log_dir}")
-        runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
+        if student:
+            from agile_jax.training.distill_runner import finetune_from_run
+
+            runner = finetune_from_run(env, cfg, student, make_env, log_dir=log_dir)
+            say(f"[agile_jax] {cfg.policy.class_name}: the actor starts from the student of {student}, the "
+                "critic fresh")
+        else:
+            runner = OnPolicyRunner(env, cfg, log_dir=log_dir)
         if resume_dir:
             meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
             say(resumed_line(resume_dir, meta["iteration"], run.max_iterations))
@@ -239,14 +290,15 @@ def train(cfg):
 
 
 def main(argv: list[str]) -> int:
-    cfg = config_or_none(build_config, argv)
-    if cfg is None or not config_or_none(start_processes, cfg):
+    built = config_or_none(build_run, argv)
+    if built is None or not config_or_none(start_processes, built[0]):
         return 2
+    cfg, student = built
     from agile_jax.io.checkpoint import CheckpointError
     from agile_jax.training.signals import TrainingInterrupted
 
     try:
-        runner = train(cfg)
+        runner = train(cfg, student)
     except TrainingInterrupted as stop:
         say(f"[agile_jax] {stop}; continue with --resume (same overrides)")
         return stop.exit_code

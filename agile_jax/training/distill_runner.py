@@ -5,7 +5,9 @@ The run state is a :class:`~agile_jax.training.iteration.TrainState` whose ``par
 checkpoints, exact resume, logging and the NaN guard are the PPO runner's. The iteration (rollout with the
 student acting and the teacher labelling, then :func:`agile_jax.algorithms.distillation.make_update_fn`) is
 one jitted, data-parallel program. :func:`finetune_runner` is AGILE's ``StudentFinetuneRecurrent``: an
-``OnPolicyRunner`` whose actor starts from the distilled student, with a fresh critic.
+``OnPolicyRunner`` whose actor starts from the distilled student, with a fresh critic;
+:func:`finetune_from_run` starts it from a distillation run directory (``experiments/train.py
+policy.class_name=StudentFinetuneRecurrent student=<run directory>``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from agile_jax.training.iteration import (
     build_trainer,
     place_state,
 )
-from agile_jax.training.policy_networks import distribution_fields
+from agile_jax.training.policy_networks import FINETUNE_CLASS, FINETUNE_USAGE, distribution_fields
 from agile_jax.training.rollout import make_distill_rollout_fn
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.training.teacher import load_teacher
@@ -223,6 +225,65 @@ def finetune_runner(env, cfg, student: DistillationRunner, log_dir: str | None =
     state = fresh.replace(params=params, normalizers=normalizers, opt_state=runner.trainer.tx.init(params))
     runner.state = place_state(state, runner.trainer.mesh)
     return runner
+
+
+def student_run_config(run_dir: str, env_cfg) -> config_lib.DistillationConfig:
+    """The config of distillation run ``run_dir`` (its ``config.yaml``), refused in one line unless it distilled a
+    recurrent student (``StudentTrainedTeacherRecurrent``), the one ``StudentFinetuneRecurrent`` fine-tunes.
+
+    Args:
+        run_dir: the distillation run directory.
+        env_cfg: an env config of the run's env class (the template its saved ``env`` section merges into).
+    """
+    import yaml
+
+    where = f"student='{run_dir}'"
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        raise config_lib.ConfigError(f"{where} is not a run directory (no config.yaml); pass the directory of an "
+                                     "experiments/distill.py run")
+    with open(path) as f:
+        text = f.read()
+    saved = yaml.safe_load(text) or {}
+    algorithm = (saved.get("algorithm") or {}).get("class_name")
+    student = (saved.get("policy") or {}).get("class_name")
+    if algorithm != "Distillation":
+        raise config_lib.ConfigError(f"{where} is a {algorithm} run, not a distillation run; {FINETUNE_CLASS} "
+                                     "starts from the student of an experiments/distill.py run")
+    if student != "StudentTrainedTeacherRecurrent":
+        raise config_lib.ConfigError(f"{where} distilled a {student} student; {FINETUNE_CLASS} fine-tunes a "
+                                     "recurrent one (policy.class_name=StudentTrainedTeacherRecurrent in distill.py)")
+    template = config_lib.DistillationConfig(env=copy.deepcopy(env_cfg))
+    template.runner.obs_groups = {}  # dict fields merge: keep only the run's own groups
+    try:
+        return config_lib.from_yaml(text, template)
+    except config_lib.ConfigError:
+        raise
+    except Exception as err:  # OmegaConf: an env section of another env class
+        raise config_lib.ConfigError(f"{where} does not fit this env's config ({str(err).splitlines()[0]}); "
+                                     "fine-tune on the env the student was distilled on") from None
+
+
+def finetune_from_run(env, cfg, run_dir: str, make_env, log_dir: str | None = None,
+                      **kwargs) -> OnPolicyRunner:
+    """``policy.class_name=StudentFinetuneRecurrent``: :func:`finetune_runner` from the latest checkpoint of the
+    distillation run ``run_dir`` (restored on an env of its own config, so its env count may differ).
+
+    Args:
+        env: the batched env of the PPO run.
+        cfg: the PPO :class:`agile_jax.config.TrainConfig` (``policy.class_name`` ``StudentFinetuneRecurrent``).
+        run_dir: the distillation run directory (its teacher file must still exist).
+        make_env: ``make_env(cfg)`` builds the env of a config (``experiments.configs.make_env``).
+        log_dir: run directory of the PPO run.
+        **kwargs: forwarded to :func:`finetune_runner`.
+    """
+    if cfg.policy.class_name != FINETUNE_CLASS:
+        raise config_lib.ConfigError(f"a student run directory is for policy.class_name={FINETUNE_CLASS} "
+                                     f"(got '{cfg.policy.class_name}'): {FINETUNE_USAGE}")
+    student_cfg = student_run_config(run_dir, cfg.env)
+    student = DistillationRunner(make_env(student_cfg), student_cfg)
+    student.load(run_dir)
+    return finetune_runner(env, cfg, student, log_dir=log_dir, **kwargs)
 
 
 def _check_same_structure(expected, given) -> None:

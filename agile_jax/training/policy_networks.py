@@ -9,6 +9,11 @@ from agile_jax.networks.cnn_actor_critic import make_actor_critic_cnn
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
 
 POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent", "ActorCriticCNN")
+# AGILE's PPO fine-tuning of a distilled recurrent student: selected with ``policy.class_name`` on the training
+# command line (``student=<distillation run directory>``), built by ``distill_runner.finetune_from_run``.
+FINETUNE_CLASS = "StudentFinetuneRecurrent"
+FINETUNE_USAGE = (f"python experiments/train.py config=<preset> policy.class_name={FINETUNE_CLASS} "
+                  "student=<distillation run directory>")
 
 
 def distribution_fields(distribution_cfg, init_noise_std: float, noise_std_type: str, section: str) -> dict:
@@ -22,6 +27,9 @@ def distribution_fields(distribution_cfg, init_noise_std: float, noise_std_type:
 def make_networks(cfg, env) -> ActorCritic:
     """The actor-critic of ``cfg.policy`` for ``env``'s observation groups and action size."""
     pol = cfg.policy
+    if pol.class_name == FINETUNE_CLASS:
+        raise config_lib.ConfigError(f"policy.class_name={FINETUNE_CLASS} starts PPO from a distilled student: "
+                                     f"{FINETUNE_USAGE} (in Python: distill_runner.finetune_runner)")
     if pol.class_name not in POLICY_CLASSES:
         raise config_lib.ConfigError(f"unknown policy.class_name '{pol.class_name}'; available: {list(POLICY_CLASSES)}")
     groups = resolve_obs_groups(cfg.runner.obs_groups, list(env.observation_shapes))
