@@ -59,6 +59,12 @@ def test_walk_reward_set_and_its_overrides():
     assert "feet_air_time" in table and "feet_air_time" not in agile
     assert ramps == {} and set(agile_ramps) == {"action_rate", "action_rate_rate"}
     assert set(table) - {"feet_air_time"} == set(agile)
+    swing = get_preset("t1_velocity_swing")
+    table, _ = _reward_tables(swing.env)
+    assert set(table) - {"feet_air_time", "feet_swing"} == set(agile)
+    assert table["feet_swing"].weight == 30.0 and table["feet_swing"].params["swing_period"] == 0.2
+    assert table["termination_penalty"].weight == -10.0 and agile["termination_penalty"].weight == -100.0
+    assert swing.env.gait_clock_hz == 1.5 and swing.env.only_positive_rewards and swing.algorithm.entropy_coef == 0.01
     over = apply_overrides(get_preset("t1_velocity_agile"), ["env.reward_weights.action_rate=-0.1",
                                                              "env.reward_params.track_ang_vel={std: 0.3}"])
     table, ramps = _reward_tables(over.env)

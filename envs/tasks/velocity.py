@@ -137,10 +137,14 @@ def clock_rewards(walk: Mapping[str, RewardTerm], phase_weight: float) -> dict[s
     return {**walk, "feet_phase": RewardTerm("feet_phase", phase_weight, {"swing_height": 0.08, "min_command": 0.1})}
 
 
-def swing_rewards(walk: Mapping[str, RewardTerm], swing_weight: float) -> dict[str, RewardTerm]:
+def swing_rewards(walk: Mapping[str, RewardTerm], swing_weight: float,
+                  termination_weight: float) -> dict[str, RewardTerm]:
     """The walking table plus Booster Gym's ``feet_swing``: a foot off the ground in its swing window of the gait
-    clock is paid (needs a task with ``gait_clock``); Booster Gym's window, 0.2 of the cycle."""
-    return {**walk, "feet_swing": RewardTerm("feet_swing", swing_weight, {"swing_period": 0.2, "min_command": 0.1})}
+    clock is paid (needs a task with ``gait_clock``; Booster Gym's window, 0.2 of the cycle), and a termination
+    penalty of ``termination_weight`` (Booster Gym has none, MuJoCo Playground -1 against tracking 1)."""
+    table = {**walk, "feet_swing": RewardTerm("feet_swing", swing_weight, {"swing_period": 0.2, "min_command": 0.1})}
+    table["termination_penalty"] = dataclasses.replace(table["termination_penalty"], weight=termination_weight)
+    return table
 
 
 T1_WALK_REWARDS = walking_rewards(T1_REWARDS, 3.0)
@@ -156,8 +160,8 @@ REWARD_SETS: dict[tuple[str, str], tuple[Mapping[str, RewardTerm], Mapping[str, 
     ("g1", "walk"): (G1_WALK_REWARDS, {}),
     ("t1", "walk_clock"): (clock_rewards(T1_WALK_REWARDS, 3.0), {}),
     ("g1", "walk_clock"): (clock_rewards(G1_WALK_REWARDS, 3.0), {}),
-    ("t1", "walk_swing"): (swing_rewards(T1_WALK_REWARDS, 10.0), {}),
-    ("g1", "walk_swing"): (swing_rewards(G1_WALK_REWARDS, 10.0), {}),
+    ("t1", "walk_swing"): (swing_rewards(T1_WALK_REWARDS, 30.0, -10.0), {}),
+    ("g1", "walk_swing"): (swing_rewards(G1_WALK_REWARDS, 30.0, -10.0), {}),
 }
 
 

@@ -181,6 +181,20 @@ def t1_velocity() -> TrainConfig:
     return cfg
 
 
+def t1_velocity_swing() -> TrainConfig:
+    """``t1_velocity`` with a gait clock and Booster Gym's swing reward (``env.reward_set=walk_swing``: ``feet_swing``
+    weight 30 on a 1.5 Hz clock whose phase joins the observations, termination penalty -10), legged_gym's
+    ``only_positive_rewards`` and entropy coefficient 0.01 (legged_gym's and Isaac Lab's humanoids'): the variant
+    that keeps stepping while it learns to balance (``docs/walking_recipe.md``)."""
+    cfg = t1_velocity()
+    cfg.env.reward_set = "walk_swing"
+    cfg.env.gait_clock_hz = 1.5
+    cfg.env.only_positive_rewards = True
+    cfg.algorithm.entropy_coef = 0.01
+    cfg.runner.experiment_name = "t1_velocity_swing"
+    return cfg
+
+
 def t1_velocity_agile() -> TrainConfig:
     """AGILE's T1 velocity task with AGILE's ``T1VelocityPpoRunnerCfg`` exactly as in its repository (neutral
     terminations with the -100 termination penalty; no reward normalisation, no L2C2) on the MJX Booster T1.
@@ -352,6 +366,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "point_mass_amp": point_mass_amp,
     "cartpole_balance": cartpole_balance,
     "t1_velocity": t1_velocity,
+    "t1_velocity_swing": t1_velocity_swing,
     "t1_velocity_agile": t1_velocity_agile,
     "t1_velocity_bad": t1_velocity_bad,
     "t1_velocity_seed": t1_velocity_seed,
@@ -370,6 +385,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
 # overrides win): the walking recipe on a 2-core CPU (``benchmarks/learning_t1.md``).
 CPU_DEFAULTS: dict[str, list[str]] = {
     "t1_velocity": ["num_envs=256", "runner.max_iterations=3000"],
+    "t1_velocity_swing": ["num_envs=256", "runner.max_iterations=3000"],
 }
 
 
