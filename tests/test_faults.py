@@ -87,7 +87,7 @@ def test_export_parity_failure_after_training_keeps_the_checkpoints(tmp_path, ca
 
 
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
-    def crash(cfg):
+    def crash(cfg, *args):  # train(cfg, student)
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(train, "train", crash)
