@@ -56,3 +56,15 @@ def run(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
             raise
         print(f"error: {describe(err)}", file=sys.stderr)
         return 2 if isinstance(err, _user_errors()) else 1
+
+
+def split_named(argv: list[str], name: str) -> tuple[str, list[str]]:
+    """``(value of the last <name>=<value> argument or "", the other arguments)``: a command's own shortcut
+    argument (``teacher=`` of ``distill.py``, ``student=`` of ``train.py``) taken out of the overrides."""
+    value, rest = "", []
+    for arg in argv:
+        if arg.startswith(f"{name}="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return value, rest

@@ -30,6 +30,7 @@ if ROOT not in sys.path:
 
 from agile_jax import config as config_lib  # noqa: E402
 from agile_jax import platform  # noqa: E402
+from experiments import cli  # noqa: E402
 from experiments.train import (  # noqa: E402
     config_or_none,
     export_final_policy,
@@ -37,17 +38,6 @@ from experiments.train import (  # noqa: E402
     resumed_line,
     run_directories,
 )
-
-
-def split_teacher(argv: list[str]) -> tuple[str, list[str]]:
-    """``(teacher path, remaining argv)``; ``teacher=<path>`` is a shortcut for ``policy.teacher_path``."""
-    teacher, rest = "", []
-    for arg in argv:
-        if arg.startswith("teacher="):
-            teacher = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    return teacher, rest
 
 
 def distillation_defaults(preset) -> config_lib.DistillationConfig:
@@ -65,7 +55,7 @@ def build_config(argv: list[str]) -> config_lib.DistillationConfig:
     from agile_jax.validation import check_ranges
     from experiments.configs import get_preset
 
-    teacher, argv = split_teacher(argv)
+    teacher, argv = cli.split_named(argv, "teacher")
     preset, overrides, resume = parse_args(argv)
     cfg = config_lib.apply_overrides(distillation_defaults(get_preset(preset)), overrides)
     from agile_jax.training.policy_networks import FINETUNE_CLASS, FINETUNE_USAGE
@@ -115,6 +105,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from experiments import cli
-
     sys.exit(cli.run(main, sys.argv[1:]))

@@ -34,6 +34,7 @@ if ROOT not in sys.path:
 from agile_jax import config as config_lib  # noqa: E402
 from agile_jax import platform  # noqa: E402
 from agile_jax.validation import check_ranges  # noqa: E402
+from experiments import cli  # noqa: E402
 
 DEFAULT_PRESET = "cartpole_balance"
 
@@ -54,18 +55,6 @@ def parse_args(argv: list[str]) -> tuple[str, list[str], bool]:
         else:
             overrides.append(arg)
     return preset, overrides, resume
-
-
-def split_student(argv: list[str]) -> tuple[str, list[str]]:
-    """``(student run directory, remaining argv)``; ``student=<dir>`` goes with
-    ``policy.class_name=StudentFinetuneRecurrent``."""
-    student, rest = "", []
-    for arg in argv:
-        if arg.startswith("student="):
-            student = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    return student, rest
 
 
 def check_student(cfg, student: str) -> None:
@@ -102,7 +91,7 @@ def build_config(argv: list[str]):
 def build_run(argv: list[str]):
     """``(config, student run directory or "")`` for a command line: ``student=`` split off, then checked against
     ``policy.class_name`` (:func:`check_student`)."""
-    student, argv = split_student(argv)
+    student, argv = cli.split_named(argv, "student")
     cfg = build_config(argv)
     check_student(cfg, student)
     return cfg, student
@@ -327,6 +316,4 @@ def export_final_policy(runner) -> None:
 
 
 if __name__ == "__main__":
-    from experiments import cli
-
     sys.exit(cli.run(main, sys.argv[1:]))
