@@ -524,12 +524,12 @@ class VelocityEnv:
     def _total_reward(self, reward_terms: Mapping[str, Array]) -> Array:
         """The sum of the weighted terms; with ``only_positive_rewards``, legged_gym's rule: the sum of every term but
         the termination penalty is clipped at 0, then the termination penalty is added."""
-        total = functools.partial(sum, start=jnp.zeros((), jnp.float32))
+        zero = jnp.zeros((), jnp.float32)
+        total = sum(reward_terms.values(), zero)
         if not self.cfg.only_positive_rewards:
-            return total(reward_terms.values())
-        is_penalty = {name: self.cfg.rewards[name].func == "is_terminated" for name in reward_terms}
-        rest = total(v for name, v in reward_terms.items() if not is_penalty[name])
-        return jnp.maximum(rest, 0.0) + total(v for name, v in reward_terms.items() if is_penalty[name])
+            return total
+        penalty = sum((v for name, v in reward_terms.items() if self.cfg.rewards[name].func == "is_terminated"), zero)
+        return jnp.maximum(total - penalty, 0.0) + penalty
 
     def physics_model(self, domain: events.DomainParams) -> mjx.Model:
         """The MJX model one env simulates with: the nominal model, or its randomised fields swapped in."""

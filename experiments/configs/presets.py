@@ -406,8 +406,7 @@ def _velocity_env(cfg: VelocityEnvConfig):
         raise ConfigError(f"env.termination_type='{cfg.termination_type}', expected 'neutral', 'bad' or 'good'")
     terminations = {name: (cfg.termination_type, cfg.termination_sigma) for name in base.termination_types}
     rewards, curricula = _reward_tables(cfg)
-    clocked = sorted(set(rewards) & {"feet_phase", "feet_swing"})
-    if bool(clocked) != (cfg.gait_clock_hz > 0):
+    if bool(set(rewards) & {"feet_phase", "feet_swing"}) != (cfg.gait_clock_hz > 0):
         raise ConfigError(f"env.reward_set='{cfg.reward_set}' with env.gait_clock_hz={cfg.gait_clock_hz}: the "
                           "gait-clock rewards (feet_phase, feet_swing) and the gait clock go together "
                           "(reward_set=walk_swing gait_clock_hz=1.5)")
