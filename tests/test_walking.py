@@ -120,3 +120,12 @@ def test_only_positive_rewards_clips_all_but_the_termination_penalty():
     terms["orientation"] = jnp.float32(-0.01)
     assert float(clipped._total_reward(terms)) == pytest.approx(0.04 - 2.0)
     assert apply_overrides(get_preset("t1_velocity"), ["env.only_positive_rewards=true"]).env.only_positive_rewards
+
+
+def test_gait_clock_rewards_need_the_clock():
+    from experiments.configs.presets import _velocity_env
+
+    with pytest.raises(ConfigError, match="gait-clock rewards"):
+        _velocity_env(apply_overrides(get_preset("t1_velocity_swing"), ["env.gait_clock_hz=0"]).env)
+    with pytest.raises(ConfigError, match="gait-clock rewards"):
+        _velocity_env(apply_overrides(get_preset("t1_velocity"), ["env.gait_clock_hz=1.5"]).env)
