@@ -94,7 +94,9 @@ def template_for(text: str, preset: str = ""):
     """The preset config whose env config class fits the saved YAML (same field names).
 
     The preset name is not stored with a run, but the env config class decides the schema and every value
-    comes from the YAML, so any preset with that env class rebuilds the run's config exactly.
+    comes from the YAML, so any preset with that env class rebuilds the run's config exactly. A run saved before
+    a field was added to its env config lacks that field; it gets the field's default (presets with exactly the
+    saved fields are preferred).
     """
     from experiments.configs import PRESETS, get_preset
 
@@ -106,12 +108,13 @@ def template_for(text: str, preset: str = ""):
     matches = []
     for name, make in PRESETS.items():
         cfg = make()
-        if {f.name for f in dataclasses.fields(cfg.env)} == env_keys:
-            matches.append((cfg.runner.experiment_name != experiment, name, cfg))
+        fields = {f.name for f in dataclasses.fields(cfg.env)}
+        if env_keys <= fields:  # a run saved before a field was added keeps that field's default
+            matches.append((fields != env_keys, cfg.runner.experiment_name != experiment, name, cfg))
     if not matches:
         raise config_lib.ConfigError(f"no preset has an env config with the fields {sorted(env_keys)}; "
                                      f"pass config=<preset> (available: {sorted(PRESETS)})")
-    return sorted(matches, key=lambda m: m[:2])[0][2]
+    return sorted(matches, key=lambda m: m[:3])[0][3]
 
 
 def load_config(text: str, preset: str = ""):

@@ -65,3 +65,30 @@ def test_feet_swing_pays_a_lifted_foot_inside_its_window_only():
     assert reward(-np.pi, (False, False)) == 1.0
     # Standing (|command| <= 0.1) is never paid.
     assert reward(0.0, (False, True), command=(0.0, 0.0, 0.05)) == 0.0
+
+
+def test_clock_stops_at_a_standing_command_in_the_env_and_the_evaluator():
+    """With ``stand_below`` the clock observation is zero for a command of norm at most that (Booster Gym's
+    stopped clock) and the running clock otherwise; the evaluator's term computes the same from ``policy.yaml``."""
+    clock = gait.GaitClockConfig(frequency=1.5, stand_below=0.1)
+    t = jnp.asarray(0.2)
+    running = np.array([np.sin(2 * np.pi * 0.3), np.cos(2 * np.pi * 0.3)])
+    for command, expected in (([0.0, 0.0, 0.0], np.zeros(2)), ([0.05, 0.0, 0.08], np.zeros(2)),
+                              ([0.3, 0.0, 0.0], running), ([0.0, 0.0, -0.6], running)):
+        np.testing.assert_allclose(gait.gated_clock_observation(t, jnp.asarray(command), clock), expected, atol=1e-5)
+        np.testing.assert_allclose(gait_clock(0.2, 1.5, np.asarray(command), 0.1), expected, atol=1e-6)
+    # stand_below = 0 (the default): the clock always runs, as exports without the field expect.
+    np.testing.assert_allclose(gait.gated_clock_observation(t, jnp.zeros(3), gait.GaitClockConfig(1.5)), running,
+                               atol=1e-5)
+    np.testing.assert_allclose(gait_clock(0.2, 1.5, np.zeros(3)), running, atol=1e-6)
+    # Batched commands [N, 3] gate row by row.
+    batch = gait.gated_clock_observation(jnp.full((2,), 0.2), jnp.asarray([[0.0, 0, 0], [0.4, 0, 0]]), clock)
+    np.testing.assert_allclose(batch, np.stack([np.zeros(2), running]), atol=1e-5)
+
+
+def test_policy_yaml_states_where_the_clock_stops():
+    from envs.tasks.velocity import T1VelocityConfig, VelocityEnv
+
+    env = VelocityEnv(T1VelocityConfig(gait_clock=gait.GaitClockConfig(frequency=1.5, stand_below=0.1)))
+    (term,) = [t for t in env.io_description()["observations"]["policy"] if t["name"] == "gait_clock"]
+    assert term["frequency"] == 1.5 and term["stand_below"] == 0.1

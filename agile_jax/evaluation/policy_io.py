@@ -183,8 +183,12 @@ def term_values(qpos: np.ndarray, qvel: np.ndarray, joint_qpos: np.ndarray, join
             "time": np.float64(time)}
 
 
-def gait_clock(time: float, frequency: float) -> np.ndarray:
-    """``[sin phi, cos phi]`` with ``phi = wrap(2 pi frequency time)`` to ``[-pi, pi)`` (a ``GaitClock`` term)."""
+def gait_clock(time: float, frequency: float, command: np.ndarray | None = None,
+               stand_below: float = 0.0) -> np.ndarray:
+    """``[sin phi, cos phi]`` with ``phi = wrap(2 pi frequency time)`` to ``[-pi, pi)`` (a ``GaitClock`` term);
+    zero while ``|command| <= stand_below`` when ``stand_below > 0`` (the clock stops for standing)."""
+    if stand_below > 0.0 and command is not None and np.linalg.norm(command) <= stand_below:
+        return np.zeros(2)
     phi = np.mod(2.0 * np.pi * frequency * time + np.pi, 2.0 * np.pi) - np.pi
     return np.array([np.sin(phi), np.cos(phi)])
 
@@ -216,7 +220,8 @@ class ObservationBuilder:
         source = TERM_SOURCES[term["name"]]
         x = np.asarray(values[source], np.float64)
         if source == "time":
-            x = gait_clock(float(x), float(term["frequency"]))
+            x = gait_clock(float(x), float(term["frequency"]), values["command"],
+                           float(term.get("stand_below") or 0.0))
         if source in ("joint_pos", "joint_vel") and term.get("joint_names"):
             x = x[[self._idx[j] for j in term["joint_names"]]]
         offsets = term.get("joint_pos_offsets" if source == "joint_pos" else "joint_vel_offsets")

@@ -17,10 +17,13 @@ from agile_jax.types import Array
 
 
 class GaitClockConfig(NamedTuple):
-    """Stepping frequency (Hz) and the swing height (m) the phase reward asks of each foot's sole."""
+    """Stepping frequency (Hz), the swing height (m) the phase reward asks of each foot's sole, and
+    ``stand_below``: the clock observation is zero while the command's norm ``|(vx, vy, wz)|`` is at most this
+    (Booster Gym stops its clock at a zero command, so the policy can tell "stand" from "step"); 0: never."""
 
     frequency: float = 1.5
     swing_height: float = 0.08
+    stand_below: float = 0.0
 
 
 def phase(time: Array, frequency: float) -> Array:
@@ -32,6 +35,14 @@ def clock_observation(time: Array, frequency: float) -> Array:
     """``[sin phi, cos phi]`` of the left-foot phase."""
     phi = phase(time, frequency)
     return jnp.stack([jnp.sin(phi), jnp.cos(phi)], axis=-1)
+
+
+def gated_clock_observation(time: Array, command: Array, clock: GaitClockConfig) -> Array:
+    """:func:`clock_observation`, zero while ``|command| <= clock.stand_below`` (when ``stand_below > 0``)."""
+    obs = clock_observation(time, clock.frequency)
+    if clock.stand_below <= 0.0:
+        return obs
+    return obs * (jnp.linalg.norm(command, axis=-1, keepdims=True) > clock.stand_below)
 
 
 def mirror_clock(x: Array) -> Array:

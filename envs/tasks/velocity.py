@@ -376,7 +376,8 @@ class VelocityEnv:
                                  {"joint_names": names, "joint_vel_offsets": np.zeros(len(names))}),
                    "actions": ("last_action", "Action", {}),
                    "gait_clock": ("gait_clock", "GaitClock",
-                                  {"frequency": cfg.gait_clock.frequency if cfg.gait_clock else None})}
+                                  {"frequency": cfg.gait_clock.frequency if cfg.gait_clock else None,
+                                   "stand_below": cfg.gait_clock.stand_below if cfg.gait_clock else None})}
         terms = []
         for t in self.policy_layout:
             name, kind, extra = sources[t.name]
@@ -696,7 +697,7 @@ class VelocityEnv:
         values = loco.term_values(self.robot, data.qpos, data.qvel, info["command"], info["last_action"],
                                   loco.root_com_offset(self.robot, info))
         if self.cfg.gait_clock is not None:
-            values["gait_clock"] = gait.clock_observation(info["gait_time"], self.cfg.gait_clock.frequency)
+            values["gait_clock"] = gait.gated_clock_observation(info["gait_time"], info["command"], self.cfg.gait_clock)
         return values
 
     def _policy_frame(self, key: PRNGKey, data: mjx.Data, info: dict) -> Array:

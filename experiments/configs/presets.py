@@ -42,6 +42,8 @@ class VelocityEnvConfig:
         reward_params: per-term parameter overrides, e.g. ``'env.reward_params.track_lin_vel_xy_exp={std: 0.2}'``.
         gait_clock_hz: a gait clock of this frequency (Hz) in the observations (``envs.mdp.gait``; needed by
             ``reward_set=walk_clock`` and ``walk_swing``); 0: none (AGILE's observations).
+        gait_clock_stand_below: the clock observation is zero while the command's norm is at most this, so the
+            policy can tell standing from stepping (Booster Gym stops its clock at a zero command); 0: never.
         only_positive_rewards: each step's reward sum without the termination penalty is clipped at 0, then the
             penalty is added (legged_gym's rule; Booster Gym and MuJoCo Playground clip too).
     """
@@ -65,6 +67,7 @@ class VelocityEnvConfig:
     reward_weights: dict[str, float] = field(default_factory=dict)
     reward_params: dict[str, Any] = field(default_factory=dict)
     gait_clock_hz: float = 0.0
+    gait_clock_stand_below: float = 0.0
     only_positive_rewards: bool = False
 
     def __post_init__(self):
@@ -410,7 +413,11 @@ def _velocity_env(cfg: VelocityEnvConfig):
         raise ConfigError(f"env.reward_set='{cfg.reward_set}' with env.gait_clock_hz={cfg.gait_clock_hz}: the "
                           "gait-clock rewards (feet_phase, feet_swing) and the gait clock go together "
                           "(reward_set=walk_swing gait_clock_hz=1.5)")
-    clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz) if cfg.gait_clock_hz > 0 else None
+    if cfg.gait_clock_stand_below < 0:
+        raise ConfigError(f"env.gait_clock_stand_below={cfg.gait_clock_stand_below} is out of range: use a command "
+                          "norm >= 0 (0.1: the clock stops at a zero command)")
+    clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz, stand_below=cfg.gait_clock_stand_below) \
+        if cfg.gait_clock_hz > 0 else None
     task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl,
                                only_positive_rewards=cfg.only_positive_rewards,
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
