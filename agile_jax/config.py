@@ -253,8 +253,12 @@ class RunnerConfig:
     resume: bool = False
     load_run: str = ""  # run directory name (or path); "" with resume=True: the latest run
     load_checkpoint: int = -1  # iteration to load; -1: the latest
-    # Start from an RSL-RL 5.x checkpoint (model_<it>.pt): its networks and normalisers replace the fresh ones.
+    # Start from a checkpoint's networks and normalisers (fresh optimiser, iteration 0, other env settings
+    # allowed): an RSL-RL 5.x model_<it>.pt or an agile_jax run / checkpoints/<iteration> directory.
     init_from: str = ""
+    # With init_from: the actor's state-independent std is capped at this value per action (0: kept as loaded),
+    # so a fine-tuning stage can start with less exploration noise than its source ended with.
+    init_from_max_std: float = 0.0
     progress_bar: bool = True
     # One fused XLA program per iteration (fastest). False runs collection and learning as two programs and
     # logs Perf/collection_time and Perf/learning_time separately.

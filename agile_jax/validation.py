@@ -20,6 +20,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "runner.save_interval": (lambda v: v >= 1, "an integer >= 1"),
     "runner.keep_checkpoints": (lambda v: v >= 1, "an integer >= 1"),
     "runner.num_devices": (lambda v: v >= 0, "an integer >= 0 (0: all devices)"),
+    "runner.init_from_max_std": (lambda v: v >= 0, "a number >= 0 (0: the loaded std)"),
     "algorithm.num_learning_epochs": (lambda v: v >= 1, "an integer >= 1"),
     "algorithm.num_mini_batches": (lambda v: v >= 1, "an integer >= 1"),
     "algorithm.learning_rate": (lambda v: v > 0, "a number > 0"),
@@ -52,6 +53,10 @@ def check_ranges(cfg: Any) -> None:
         present, value = _get(cfg, key)
         if present and not valid(value):
             raise ConfigError(f"{key}={value!r} is out of range: use {words}")
+    present, cap = _get(cfg, "runner.init_from_max_std")
+    if present and cap > 0 and not cfg.runner.init_from:
+        raise ConfigError(f"runner.init_from_max_std={cap} caps the std of a policy loaded by runner.init_from; "
+                          "name the run to start from with runner.init_from=<run dir>")
     present, minibatches = _get(cfg, "algorithm.num_mini_batches")
     if present:
         samples = cfg.env.num_envs * cfg.runner.num_steps_per_env

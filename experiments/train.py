@@ -10,11 +10,14 @@ Examples::
     python experiments/train.py config=point_mass load_run=/path/to/rsl_rl_run load_checkpoint=1500
     python experiments/train.py config=point_mass policy.class_name=StudentFinetuneRecurrent \
         student=logs/point_mass_distill/<run>      # PPO from a distilled recurrent student, fresh critic
+    python experiments/train.py config=t1_velocity init_from=logs/t1_velocity/<run> init_from_max_std=0.35
 
 Overrides use RSL-RL's names (``runner.max_iterations``, ``algorithm.num_mini_batches`` ...); a unique
 leaf name such as ``num_envs`` or ``max_iterations`` is accepted on its own. A resumed run writes into a
 new run directory and leaves the old one untouched. ``init_from`` (or ``load_run`` naming an RSL-RL run folder or
-``model_<it>.pt``) starts from an RSL-RL 5.x checkpoint's networks with a fresh optimiser.
+``model_<it>.pt``) starts from an RSL-RL 5.x checkpoint's networks with a fresh optimiser; ``init_from=<agile_jax
+run directory or its checkpoints/<it>>`` does the same from one of our runs, whose env settings, rewards and
+extensions may differ (a fine-tuning stage), and ``runner.init_from_max_std=<s>`` caps the loaded action std.
 ``policy.class_name=StudentFinetuneRecurrent`` (AGILE's) with ``student=<run directory>`` fine-tunes the recurrent
 student of an ``experiments/distill.py`` run with PPO: the actor is the student's (layout, weights, action std,
 normaliser), the critic the preset's, fresh; the one needs the other.

@@ -397,6 +397,44 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
         manager.close()
 
 
+def restore_as_saved(path: str, names: tuple[str, ...]) -> tuple[dict, dict, int]:
+    """The train-state parts ``names`` (e.g. ``("params", "normalizers")``) of a checkpoint, as saved (host
+    arrays in nested dicts), without a template of the run that wrote it: a run with other envs or extensions can
+    start from its networks.
+
+    Args:
+        path: a run, ``checkpoints`` or ``checkpoints/<iteration>`` directory (the newest intact checkpoint
+            unless an iteration is named).
+
+    Returns:
+        ``({name: subtree}, meta, iteration)``.
+
+    Raises:
+        CheckpointError: no checkpoint there, a damaged one, or unreadable files.
+    """
+    directory, iteration = checkpoints_dir(path)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"no checkpoint directory at '{directory}'")
+    manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+    try:
+        steps = list(manager.all_steps())
+        if not steps:
+            raise CheckpointError(f"'{directory}' holds no complete checkpoint")
+        step = max(steps) if iteration is None else iteration
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint for iteration {step} in '{directory}'; available: {sorted(steps)}")
+        _verify(directory, step, steps)
+        meta = _restore_meta(manager, step, directory)
+        try:
+            state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+        except Exception as err:  # Orbax raises many types for damaged files.
+            raise CheckpointError(f"checkpoint {step} in '{directory}' is corrupt or incomplete "
+                                  f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        return {name: state.get(name) or {} for name in names}, meta, step
+    finally:
+        manager.close()
+
+
 def _restore_meta(manager, step: int, directory: str) -> dict:
     try:
         return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])

@@ -1,4 +1,10 @@
-"""Starting a run from an RSL-RL 5.x checkpoint: ``runner.init_from=<path to model_<it>.pt>``.
+"""Starting a run from another run's networks: ``runner.init_from=<model_<it>.pt | agile_jax run directory>``.
+
+An agile_jax run (its directory, ``checkpoints`` or ``checkpoints/<iteration>``; the newest intact checkpoint
+unless named) gives its networks' params and normalisers, checked leaf by leaf against the new run's networks:
+the env settings, rewards and extensions may differ (a fine-tuning stage), the observations and network sizes
+may not. ``runner.init_from_max_std`` caps the loaded actor std, so such a stage can explore less than its
+source ended with.
 
 The run's networks are built from its own config as usual; the checkpoint then replaces their weights and
 observation normalisers: actor (``actor_state_dict``; a distillation run's student: ``student_state_dict``),
@@ -14,6 +20,7 @@ RSL-RL / Isaac Lab users may instead point ``runner.load_run`` at an RSL-RL run 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -138,27 +145,65 @@ def _read_cnn(networks: ActorCritic, checkpoint: Mapping, path: str) -> dict:
     return {name: (params[name], normalizers.get(name)) for name in params}
 
 
+def _read_rsl_rl(networks: ActorCritic, path: str, kind: str) -> dict:
+    """``{name: (params, normaliser or None)}`` of an RSL-RL checkpoint file, checked against the config."""
+    try:
+        checkpoint = rsl_rl.read_file(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"runner.init_from: {err}") from None
+    _check_agent_yaml(path, networks)
+    if _expected_class(networks) == "CNNModel":
+        return _read_cnn(networks, checkpoint, path)
+    return {name: _read_network(networks, checkpoint, name, path, kind) for name in STATE_DICTS[kind]}
+
+
+def _read_run(state: TrainState, path: str) -> dict:
+    """``{name: (params, normaliser or None)}`` of every network of ``state`` in an agile_jax checkpoint (the
+    shapes are checked by the caller)."""
+    from agile_jax.io import checkpoint
+
+    try:
+        saved, _, _ = checkpoint.restore_as_saved(path, ("params", "normalizers"))
+    except checkpoint.CheckpointError as err:
+        raise ConfigError(f"runner.init_from: {err}") from None
+    missing = sorted(set(state.params) - set(saved["params"]))
+    if missing:
+        raise ConfigError(f"runner.init_from '{path}' has no {missing} network (it holds "
+                          f"{sorted(saved['params'])}); start from a run of the same kind")
+    return {name: (saved["params"][name], _as_template(saved["normalizers"].get(name), state.normalizers.get(name)))
+            for name in state.params}
+
+
+def _as_template(saved: Mapping | None, template):
+    """A saved normaliser (a dict of its fields) as the template's record; ``None`` where either is missing."""
+    if saved is None or template is None:
+        return None
+    return template.replace(**{key: saved.get(key) for key in vars(template)})
+
+
+def cap_std(params: dict, networks: ActorCritic, max_std: float) -> dict:
+    """``params`` with the actor's state-independent std parameter capped at ``max_std`` per action."""
+    if networks.state_dependent_std:
+        raise ConfigError("runner.init_from_max_std caps a state-independent std; this actor outputs its std "
+                          "(HeteroscedasticGaussianDistribution): leave init_from_max_std at 0")
+    cap = max_std if networks.noise_std_type == "scalar" else math.log(max_std)
+    return {**params, "actor": {**params["actor"], "std": jnp.minimum(params["actor"]["std"], cap)}}
+
+
 def initialize(state: TrainState, networks: ActorCritic, path: str, mesh, kind: str = "ppo") -> TrainState:
     """``state`` with the networks and normalisers of the RSL-RL checkpoint ``path`` (see the module docstring).
 
     Args:
         state: a freshly initialised train state (its params are the template).
         networks: the run's networks.
-        path: ``model_<it>.pt``.
+        path: an RSL-RL ``model_<it>.pt`` or an agile_jax run / checkpoint directory.
         mesh: the trainer's device mesh (the new state is placed on it).
         kind: ``"ppo"`` or ``"distillation"`` (which state dicts fill which network).
 
     Raises:
         ConfigError: the file is missing or not a checkpoint, or the config does not describe its networks.
     """
-    try:
-        checkpoint = rsl_rl.read_file(path)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConfigError(f"runner.init_from: {err}") from None
-    _check_agent_yaml(path, networks)
-    loaded = {name: _read_network(networks, checkpoint, name, path, kind) for name in STATE_DICTS[kind]}
-    if _expected_class(networks) == "CNNModel":
-        loaded = _read_cnn(networks, checkpoint, path)
+    loaded = _read_run(state, path) if os.path.isdir(path) else _read_rsl_rl(networks, path, kind)
     params, normalizers = dict(state.params), dict(state.normalizers)
     for name, (net_params, normalizer) in loaded.items():
         _check_tree(name, net_params, params[name], path)

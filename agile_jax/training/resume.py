@@ -25,7 +25,7 @@ FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "runn
          *(key for method in METHODS for key in method.fixed_on_resume))
 # Bookkeeping that differs on every resume by design.
 IGNORED = ("runner.resume", "runner.load_run", "runner.load_checkpoint", "runner.run_name",
-           "runner.init_from")  # a restored state replaces what init_from loaded
+           "runner.init_from", "runner.init_from_max_std")  # a restored state replaces what init_from loaded
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

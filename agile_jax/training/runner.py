@@ -95,6 +95,9 @@ class OnPolicyRunner:
 
             kind = "distillation" if cfg.algorithm.class_name == "Distillation" else "ppo"
             self.state = init_from.initialize(self.state, networks, cfg.runner.init_from, self.trainer.mesh, kind)
+            if getattr(cfg.runner, "init_from_max_std", 0.0) > 0:
+                capped = init_from.cap_std(self.state.params, networks, cfg.runner.init_from_max_std)
+                self.state = place_state(self.state.replace(params=capped), self.trainer.mesh)
         self.checkpointer = ckpt.Checkpointer(log_dir, cfg.runner.keep_checkpoints) if log_dir else None
         self.logger: Logger | None = None
         self._last_saved: int | None = None
