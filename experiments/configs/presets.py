@@ -198,6 +198,24 @@ def t1_velocity_swing() -> TrainConfig:
     return cfg
 
 
+def t1_velocity_track() -> TrainConfig:
+    """The second stage of the swing recipe, started from a ``t1_velocity_swing`` run that steps
+    (``init_from=<that run> init_from_max_std=0.35``): the clock stops at a zero command (so the robot stands
+    there), the swing reward drops to 10, AGILE's action-rate weights return, the yaw-rate tracking width widens to
+    1.0 (a gait whose yaw rate swings by 1 rad/s still feels its gradient), rewards are no longer clipped, and a
+    mirror loss restores the left-right symmetry that the new clock input breaks (``docs/walking_recipe.md``)."""
+    cfg = t1_velocity_swing()
+    cfg.env.gait_clock_stand_below = 0.1
+    cfg.env.only_positive_rewards = False
+    cfg.env.reward_weights = {"feet_swing": 10.0, "action_rate": -0.5, "action_rate_rate": -0.05}
+    cfg.env.reward_params = {"track_ang_vel": {"std": 1.0}}
+    cfg.algorithm.entropy_coef = 0.005
+    cfg.algorithm.symmetry_cfg.use_mirror_loss = True
+    cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
+    cfg.runner.experiment_name = "t1_velocity_track"
+    return cfg
+
+
 def t1_velocity_agile() -> TrainConfig:
     """AGILE's T1 velocity task with AGILE's ``T1VelocityPpoRunnerCfg`` exactly as in its repository (neutral
     terminations with the -100 termination penalty; no reward normalisation, no L2C2) on the MJX Booster T1.
@@ -370,6 +388,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "cartpole_balance": cartpole_balance,
     "t1_velocity": t1_velocity,
     "t1_velocity_swing": t1_velocity_swing,
+    "t1_velocity_track": t1_velocity_track,
     "t1_velocity_agile": t1_velocity_agile,
     "t1_velocity_bad": t1_velocity_bad,
     "t1_velocity_seed": t1_velocity_seed,
@@ -389,6 +408,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
 CPU_DEFAULTS: dict[str, list[str]] = {
     "t1_velocity": ["num_envs=256", "runner.max_iterations=3000"],
     "t1_velocity_swing": ["num_envs=256", "runner.max_iterations=3000"],
+    "t1_velocity_track": ["num_envs=256", "runner.max_iterations=3000"],
 }
 
 
