@@ -4,7 +4,8 @@
 --command "python experiments/train.py config=t1_velocity" [--export <exported dir>]``
 
 The first run directory is the one whose ``exported/`` policy is shipped (or ``--export``); every run directory
-given (a resumed run and the runs it continued) adds its training wall time. ``provenance.json`` records the
+given (a resumed run and the runs it continued, or the stages it was started from with ``init_from``) adds its
+env steps and training wall time. ``provenance.json`` records the
 command, the commit, the env steps, the training wall time and the machine; ``walk_all.mp4`` and
 ``walk_all_strip.png`` show one plain-MuJoCo episode of ``experiments/scenarios/walk_all.yaml``.
 """
@@ -32,14 +33,15 @@ MAX_VIDEO_BYTES = 2 * 1024 * 1024
 
 
 def training_totals(run_dirs: list[str]) -> dict:
-    """Env steps (of the newest run) and training wall time (summed ``Perf/iteration_time`` of every run)."""
+    """Env steps and training wall time of every run given, summed: each run counts the iterations it ran itself
+    (a resumed run logs from the iteration it resumed at, a run started with ``init_from`` from 0)."""
     wall, steps = 0.0, 0
-    for i, run in enumerate(run_dirs):
-        scalars = read_scalars(run)
-        times = scalars.get("Perf/iteration_time", [])
+    for run in run_dirs:
+        times = read_scalars(run).get("Perf/iteration_time", [])
         wall += sum(value for _, _, value in times)
-        if i == 0 and times:
-            steps = (max(it for it, _, _ in times) + 1) * (samples_per_iteration(run) or 0)
+        if times:
+            iterations = {it for it, _, _ in times}
+            steps += (max(iterations) - min(iterations) + 1) * (samples_per_iteration(run) or 0)
     return {"env_steps": int(steps), "train_wall_time_s": round(wall, 1)}
 
 

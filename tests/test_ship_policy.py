@@ -1,0 +1,36 @@
+"""``experiments/ship_policy.py``: the env steps and wall time of a chain of runs, and a refused shipment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from agile_jax.training.runner import OnPolicyRunner
+from experiments import ship_policy
+from experiments.learning_curve import read_scalars
+from tests.helpers import point_mass_config, point_mass_env
+
+
+def _train(log_dir: str, iterations: int, init_from: str = "") -> str:
+    cfg = point_mass_config(num_envs=8, steps=8)
+    cfg.runner.init_from = init_from
+    OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=log_dir).learn(iterations)
+    return log_dir
+
+
+def test_a_chain_of_runs_counts_every_stage(tmp_path):
+    first = _train(str(tmp_path / "first"), 4)
+    second = _train(str(tmp_path / "second"), 2, init_from=first)  # a stage: its iterations count from 0 again
+    totals = ship_policy.training_totals([second, first])
+    assert totals["env_steps"] == (4 + 2) * 8 * 8
+    walls = [sum(v for _, _, v in read_scalars(run)["Perf/iteration_time"]) for run in (first, second)]
+    assert totals["train_wall_time_s"] == pytest.approx(sum(walls), abs=0.1) and all(w > 0 for w in walls)
+    assert ship_policy.training_totals([first]) == {"env_steps": 4 * 8 * 8, "train_wall_time_s": round(walls[0], 1)}
+
+
+def test_a_run_without_an_export_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    os.makedirs(run / "exported")
+    assert ship_policy.main([str(run), "--out", str(tmp_path / "out"), "--command", "train"]) == 2
+    assert "export the run first" in capsys.readouterr().err and not os.path.exists(tmp_path / "out")
