@@ -369,13 +369,7 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
         raise CheckpointError(f"no checkpoint directory at '{directory}'")
     manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "meta"))
     try:
-        steps = list(manager.all_steps())
-        if not steps:
-            raise CheckpointError(f"'{directory}' holds no complete checkpoint")
-        step = max(steps) if iteration is None or iteration < 0 else int(iteration)
-        if step not in steps:
-            raise CheckpointError(f"no checkpoint for iteration {step} in '{directory}'; available: {sorted(steps)}")
-        _verify(directory, step, steps)
+        step, steps = _intact_step(manager, directory, iteration)
         meta = _restore_meta(manager, step, directory)
         mismatch = _diff(meta.get("signature", {}), tree_signature(template))
         if mismatch:
@@ -397,7 +391,7 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
         manager.close()
 
 
-def restore_as_saved(path: str, names: tuple[str, ...]) -> tuple[dict, dict, int]:
+def restore_as_saved(path: str, names: tuple[str, ...]) -> dict:
     """The train-state parts ``names`` (e.g. ``("params", "normalizers")``) of a checkpoint, as saved (host
     arrays in nested dicts), without a template of the run that wrote it: a run with other envs or extensions can
     start from its networks.
@@ -407,7 +401,7 @@ def restore_as_saved(path: str, names: tuple[str, ...]) -> tuple[dict, dict, int
             unless an iteration is named).
 
     Returns:
-        ``({name: subtree}, meta, iteration)``.
+        ``{name: subtree}``.
 
     Raises:
         CheckpointError: no checkpoint there, a damaged one, or unreadable files.
@@ -417,22 +411,28 @@ def restore_as_saved(path: str, names: tuple[str, ...]) -> tuple[dict, dict, int
         raise CheckpointError(f"no checkpoint directory at '{directory}'")
     manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
     try:
-        steps = list(manager.all_steps())
-        if not steps:
-            raise CheckpointError(f"'{directory}' holds no complete checkpoint")
-        step = max(steps) if iteration is None else iteration
-        if step not in steps:
-            raise CheckpointError(f"no checkpoint for iteration {step} in '{directory}'; available: {sorted(steps)}")
-        _verify(directory, step, steps)
-        meta = _restore_meta(manager, step, directory)
+        step, _ = _intact_step(manager, directory, iteration)
         try:
             state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
         except Exception as err:  # Orbax raises many types for damaged files.
             raise CheckpointError(f"checkpoint {step} in '{directory}' is corrupt or incomplete "
                                   f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
-        return {name: state.get(name) or {} for name in names}, meta, step
+        return {name: state.get(name) or {} for name in names}
     finally:
         manager.close()
+
+
+def _intact_step(manager, directory: str, iteration: int | None) -> tuple[int, list[int]]:
+    """``(step, all steps)``: checkpoint ``iteration`` (the newest if ``None`` or negative), refused in one line
+    when missing or damaged."""
+    steps = list(manager.all_steps())
+    if not steps:
+        raise CheckpointError(f"'{directory}' holds no complete checkpoint")
+    step = max(steps) if iteration is None or iteration < 0 else int(iteration)
+    if step not in steps:
+        raise CheckpointError(f"no checkpoint for iteration {step} in '{directory}'; available: {sorted(steps)}")
+    _verify(directory, step, steps)
+    return step, steps
 
 
 def _restore_meta(manager, step: int, directory: str) -> dict:

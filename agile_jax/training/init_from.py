@@ -163,7 +163,7 @@ def _read_run(state: TrainState, path: str) -> dict:
     from agile_jax.io import checkpoint
 
     try:
-        saved, _, _ = checkpoint.restore_as_saved(path, ("params", "normalizers"))
+        saved = checkpoint.restore_as_saved(path, ("params", "normalizers"))
     except checkpoint.CheckpointError as err:
         raise ConfigError(f"runner.init_from: {err}") from None
     missing = sorted(set(state.params) - set(saved["params"]))
