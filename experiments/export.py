@@ -117,10 +117,26 @@ def template_for(text: str, preset: str = ""):
     return sorted(matches, key=lambda m: m[:3])[0][3]
 
 
+def _defaults_where_missing(template, saved: dict):
+    """``template`` with each field the saved YAML lacks set to its class default, not the preset's value: a run
+    saved before a field existed ran with what the field's default means (recursing into nested configs)."""
+    missing = [f.name for f in dataclasses.fields(template) if f.name not in saved]
+    fresh = type(template)() if missing else None
+    for name in missing:
+        setattr(template, name, getattr(fresh, name))
+    for field in dataclasses.fields(template):
+        if field.name in missing:
+            continue
+        if dataclasses.is_dataclass(getattr(template, field.name)) and isinstance(saved[field.name], dict):
+            _defaults_where_missing(getattr(template, field.name), saved[field.name])
+    return template
+
+
 def load_config(text: str, preset: str = ""):
     """The run's :class:`TrainConfig` rebuilt from its YAML."""
     try:
-        return config_lib.from_yaml(text, template_for(text, preset))
+        template = _defaults_where_missing(template_for(text, preset), yaml.safe_load(text) or {})
+        return config_lib.from_yaml(text, template)
     except config_lib.ConfigError:
         raise
     except Exception as err:  # OmegaConf: a key or type the current schema does not know
