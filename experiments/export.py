@@ -120,15 +120,14 @@ def template_for(text: str, preset: str = ""):
 def _defaults_where_missing(template, saved: dict):
     """``template`` with each field the saved YAML lacks set to its class default, not the preset's value: a run
     saved before a field existed ran with what the field's default means (recursing into nested configs)."""
-    missing = [f.name for f in dataclasses.fields(template) if f.name not in saved]
-    fresh = type(template)() if missing else None
-    for name in missing:
-        setattr(template, name, getattr(fresh, name))
+    fresh = None
     for field in dataclasses.fields(template):
-        if field.name in missing:
-            continue
-        if dataclasses.is_dataclass(getattr(template, field.name)) and isinstance(saved[field.name], dict):
-            _defaults_where_missing(getattr(template, field.name), saved[field.name])
+        value = getattr(template, field.name)
+        if field.name not in saved:
+            fresh = fresh or type(template)()
+            setattr(template, field.name, getattr(fresh, field.name))
+        elif dataclasses.is_dataclass(value) and isinstance(saved[field.name], dict):
+            _defaults_where_missing(value, saved[field.name])
     return template
 
 

@@ -37,12 +37,17 @@ def clock_observation(time: Array, frequency: float) -> Array:
     return jnp.stack([jnp.sin(phi), jnp.cos(phi)], axis=-1)
 
 
+def commanded_to_move(command: Array, threshold: float) -> Array:
+    """Whether ``|(vx, vy, wz)| > threshold``, per command ``[..., 3] -> [..., 1]`` (the stepping terms' gate)."""
+    return jnp.linalg.norm(command, axis=-1, keepdims=True) > threshold
+
+
 def gated_clock_observation(time: Array, command: Array, clock: GaitClockConfig) -> Array:
     """:func:`clock_observation`, zero while ``|command| <= clock.stand_below`` (when ``stand_below > 0``)."""
     obs = clock_observation(time, clock.frequency)
     if clock.stand_below <= 0.0:
         return obs
-    return obs * (jnp.linalg.norm(command, axis=-1, keepdims=True) > clock.stand_below)
+    return obs * commanded_to_move(command, clock.stand_below)
 
 
 def mirror_clock(x: Array) -> Array:

@@ -205,7 +205,7 @@ def feet_air_time_positive_biped(s: Signals, threshold: float, min_command: floa
     in_mode_time = jnp.where(in_contact, s.feet_contact_time, s.feet_air_time)
     single_stance = jnp.sum(in_contact.astype(jnp.int32)) == 1
     reward = jnp.minimum(jnp.where(single_stance, jnp.min(in_mode_time), 0.0), threshold)
-    return reward * (jnp.linalg.norm(s.command) > min_command)
+    return reward * gait.commanded_to_move(s.command, min_command)[0]
 
 
 def feet_phase(s: Signals, swing_height: float, min_command: float) -> Array:
@@ -213,7 +213,7 @@ def feet_phase(s: Signals, swing_height: float, min_command: float) -> Array:
     swing-height targets (:func:`envs.mdp.gait.swing_targets`), 0 while ``|(vx, vy, wz)|`` is at most
     ``min_command`` (standing is not asked to step)."""
     err = jnp.sum(jnp.square(s.feet_height - gait.swing_targets(s.gait_phase, swing_height)))
-    return jnp.exp(-err / 0.01) * (jnp.linalg.norm(s.command) > min_command)
+    return jnp.exp(-err / 0.01) * gait.commanded_to_move(s.command, min_command)[0]
 
 
 def feet_swing(s: Signals, swing_period: float, min_command: float) -> Array:
@@ -222,7 +222,7 @@ def feet_swing(s: Signals, swing_period: float, min_command: float) -> Array:
     the feet, 0 while ``|(vx, vy, wz)|`` is at most ``min_command`` (Booster Gym stops the clock there)."""
     in_window = jnp.abs(gait.cycle_fractions(s.gait_phase) - 0.5) < 0.5 * swing_period
     lifted = in_window & ~jnp.asarray(s.feet_contact)
-    return jnp.sum(lifted.astype(jnp.float32)) * (jnp.linalg.norm(s.command) > min_command)
+    return jnp.sum(lifted.astype(jnp.float32)) * gait.commanded_to_move(s.command, min_command)[0]
 
 
 def update_gait_timers(air_time: Array, contact_time: Array, contact: Array, dt: float) -> tuple[Array, Array]:
