@@ -63,3 +63,17 @@ def test_closed_loop_tracebacks_are_dropped_and_others_kept():
     stream.write("Traceback (most recent call last):\n  File 'x.py'\nValueError: kept\n")
     stream.flush()
     assert out.getvalue().endswith("Traceback (most recent call last):\n  File 'x.py'\nValueError: kept\n")
+
+
+@pytest.mark.parametrize("after_failure", [False, True])
+def test_unawaited_writes_of_a_failed_save_print_nothing_at_exit(after_failure):
+    """A failed save's never-started writes are collected at exit; Python then warns 'coroutine ... was never
+    awaited' on stderr unless the failure silenced it (the full-disk run's one line would become three)."""
+    silence = "checkpoint._ignore_unawaited_writes()" if after_failure else "pass"
+    script = ("from agile_jax.io import checkpoint\n"
+              "async def write_fragment(): pass\n"
+              f"pending = [write_fragment()]\n{silence}\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    warned = "coroutine 'write_fragment' was never awaited" in result.stderr
+    assert warned is not after_failure, result.stderr

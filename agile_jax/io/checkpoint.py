@@ -28,6 +28,7 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -147,6 +148,7 @@ class Checkpointer:
             self.wait()
         except Exception as err:
             self.failed = True  # the hook stays: writes of the failed save may still report
+            _ignore_unawaited_writes()
             discard_unfinished(self.directory)
             failure = as_os_error(err, step_dir)
             if failure is err:
@@ -174,6 +176,12 @@ class Checkpointer:
         if not self.failed:
             self.manager.wait_until_finished()
             self.manager.close()
+
+
+def _ignore_unawaited_writes() -> None:
+    """Silences the ``RuntimeWarning: coroutine '...write_fragment' was never awaited`` that a failed save's
+    never-started writes print when they are collected, often only at interpreter exit."""
+    warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
 
 
 def _drop_closed_loop_reports(previous):
