@@ -195,12 +195,25 @@ class TeacherStudentConfig:
 
 
 @dataclass
-class AlgorithmConfig:
-    """PPO hyperparameters with RSL-RL's names and defaults."""
+class OptimizerSettings:
+    """The optimiser fields that PPO's and distillation's ``algorithm`` sections share, with RSL-RL's names
+    (:func:`agile_jax.algorithms.optim.optimizer_from` builds the optimiser of either).
 
-    class_name: str = "PPO"
+    ``max_grad_norm``: the gradient-norm clip (``None``: none); ``grad_clip_mode``: ``"per_network"`` clips the
+    actor's and the critic's gradients separately (RSL-RL 5.x PPO), ``"joint"`` clips all of them as one (AGILE's
+    PPO and RSL-RL's ``Distillation``)."""
+
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    max_grad_norm: Optional[float] = 1.0  # noqa: UP045
+    grad_clip_mode: str = "per_network"  # "per_network" | "joint"
+
+
+@dataclass
+class AlgorithmConfig(OptimizerSettings):
+    """PPO hyperparameters with RSL-RL's names and defaults (the optimiser's in :class:`OptimizerSettings`)."""
+
+    class_name: str = "PPO"
     num_learning_epochs: int = 5
     num_mini_batches: int = 4
     schedule: str = "adaptive"  # "adaptive" | "fixed"
@@ -210,11 +223,8 @@ class AlgorithmConfig:
     lam: float = 0.95
     value_loss_coef: float = 1.0
     entropy_coef: float = 0.01
-    max_grad_norm: float = 1.0
     use_clipped_value_loss: bool = True
     normalize_advantage_per_mini_batch: bool = False
-    # RSL-RL 5.x clips actor and critic gradients separately; AGILE clips them jointly.
-    grad_clip_mode: str = "per_network"  # "per_network" | "joint"
     share_cnn_encoders: bool = False  # RSL-RL 5.x: the critic reads the actor's CNN encoders (ActorCriticCNN)
     symmetry_cfg: SymmetryConfig = field(default_factory=SymmetryConfig)
     l2c2_cfg: L2C2Config = field(default_factory=L2C2Config)
@@ -309,15 +319,16 @@ class StudentTeacherConfig:
 
 
 @dataclass
-class DistillationAlgorithmConfig:
-    """RSL-RL ``Distillation`` hyperparameters; ``symmetry_cfg`` adds AGILE's mirror loss (MLP students)."""
+class DistillationAlgorithmConfig(OptimizerSettings):
+    """RSL-RL ``Distillation`` hyperparameters (its optimiser's in :class:`OptimizerSettings`: no clipping unless
+    ``max_grad_norm`` is set, then one norm over the student); ``symmetry_cfg`` adds AGILE's mirror loss (MLP
+    students)."""
 
+    max_grad_norm: Optional[float] = None  # noqa: UP045
+    grad_clip_mode: str = "joint"
     class_name: str = "Distillation"
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
     num_learning_epochs: int = 1
     gradient_length: int = 15
-    max_grad_norm: Optional[float] = None  # noqa: UP045 (None: no clipping)
     loss_type: str = "mse"  # "mse" | "huber"
     symmetry_cfg: SymmetryConfig = field(default_factory=SymmetryConfig)
 

@@ -29,6 +29,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algorithm.clip_param": (lambda v: v > 0, "a number > 0"),
     "algorithm.desired_kl": (lambda v: v is None or v > 0, "a number > 0"),
     "algorithm.max_grad_norm": (lambda v: v is None or v > 0, "a number > 0"),
+    "algorithm.grad_clip_mode": (lambda v: v in ("per_network", "joint"), "'per_network' or 'joint'"),
+    "algorithm.optimizer": (lambda v: v in ("adam", "adamw", "sgd", "rmsprop"), "adam, adamw, sgd or rmsprop"),
     "algorithm.entropy_coef": (lambda v: v >= 0, "a number >= 0"),
     "algorithm.value_loss_coef": (lambda v: v >= 0, "a number >= 0"),
     "policy.init_noise_std": (lambda v: v > 0, "a number > 0"),

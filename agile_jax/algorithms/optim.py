@@ -56,6 +56,12 @@ def make_optimizer(learning_rate: float, max_grad_norm: float | None, grad_clip_
     return optax.chain(clip, optax.inject_hyperparams(_OPTIMIZERS[optimizer])(learning_rate=learning_rate))
 
 
+def optimizer_from(settings) -> optax.GradientTransformation:
+    """:func:`make_optimizer` of an :class:`agile_jax.config.OptimizerSettings` (PPO's or distillation's
+    ``algorithm`` section)."""
+    return make_optimizer(settings.learning_rate, settings.max_grad_norm, settings.grad_clip_mode, settings.optimizer)
+
+
 def _hyperparams_slot(opt_state) -> int:
     """Index of the ``inject_hyperparams`` state in the chain's state (found by its type, not its position)."""
     for i, sub in enumerate(opt_state):

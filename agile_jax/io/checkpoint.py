@@ -148,7 +148,7 @@ class Checkpointer:
             self.wait()
         except Exception as err:
             self.failed = True  # the hook stays: writes of the failed save may still report
-            _ignore_unawaited_writes()
+            _silence_abandoned_writes()
             discard_unfinished(self.directory)
             failure = as_os_error(err, step_dir)
             if failure is err:
@@ -178,10 +178,24 @@ class Checkpointer:
             self.manager.close()
 
 
-def _ignore_unawaited_writes() -> None:
-    """Silences the ``RuntimeWarning: coroutine '...write_fragment' was never awaited`` that a failed save's
-    never-started writes print when they are collected, often only at interpreter exit."""
+def _silence_abandoned_writes() -> None:
+    """Silences what a failed save's abandoned writes print when they are collected, often only at exit:
+    ``RuntimeWarning: coroutine '...write_fragment' was never awaited`` for writes that never started and
+    asyncio's ``Future exception was never retrieved`` for those that failed beside the one reported."""
     warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnretrievedWriteErrors) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_UnretrievedWriteErrors())
+
+
+class _UnretrievedWriteErrors(logging.Filter):
+    """Drops asyncio's reports of futures whose file-system error (an ``OSError``, or TensorStore's
+    ``ValueError`` carrying an ``os_error_code``) nobody retrieved."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        unretrieved = str(record.msg).split("\n")[0].endswith("exception was never retrieved")
+        error = record.exc_info[1] if record.exc_info else None
+        return not (unretrieved and isinstance(error, Exception) and isinstance(as_os_error(error, ""), OSError))
 
 
 def _drop_closed_loop_reports(previous):

@@ -124,7 +124,7 @@ def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teach
     alg = cfg.algorithm
     if alg.class_name != "Distillation":
         raise config_lib.ConfigError(f"unknown algorithm.class_name '{alg.class_name}'; available: ['Distillation']")
-    tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm or None, "joint", alg.optimizer)
+    tx = optim.optimizer_from(alg)
     teacher_fn = teacher.bind(teacher_groups, env.observation_shapes)
 
     def init(key, num_envs: int) -> InitialState:

@@ -166,7 +166,7 @@ def make_trainer(cfg, env, networks: ActorCritic, extensions: Chain | None = Non
     """
     alg = cfg.algorithm
     extensions = extensions if extensions is not None else build_chain(cfg, build_context(env), networks)
-    tx = optim.make_optimizer(alg.learning_rate, alg.max_grad_norm, alg.grad_clip_mode, alg.optimizer)
+    tx = optim.optimizer_from(alg)
     spec = Spec(obs_shapes=dict(env.observation_shapes), action_size=env.action_size, num_envs=env.num_envs,
                 networks=networks)
 
