@@ -29,6 +29,7 @@ from tensordict import TensorDict  # noqa: E402
 
 from agile_jax.algorithms import distillation, optim  # noqa: E402
 from agile_jax.config import DistillationAlgorithmConfig  # noqa: E402
+from agile_jax.extensions import symmetry  # noqa: E402
 from agile_jax.networks.actor_critic import ActorCritic  # noqa: E402
 from agile_jax.networks.recurrent import ActorCriticRecurrent, reset_state, rnn_from_torch  # noqa: E402
 from envs.tasks.point_mass import PointMass  # noqa: E402
@@ -233,7 +234,7 @@ def test_mirror_term_is_zero_for_equivariant_student_and_weighted():
     net = ActorCritic({"policy": (4,)}, {"actor": ["policy"], "critic": ["policy"]}, 2, (8,), ())
     params = {"actor": net.init(jax.random.key(0))["actor"]}
     mirror_obs = lambda o: {"policy": PointMass.mirror_obs({"policy": o["policy"]})["policy"]}  # noqa: E731
-    term = distillation.make_mirror_term(net, mirror_obs, PointMass.mirror_actions, coeff=0.5)
+    term = symmetry.distillation_term(net, mirror_obs, PointMass.mirror_actions, coeff=0.5)
     obs = {"policy": jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)), jnp.float32)}
     loss, m = term(params, {}, obs, net.actor_mean(params, {}, obs))
     assert float(m["mirror"]) > 1e-4 and float(loss) == pytest.approx(0.5 * float(m["mirror"]))

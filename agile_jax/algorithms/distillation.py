@@ -69,20 +69,6 @@ def behavior_loss(loss_type: str) -> Callable[[Array, Array], Array]:
     return LOSSES[loss_type]
 
 
-def make_mirror_term(networks, mirror_obs: Callable, mirror_actions: Callable, coeff: float) -> StepTerm:
-    """AGILE's distillation mirror loss ``coeff * MSE(student(mirror(obs)), mirror(stop_grad(student(obs))))``.
-
-    Only for feed-forward students (a recurrent student's state has no mirror image). Logged as ``mirror``.
-    """
-
-    def term(params, normalizers, obs: Observation, mean: Array):
-        mirrored = networks.actor_mean(params, normalizers, mirror_obs(obs))
-        loss = mse_loss(mirrored, jax.lax.stop_gradient(mirror_actions(mean)))
-        return coeff * loss, {"mirror": loss}
-
-    return term
-
-
 def replay_windows(total_steps: int, gradient_length: int) -> tuple[int, int]:
     """``(full windows, leftover steps)`` of a replay; warns like RSL-RL when steps are never backpropagated."""
     windows, rest = divmod(total_steps, gradient_length)
@@ -102,7 +88,8 @@ def make_update_fn(cfg, networks, tx: optax.GradientTransformation, num_steps: i
         networks: the student (an ``ActorCritic`` / ``ActorCriticRecurrent``; its ``actor`` is the student).
         tx: optimiser (``max_grad_norm`` clipping inside, if any).
         num_steps: rollout length T.
-        step_terms: extra per-step loss terms (AGILE's mirror loss).
+        step_terms: extra per-step loss terms ``(params, normalizers, obs, mean) -> (loss, metrics)`` (AGILE's
+            mirror loss, :func:`agile_jax.extensions.symmetry.distillation_terms`).
         axis_name: data-parallel axis; gradients and metrics are averaged over it.
 
     Returns:

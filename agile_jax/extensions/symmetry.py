@@ -10,6 +10,9 @@ act on the last axis so any leading batch axes pass through. :func:`extension` b
   PPO update takes them from the first ``B`` rows).
 * Mirror loss: ``MSE(mean(mirror(obs)), mirror(stop_gradient(mean(obs))))``, added with
   ``mirror_loss_coeff`` when ``use_mirror_loss``, otherwise computed for logging only.
+
+Distillation (``DistillationAlgorithmConfig.symmetry_cfg``) uses the same mirror loss, as a per-step term of its
+replay (:func:`distillation_terms`; AGILE's distillation has no augmentation).
 """
 
 from __future__ import annotations
@@ -118,3 +121,26 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 METHOD = Method("symmetry", "algorithm.symmetry_cfg", enabled=lambda cfg: cfg.algorithm.symmetry_cfg.enabled,
                 build=build, fixed_on_resume=("algorithm.symmetry_cfg.enabled",))
+
+
+def distillation_term(networks, mirror_obs: MirrorObs, mirror_actions: MirrorActions, coeff: float):
+    """The mirror loss as a step term of the distillation replay, ``(params, normalizers, obs, mean) ->
+    (coeff * loss, {"mirror": loss})`` with ``mean`` the student's action mean on ``obs``."""
+
+    def term(params, normalizers, obs: Observation, mean: Array):
+        loss = mirror_loss(networks.actor_mean(params, normalizers, mirror_obs(obs)), mean, mirror_actions)
+        return coeff * loss, {"mirror": loss}
+
+    return term
+
+
+def distillation_terms(cfg, spec: EnvSpec, student) -> tuple[list, list[str]]:
+    """Distillation's step terms from ``algorithm.symmetry_cfg`` (AGILE's mirror loss; only for feed-forward
+    students, whose state has no mirror image) and notices for the log."""
+    sym = cfg.algorithm.symmetry_cfg
+    if not (sym.enabled and sym.use_mirror_loss):
+        return [], []
+    if student.is_recurrent:
+        return [], ["symmetry_cfg.use_mirror_loss is off for recurrent students (a hidden state has no mirror image)"]
+    m_obs, m_act = mirror_functions(spec)
+    return [distillation_term(student, m_obs, m_act, sym.mirror_loss_coeff)], []

@@ -77,17 +77,6 @@ def make_student(cfg, env, student_groups) -> ActorCritic:
                                 rnn_num_layers=pol.rnn_num_layers)
 
 
-def mirror_terms(cfg, env, student, mirror_obs=None, mirror_actions=None) -> tuple[list, list[str]]:
-    """AGILE's distillation mirror loss as step terms, and notices for the log (recurrent students: off)."""
-    sym = cfg.algorithm.symmetry_cfg
-    if not (sym.enabled and sym.use_mirror_loss):
-        return [], []
-    if student.is_recurrent:
-        return [], ["symmetry_cfg.use_mirror_loss is off for recurrent students (a hidden state has no mirror image)"]
-    m_obs, m_act = symmetry.mirror_functions(env_spec(env, mirror_obs, mirror_actions))
-    return [distillation.make_mirror_term(student, m_obs, m_act, sym.mirror_loss_coeff)], []
-
-
 def make_distill_learn(cfg, student: ActorCritic, teacher: Teacher, tx, step_terms, axis: str):
     """``learn(state, collected, key) -> Learned``: the DAgger update on the stored rollout."""
     alg, run = cfg.algorithm, cfg.runner
@@ -165,7 +154,7 @@ class DistillationRunner(OnPolicyRunner):
         if self.teacher.action_dim != env.action_size:
             raise ValueError(f"the teacher outputs {self.teacher.action_dim} actions, the env takes {env.action_size}")
         student = make_student(cfg, env, student_groups)
-        terms, self.notices = mirror_terms(cfg, env, student, mirror_obs, mirror_actions)
+        terms, self.notices = symmetry.distillation_terms(cfg, env_spec(env, mirror_obs, mirror_actions), student)
         self._setup(env, cfg, log_dir, student,
                     make_distill_trainer(cfg, env, student, self.teacher, self.teacher_groups, terms, mesh))
         for notice in self.notices:
