@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +41,7 @@ from agile_jax.config import ConfigError
 from agile_jax.extensions.base import Extension, Minibatch
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
+from agile_jax.networks.column_encoder import ColumnEncoderActorCritic
 from agile_jax.networks.mlp import MLP
 from agile_jax.types import Array, Observation, Params
 
@@ -117,8 +119,9 @@ def component_index(layouts: Mapping[str, Sequence], groups: Sequence[str], comp
 
 
 @dataclasses.dataclass(frozen=True)
-class EstimatorActorCritic(ActorCritic):
-    """:class:`ActorCritic` whose actor reads its observation groups plus the estimator's estimate.
+class EstimatorActorCritic(ColumnEncoderActorCritic):
+    """:class:`ActorCritic` whose actor reads its observation groups plus the estimator's estimate, detached
+    (:class:`~agile_jax.networks.column_encoder.ColumnEncoderActorCritic` with the estimator as the encoder).
 
     Params: ``{"actor": {"mlp", "std"}, "critic": {"mlp"}, "estimator": {"mlp"}}``; the actor MLP's input is
     ``D + estimate_size`` wide.
@@ -129,12 +132,13 @@ class EstimatorActorCritic(ActorCritic):
         estimator_hidden_dims: the estimator MLP's hidden widths (activation: the policy's).
     """
 
+    detach_encoder: ClassVar[bool] = True
     estimator_groups: Sequence[str] = ()
     estimate_size: int = 0
     estimator_hidden_dims: Sequence[int] = (256, 128)
 
     @property
-    def estimator_mlp(self) -> MLP:
+    def encoder_mlp(self) -> MLP:
         return MLP(tuple(self.estimator_hidden_dims), self.estimate_size, self.activation)
 
     @property
@@ -148,27 +152,9 @@ class EstimatorActorCritic(ActorCritic):
             start += width
         return np.concatenate(columns).astype(np.int32)
 
-    def init(self, key) -> Params:
-        """Fresh params with a widened actor input and the estimator MLP."""
-        key_base, key_actor, key_estimator = jax.random.split(key, 3)
-        params = super().init(key_base)
-        actor = self.init_actor(key_actor, self.obs_dim("actor") + self.estimate_size)
-        estimator = self.estimator_mlp.init(key_estimator, jnp.zeros((1, len(self.estimator_columns))))
-        return {**params, "actor": actor, "estimator": {"mlp": estimator}}
-
-    def _estimate(self, params: Params, x: Array) -> Array:
-        return self.estimator_mlp.apply(params["estimator"]["mlp"], x[..., self.estimator_columns])
-
     def estimate(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """The estimate ``[..., K]`` (st_rl's ``get_estimated_state``)."""
-        return self._estimate(params, self.network_input("actor", normalizers, obs))
-
-    def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
-        """Raw actor output (the mean ``[..., A]``, plus the std parameter when heteroscedastic) of the actor on its
-        input followed by the (detached) estimate."""
-        x = self.network_input("actor", normalizers, obs)
-        e = jax.lax.stop_gradient(self._estimate(params, x))
-        return self.actor_mlp.apply(params["actor"]["mlp"], jnp.concatenate([x, e], axis=-1))
+        return self.encode(params, self.network_input("actor", normalizers, obs))
 
 
 def with_estimator(networks: ActorCritic, groups: Sequence[str], estimate_size: int,

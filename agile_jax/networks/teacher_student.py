@@ -35,6 +35,7 @@ import numpy as np
 
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
+from agile_jax.networks.column_encoder import ColumnEncoderActorCritic
 from agile_jax.networks.mlp import MLP
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
@@ -148,12 +149,12 @@ class TeacherStudentActorCritic(ActorCritic):
 
 
 @dataclasses.dataclass(frozen=True)
-class StudentActorCritic(ActorCritic):
+class StudentActorCritic(ColumnEncoderActorCritic):
     """The deployed student of a :class:`TeacherStudentActorCritic`: ``actor_mlp(concat(x, history_encoder(x_h)))``.
 
-    Params ``{"actor": {"mlp", "std"}, "critic": {"mlp"}, "estimator": {"mlp"}}``: the history encoder takes the
-    exporters' estimator slot (a network on columns of the normalised input whose output is appended to it, see
-    :mod:`agile_jax.export.spec`), so ONNX, TorchScript and ``policy.yaml`` need nothing of their own.
+    Params ``{"actor": {"mlp", "std"}, "critic": {"mlp"}, "estimator": {"mlp"}}``: the history encoder is the
+    encoder of :class:`~agile_jax.networks.column_encoder.ColumnEncoderActorCritic`, in the exporters' estimator
+    slot, so ONNX, TorchScript and ``policy.yaml`` need nothing of their own.
 
     Attributes:
         num_latent_dims: width ``L`` of the latent.
@@ -164,27 +165,13 @@ class StudentActorCritic(ActorCritic):
     history_encoder_hidden_dims: Sequence[int] = (256, 128)
 
     @property
-    def history_encoder_mlp(self) -> MLP:
+    def encoder_mlp(self) -> MLP:
         return MLP(tuple(self.history_encoder_hidden_dims), self.num_latent_dims, self.activation)
 
     @property
     def estimator_columns(self) -> np.ndarray:
         """Columns of the normalised input the history encoder reads ``[H]`` (the exporters' name)."""
         return group_columns(self.obs_groups, self.obs_shapes, self.obs_groups["history"])
-
-    def init(self, key: PRNGKey) -> Params:
-        """Fresh student params (the actor's input widened by the latent)."""
-        key_base, key_actor, key_history = jax.random.split(key, 3)
-        params = super().init(key_base)
-        history = self.history_encoder_mlp.init(key_history, jnp.zeros((1, len(self.estimator_columns))))
-        return {**params, "actor": self.init_actor(key_actor, self.obs_dim("actor") + self.num_latent_dims),
-                "estimator": {"mlp": history}}
-
-    def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
-        """Raw actor output ``[..., A]`` on the observation followed by the history latent."""
-        x = self.network_input("actor", normalizers, obs)
-        latent = self.history_encoder_mlp.apply(params["estimator"]["mlp"], x[..., self.estimator_columns])
-        return self.actor_mlp.apply(params["actor"]["mlp"], jnp.concatenate([x, latent], axis=-1))
 
 
 def with_teacher_student(networks: ActorCritic, privileged_groups: Sequence[str], history_groups: Sequence[str],
