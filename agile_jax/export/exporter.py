@@ -119,14 +119,8 @@ def _compare(paths: Mapping[str, str], sets: Mapping, networks: ActorCritic, ref
 
 
 def _network_config(networks: ActorCritic) -> dict:
-    recurrent = {name: getattr(networks, name) for name in ("rnn_type", "rnn_hidden_dim", "rnn_num_layers")
-                 if networks.is_recurrent}
-    names = ("estimator_groups", "estimate_size", "estimator_hidden_dims", "num_latent_dims",
-             "history_encoder_hidden_dims")
-    estimator = {name: getattr(networks, name) for name in names if hasattr(networks, name)}
-    cnn = getattr(networks, "cnn_config", {})  # actor_cnn_cfg / critic_cnn_cfg per group, share_cnn_encoders
     return io_descriptor.plain({
-        **recurrent, **estimator, **cnn, "class_name": type(networks).__name__, "obs_shapes": dict(networks.obs_shapes),
+        **networks.own_settings, "class_name": type(networks).__name__, "obs_shapes": dict(networks.obs_shapes),
         "obs_groups": dict(networks.obs_groups),
         "action_size": networks.action_size, "actor_hidden_dims": networks.actor_hidden_dims,
         "critic_hidden_dims": networks.critic_hidden_dims, "activation": networks.activation,

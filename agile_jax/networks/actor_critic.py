@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import jax
@@ -99,6 +99,14 @@ class ActorCritic:
     def state_dependent_std(self) -> bool:
         """Whether the actor outputs the std (``HeteroscedasticGaussianDistribution``)."""
         return self.distribution_class == distributions.HETEROSCEDASTIC
+
+    @property
+    def own_settings(self) -> dict[str, Any]:
+        """The settings a subclass adds to these (its own dataclass fields: the estimator's, the recurrent
+        cell's), which the exporter writes into ``network_config.json``; a subclass whose fields are not plain
+        values (the CNN's encoders) overrides this."""
+        base = {f.name for f in fields(ActorCritic)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in base}
 
     # -- structure ----------------------------------------------------------------------------------
     def obs_dim(self, name: str) -> int:

@@ -82,6 +82,11 @@ class ActorCriticCNN(ActorCritic):
         return params[owner].get("cnns", {})
 
     @property
+    def own_settings(self) -> dict:
+        """The encoders as RSL-RL's configs (:attr:`cnn_config`) for ``network_config.json``."""
+        return self.cnn_config
+
+    @property
     def cnn_config(self) -> dict:
         """RSL-RL's view of the encoders: ``actor_cnn_cfg`` / ``critic_cnn_cfg`` per group, ``share_cnn_encoders``."""
         return {"actor_cnn_cfg": {g: cnn.to_cfg() for g, cnn in self.actor_encoders},
