@@ -120,7 +120,7 @@ class EstimatorConfig:
 class TPPOConfig:
     """st_rl's ``TPPO`` (``algorithm.tppo_cfg``, teacher-guided PPO), on when ``teacher_policy`` names a policy file.
 
-    The teacher (``policy.onnx`` / ``policy.pt``, anything :func:`agile_jax.training.teacher.load_teacher` reads)
+    The teacher (``policy.onnx`` / ``policy.pt``, anything :func:`agile_jax.policies.load.load_policy` reads)
     labels every step with its action on the critic observations (``label_action_with_critic_obs``, else the
     actor's; ``action_labels_from_sample``: a sample of a teacher that has an action std). Envs whose
     ``use_teacher_act_mask`` is set execute the label instead of the student's sample; the mask starts all set and

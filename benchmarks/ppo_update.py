@@ -72,7 +72,7 @@ from synthetic_env import SyntheticConfig, SyntheticTask  # noqa: E402
 from agile_jax.algorithms import gae, optim, ppo  # noqa: E402
 from agile_jax.config import AlgorithmConfig, PolicyConfig, RunnerConfig, TrainConfig  # noqa: E402
 from agile_jax.extensions.base import Batch, chain  # noqa: E402
-from agile_jax.training.policy_networks import make_networks  # noqa: E402
+from agile_jax.networks.from_config import make_networks  # noqa: E402
 from agile_jax.training.ppo_trainer import make_trainer  # noqa: E402
 from agile_jax.training.rollout import make_rollout_fn  # noqa: E402
 from envs.core import VecEnv  # noqa: E402

@@ -43,7 +43,7 @@ def make_rollout(env, steps: int, policy=None):
     """A jitted ``(std, key) -> per-step outputs`` of ``steps`` control steps of actions ``std * N(0, 1)`` on a
     :class:`envs.core.VecEnv`, from a fresh reset (``std`` is traced, so every level shares one compile).
 
-    ``policy``: an optional :class:`agile_jax.training.teacher_base.Teacher` whose deterministic actions the noise is
+    ``policy``: an optional :class:`agile_jax.policies.LoadedPolicy` whose deterministic actions the noise is
     added to (its recurrent state restarts with each episode).
     """
     import jax
@@ -139,11 +139,11 @@ def print_audit(audit: dict[str, dict[str, float]]) -> None:
 
 
 def _load_policy(path: str):
-    """The :class:`Teacher` of ``path``, or exit 2 with the reason in one line."""
-    from agile_jax.training.teacher import load_teacher
+    """The :class:`LoadedPolicy` of ``path``, or exit 2 with the reason in one line."""
+    from agile_jax.policies.load import load_policy
 
     try:
-        return load_teacher(path)
+        return load_policy(path)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: --policy {path}: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -58,7 +58,7 @@ def build_config(argv: list[str]) -> config_lib.DistillationConfig:
     teacher, argv = cli.split_named(argv, "teacher")
     preset, overrides, resume = parse_args(argv)
     cfg = config_lib.apply_overrides(distillation_defaults(get_preset(preset)), overrides)
-    from agile_jax.training.policy_networks import FINETUNE_CLASS, FINETUNE_USAGE
+    from agile_jax.networks.from_config import FINETUNE_CLASS, FINETUNE_USAGE
 
     if cfg.policy.class_name == FINETUNE_CLASS:  # the PPO stage after distillation, not a distillation student
         raise config_lib.ConfigError(f"policy.class_name={FINETUNE_CLASS} fine-tunes a distilled student with PPO "

@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> tuple[str, list[str], bool]:
 def check_student(cfg, student: str) -> None:
     """Refuses, in one line, ``student=`` without ``policy.class_name=StudentFinetuneRecurrent`` and the other way
     round, and a student together with ``runner.init_from`` (two sources of the actor)."""
-    from agile_jax.training.policy_networks import FINETUNE_CLASS, FINETUNE_USAGE
+    from agile_jax.networks.from_config import FINETUNE_CLASS, FINETUNE_USAGE
 
     finetune = cfg.policy.class_name == FINETUNE_CLASS
     if finetune and not student:

@@ -17,7 +17,7 @@ from agile_jax.extensions import amp
 from agile_jax.extensions.base import Batch, Forward, Minibatch, Rollout
 from agile_jax.motion import AMPLoader
 from agile_jax.networks.actor_critic import make_inference_fn
-from agile_jax.training.policy_networks import make_networks
+from agile_jax.networks.from_config import make_networks
 from agile_jax.training.ppo_trainer import build_chain, build_context
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition
@@ -350,11 +350,11 @@ def _rotation_teacher(path) -> None:
 
 def test_atppo_dagger_term_pulls_the_policy_to_the_teacher(tmp_path):
     """With ``dagger_loss_coef`` the policy mean approaches the teacher's actions on the states it visits."""
-    from agile_jax.training.teacher import load_teacher
+    from agile_jax.policies.load import load_policy
 
     _rotation_teacher(tmp_path / "teacher.pt")
     probe = jnp.asarray(np.random.default_rng(0).uniform(-3, 3, size=(8, 4)), jnp.float32)
-    labels = load_teacher(str(tmp_path / "teacher.pt")).apply(probe, ())[0]
+    labels = load_policy(str(tmp_path / "teacher.pt")).apply(probe, ())[0]
     np.testing.assert_allclose(labels, 0.5 * np.stack([-probe[:, 1], probe[:, 0]], -1), atol=1e-5)
     cfg = amp_config(dagger_loss_coef=5.0, teacher_ac_path=str(tmp_path / "teacher.pt"))
     runner = OnPolicyRunner(_env(cfg), cfg)

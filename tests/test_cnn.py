@@ -22,7 +22,7 @@ from agile_jax.config import AlgorithmConfig, ConfigError, PolicyConfig, RunnerC
 from agile_jax.networks.actor_critic import make_inference_fn  # noqa: E402
 from agile_jax.networks.cnn import CNN, cnn_params_from_state_dict, cnn_params_to_state_dict  # noqa: E402
 from agile_jax.networks.cnn_actor_critic import ActorCriticCNN, make_actor_critic_cnn, params_from_rsl_rl  # noqa: E402
-from agile_jax.training.policy_networks import make_networks  # noqa: E402
+from agile_jax.networks.from_config import make_networks  # noqa: E402
 from agile_jax.training.runner import OnPolicyRunner  # noqa: E402
 from envs.core import VecEnv  # noqa: E402
 from envs.tasks.point_mass_grid import PointMassGrid, PointMassGridConfig  # noqa: E402

@@ -30,7 +30,7 @@ from agile_jax.export.torchscript_import import UnsupportedTorchScriptError  # n
 from agile_jax.networks import normalization  # noqa: E402
 from agile_jax.networks.actor_critic import ActorCritic  # noqa: E402
 from agile_jax.networks.recurrent import ActorCriticRecurrent, reset_state  # noqa: E402
-from agile_jax.training.teacher import load_teacher  # noqa: E402
+from agile_jax.policies.load import load_policy  # noqa: E402
 
 D, A, STEPS, ENVS = 6, 3, 9, 3
 TOL = 1e-5
@@ -105,7 +105,7 @@ def _reference(fmt: str, path: str, obs: np.ndarray, starts: np.ndarray) -> np.n
 
 
 def _teacher_actions(path: str, obs: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, object]:
-    teacher = load_teacher(path)
+    teacher = load_policy(path)
     apply = jax.jit(teacher.apply)
     state, out = teacher.init_state(ENVS), []
     for t in range(STEPS):
@@ -128,7 +128,7 @@ def test_teacher_matches_runtime(tmp_path, source, kind):
         assert err < TOL, f"{source} {kind} {fmt}: max abs err {err:.3g}"
         assert float(np.max(np.abs(ref))) > 0.05
     if source == "ours":  # our ONNX files name the observation groups the teacher reads
-        assert load_teacher(paths["onnx"]).obs_groups == ("policy",)
+        assert load_policy(paths["onnx"]).obs_groups == ("policy",)
 
 
 def test_unsupported_onnx_operators_are_named(tmp_path):
@@ -143,7 +143,7 @@ def test_unsupported_onnx_operators_are_named(tmp_path):
     path = str(tmp_path / "conv.onnx")
     onnx.save_model(helper.make_model_gen_version(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     with pytest.raises(UnsupportedOnnxOperatorError, match=r"\['Conv', 'Softmax'\]"):
-        load_teacher(path)
+        load_policy(path)
 
 
 class _ConvPolicy(torch.nn.Module):
@@ -183,9 +183,9 @@ def test_unsupported_torchscript_modules_are_refused(tmp_path, module, message):
     path = str(tmp_path / "policy.pt")
     torch.jit.script(module()).save(path)
     with pytest.raises(UnsupportedTorchScriptError, match=message):
-        load_teacher(path)
+        load_policy(path)
 
 
 def test_missing_teacher_file_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="teacher policy .* not found"):
-        load_teacher(os.path.join(tmp_path, "nope.onnx"))
+        load_policy(os.path.join(tmp_path, "nope.onnx"))

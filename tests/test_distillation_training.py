@@ -16,9 +16,9 @@ pytest.importorskip("onnx")
 
 from agile_jax.config import DistillationAlgorithmConfig, DistillationConfig, RunnerConfig, StudentTeacherConfig  # noqa: E402
 from agile_jax.networks.recurrent import reset_state  # noqa: E402
+from agile_jax.policies.load import load_policy  # noqa: E402
 from agile_jax.training.distill_runner import DistillationRunner, finetune_runner, load_distillation  # noqa: E402
 from agile_jax.training.runner import OnPolicyRunner  # noqa: E402
-from agile_jax.training.teacher import load_teacher  # noqa: E402
 from tests.helpers import point_mass_config, point_mass_env  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def teacher_file(tmp_path_factory):
     runner.learn(40)
     out = tmp_path_factory.mktemp("teacher")
     runner.export(str(out), formats=("onnx",))
-    teacher = load_teacher(str(out / "policy.onnx"))
+    teacher = load_policy(str(out / "policy.onnx"))
     bound = teacher.bind(["policy"], runner.env.observation_shapes)
     return str(out / "policy.onnx"), evaluate(runner.env, bound, teacher.init_state)
 

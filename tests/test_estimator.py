@@ -15,7 +15,7 @@ from agile_jax.config import ConfigError
 from agile_jax.extensions import estimator
 from agile_jax.extensions.base import Minibatch
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn
-from agile_jax.training.policy_networks import make_networks
+from agile_jax.networks.from_config import make_networks
 from agile_jax.training.ppo_trainer import build_context
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed

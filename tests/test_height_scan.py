@@ -108,7 +108,7 @@ def test_t1_rough_cnn_preset_wiring():
     """The preset's env has the [1, 11, 17] group (measured on its terrain), mirrors it, describes it, and its
     CNN actor-critic has RSL-RL CNNModel's parameter count for the same configuration."""
     from agile_jax.networks.cnn_actor_critic import ActorCriticCNN
-    from agile_jax.training.policy_networks import make_networks
+    from agile_jax.networks.from_config import make_networks
     from experiments.configs import get_preset, make_env
 
     cfg = get_preset("t1_velocity_rough_cnn")

@@ -21,6 +21,7 @@ LAYERS = (
     ("agile_jax.algorithms",),
     ("agile_jax.extensions",),
     ("agile_jax.export", "agile_jax.io"),
+    ("agile_jax.policies",),
     ("agile_jax.training",),
     ("agile_jax.evaluation",),
 )

@@ -4,8 +4,8 @@ an EnvSpec, and the resume check's per-method keys taken from the records."""
 from __future__ import annotations
 
 from agile_jax.extensions import METHODS, Extension, Method, env_spec
+from agile_jax.networks.from_config import make_networks
 from agile_jax.training import resume
-from agile_jax.training.policy_networks import make_networks
 from agile_jax.training.ppo_trainer import build_chain, build_context, build_networks
 from tests.helpers import point_mass_config, point_mass_env
 

@@ -28,8 +28,8 @@ from rsl_rl.runners import OnPolicyRunner as RslRlRunner  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 
 from agile_jax.export import rsl_rl as interop  # noqa: E402
+from agile_jax.policies.load import load_policy  # noqa: E402
 from agile_jax.training import init_from  # noqa: E402
-from agile_jax.training.teacher import load_teacher  # noqa: E402
 
 TOL = 1e-5
 DIMS = {"policy": 4, "critic": 5}  # the point mass's observation groups, 2 actions
@@ -166,7 +166,7 @@ def test_checkpoint_networks_match_rsl_rl_and_round_trip(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["mlp_hetero_log", "lstm_gaussian"])
 def test_checkpoint_as_teacher(tmp_path, kind):
     runner, path = write_checkpoint(tmp_path, kind)
-    teacher = load_teacher(path)
+    teacher = load_policy(path)
     assert teacher.description["format"] == "rsl_rl_checkpoint" and teacher.obs_dim == 4 and teacher.action_dim == 2
     assert teacher.is_recurrent == (KINDS[kind][1] is not None)
     if KINDS[kind][2] == HETERO:
@@ -277,12 +277,12 @@ def test_ppo_starts_from_a_cnn_checkpoint(tmp_path):
     assert np.max(np.abs(np.asarray(tr.values).reshape(-1) - value)) < TOL
     # As a teacher the CNN is built from the env's shapes and the cnn_cfg of Isaac Lab's params/agent.yaml.
     with pytest.raises(ValueError, match="is a CNNModel.*params/agent.yaml"):
-        load_teacher(path)
+        load_policy(path)
     (tmp_path / "params").mkdir()
     (tmp_path / "params" / "agent.yaml").write_text(
         "actor:\n  class_name: CNNModel\n  cnn_cfg:\n    output_channels: !!python/tuple [4, 8]\n    kernel_size: 3\n"
         "    stride: [1, 2]\n    padding: zeros\n")
-    teacher = load_teacher(path)
+    teacher = load_policy(path)
     shapes = PointMassGrid(cfg.env).observation_shapes
     labels, _ = jax.jit(teacher.bind(groups["actor"], shapes))(
         {k: np.array(v).reshape(-1, *shapes[k]) for k, v in tr.obs.items()}, teacher.init_state(tr.dones.size))
@@ -340,7 +340,7 @@ def test_bad_checkpoints_are_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(config_lib.ConfigError, match=f"set policy.distribution_cfg.class_name={HETERO}"):
         OnPolicyRunner(env, cfg)
     with pytest.raises(ValueError, match="holds no RSL-RL model state dicts"):
-        load_teacher(str(tmp_path / "model_3.pt"))
+        load_policy(str(tmp_path / "model_3.pt"))
     from experiments import train
 
     code = train.main(["config=point_mass", f"runner.log_root={tmp_path / 'logs'}", "num_envs=4",

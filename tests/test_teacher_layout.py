@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from agile_jax.export import onnx as onnx_export  # noqa: E402
 from agile_jax.export import policy_spec, torchscript  # noqa: E402
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn  # noqa: E402
-from agile_jax.training.teacher import load_teacher  # noqa: E402
+from agile_jax.policies.load import load_policy  # noqa: E402
 
 HISTORY, WIDTH = 5, 9  # frames x features of the policy group
 
@@ -40,7 +40,7 @@ def test_teacher_reads_the_env_layout(reordered_export, name):
     out, policy, order = reordered_export
     x_env = np.random.default_rng(0).normal(size=(6, HISTORY * WIDTH)).astype(np.float32)
     expected = np.asarray(policy({"policy": x_env, "critic": np.zeros((6, 7), np.float32)}))
-    teacher = load_teacher(str(out / name))
+    teacher = load_policy(str(out / name))
     actions, _ = teacher.apply(x_env, teacher.init_state(6))
     np.testing.assert_allclose(np.asarray(actions), expected, atol=1e-5)
     # The graph itself takes the term-major input: fed the env layout unchanged, it would act differently.

@@ -16,8 +16,8 @@ from agile_jax.config import ConfigError
 from agile_jax.extensions import teacher_student as ts
 from agile_jax.extensions.base import Rollout
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.from_config import make_networks
 from agile_jax.networks.teacher_student import StudentActorCritic, TeacherStudentActorCritic, with_teacher_student
-from agile_jax.training.policy_networks import make_networks
 from agile_jax.training.ppo_trainer import build_context
 from agile_jax.training.runner import OnPolicyRunner
 from agile_jax.types import Transition

@@ -146,7 +146,7 @@ def test_sampled_labels_use_the_teachers_std():
 def test_sampled_labels_from_an_rsl_rl_checkpoint_teacher(tmp_path):
     pytest.importorskip("torch")
     from agile_jax.export.rsl_rl import save_checkpoint
-    from agile_jax.training.policy_networks import make_networks
+    from agile_jax.networks.from_config import make_networks
     from agile_jax.training.ppo_trainer import build_context
 
     teacher_net = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)}, action_size=2, actor_hidden_dims=(8,),
@@ -157,7 +157,7 @@ def test_sampled_labels_from_an_rsl_rl_checkpoint_teacher(tmp_path):
     cfg.algorithm.tppo_cfg.teacher_policy = save_checkpoint(str(tmp_path / "model_3.pt"), teacher_net, params, {})
     cfg.algorithm.tppo_cfg.action_labels_from_sample = True
     env = point_mass_env(cfg)
-    # The checkpoint read by load_teacher, on the critic obs.
+    # The checkpoint read by load_policy, on the critic obs.
     (ext,) = tppo.METHOD.build(cfg, build_context(env), make_networks(cfg, env))
     n = 20000
     obs = {"policy": jnp.ones((n, 4)), "critic": jnp.ones((n, 5))}
@@ -392,7 +392,7 @@ def _held_out_obs(n: int = 256) -> dict:
 
 
 def test_the_latent_of_an_exported_estimator_teacher_is_its_estimate(tmp_path):
-    from agile_jax.training.teacher_latents import onnx_estimator_latent
+    from agile_jax.policies.latents import onnx_estimator_latent
 
     latent, groups = onnx_estimator_latent(estimator_teacher(str(tmp_path / "exported")))
     obs = _held_out_obs(8)
@@ -451,9 +451,9 @@ def test_estimator_tppo_resumes_exactly(estimator_tppo_cfg, tmp_path):
 @pytest.mark.slow
 def test_recurrent_student_and_teacher_with_hidden_state_resampling(tmp_path):
     from agile_jax.export.exporter import export_policy
-    from agile_jax.training.policy_networks import make_networks
+    from agile_jax.networks.from_config import make_networks
+    from agile_jax.policies.load import load_policy
     from agile_jax.training.runner import OnPolicyRunner
-    from agile_jax.training.teacher import load_teacher
 
     cfg = point_mass_config(num_envs=32, steps=16)
     cfg.policy.class_name, cfg.policy.rnn_type, cfg.policy.rnn_hidden_dim = "ActorCriticRecurrent", "gru", 16
@@ -469,7 +469,7 @@ def test_recurrent_student_and_teacher_with_hidden_state_resampling(tmp_path):
     mlp[last] = jax.tree.map(lambda x: 5.0 * x, mlp[last])  # actions of about +-1 rather than +-0.1
     export_policy(teacher_net, params, {}, str(tmp_path / "teacher"), formats=("onnx",))
     path = str(tmp_path / "teacher" / "policy.onnx")
-    assert load_teacher(path).is_recurrent
+    assert load_policy(path).is_recurrent
     cfg.algorithm.tppo_cfg.teacher_policy, cfg.algorithm.tppo_cfg.hidden_state_resample_prob = path, 0.3
     runner = OnPolicyRunner(env, cfg, log_dir=str(tmp_path / "run"))
     runner.learn(12)

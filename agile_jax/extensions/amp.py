@@ -19,7 +19,7 @@ expert samples into the normaliser, then takes ``num_learning_epochs x num_mini_
 each on a minibatch of the rollout and a fresh expert draw of the same size; ``loss`` adds ATPPO's terms:
 
 * ``dagger_loss_coef * mean || mu(obs) - teacher(obs) ||``: the policy mean pulled towards a teacher policy (an
-  exported policy read by :func:`agile_jax.training.teacher.load_teacher`) on the minibatch's own rows;
+  exported policy read by :func:`agile_jax.policies.load.load_policy`) on the minibatch's own rows;
 * ``mimic_loss_coef * mean || ref_obs - ref_motion ||``: st_rl's distance between the AMP observation and the
   time-aligned reference frame the environment provides (``ref_motion`` group), both normalised. Like st_rl's,
   it compares two observations and so carries no gradient to the policy; it is part of the logged objective.

@@ -78,10 +78,10 @@ class BuildContext:
     Attributes:
         env: the env's :class:`EnvSpec`.
         axis: the name of the data axis the extensions reduce over.
-        load_policy: ``path -> Teacher``: reads an exported policy, run directory or RSL-RL checkpoint
-            (``agile_jax.training.teacher.load_teacher``); ``None`` where no teacher can be read.
+        load_policy: ``path -> LoadedPolicy``: reads an exported policy, run directory or RSL-RL checkpoint
+            (``agile_jax.policies.load.load_policy``); ``None`` where no teacher can be read.
         load_estimator_latent: ``path -> (latent fn, encoded components)`` of an exported policy's estimator
-            (``agile_jax.training.teacher_latents.onnx_estimator_latent``); ``None`` where none can be read.
+            (``agile_jax.policies.latents.onnx_estimator_latent``); ``None`` where none can be read.
     """
 
     env: EnvSpec

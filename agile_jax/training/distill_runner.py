@@ -27,7 +27,10 @@ from agile_jax.extensions.method import env_spec
 from agile_jax.io.logger import Logger
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
+from agile_jax.networks.from_config import FINETUNE_CLASS, FINETUNE_USAGE, distribution_fields
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
+from agile_jax.policies.load import load_policy
+from agile_jax.policies.loaded import LoadedPolicy
 from agile_jax.training.iteration import (
     Algorithm,
     Collected,
@@ -39,16 +42,13 @@ from agile_jax.training.iteration import (
     build_trainer,
     place_state,
 )
-from agile_jax.training.policy_networks import FINETUNE_CLASS, FINETUNE_USAGE, distribution_fields
 from agile_jax.training.rollout import make_distill_rollout_fn
 from agile_jax.training.runner import OnPolicyRunner
-from agile_jax.training.teacher import load_teacher
-from agile_jax.training.teacher_base import Teacher
 
 STUDENT_CLASSES = {"StudentTrainedTeacher": False, "StudentTrainedTeacherRecurrent": True}
 
 
-def distill_obs_groups(cfg, env, teacher: Teacher) -> tuple[list[str], list[str]]:
+def distill_obs_groups(cfg, env, teacher: LoadedPolicy) -> tuple[list[str], list[str]]:
     """``(student groups, teacher groups)``: ``runner.obs_groups`` (``student`` / ``teacher``), else the groups
     recorded in the teacher file for the teacher, else RSL-RL's defaults (a group of the set's name, or ``policy``)."""
     groups = dict(cfg.runner.obs_groups)
@@ -77,7 +77,7 @@ def make_student(cfg, env, student_groups) -> ActorCritic:
                                 rnn_num_layers=pol.rnn_num_layers)
 
 
-def make_distill_learn(cfg, student: ActorCritic, teacher: Teacher, tx, step_terms, axis: str):
+def make_distill_learn(cfg, student: ActorCritic, teacher: LoadedPolicy, tx, step_terms, axis: str):
     """``learn(state, collected, key) -> Learned``: the DAgger update on the stored rollout."""
     alg, run = cfg.algorithm, cfg.runner
     update = distillation.make_update_fn(alg, student, tx, run.num_steps_per_env, step_terms, axis)
@@ -107,7 +107,7 @@ def make_distill_learn(cfg, student: ActorCritic, teacher: Teacher, tx, step_ter
     return learn
 
 
-def make_distill_trainer(cfg, env, student: ActorCritic, teacher: Teacher, teacher_groups, step_terms=(),
+def make_distill_trainer(cfg, env, student: ActorCritic, teacher: LoadedPolicy, teacher_groups, step_terms=(),
                          mesh=None) -> Trainer:
     """The jitted distillation iteration (the same builder and :class:`Trainer` interface as PPO's)."""
     alg = cfg.algorithm
@@ -137,19 +137,19 @@ class DistillationRunner(OnPolicyRunner):
         env: a batched env.
         cfg: a :class:`agile_jax.config.DistillationConfig`.
         log_dir: run directory (``None``: nothing is written).
-        teacher: a loaded :class:`Teacher` (default: ``load_teacher(cfg.policy.teacher_path)``).
+        teacher: a loaded :class:`LoadedPolicy` (default: ``load_policy(cfg.policy.teacher_path)``).
         mirror_obs, mirror_actions: mirror functions for the mirror loss (default: the env's own).
         mesh: device mesh for data-parallel training.
     """
 
     finite_checks = ("observations", "rewards", "teacher_actions", "loss", "params")
 
-    def __init__(self, env, cfg, log_dir: str | None = None, teacher: Teacher | None = None, mirror_obs=None,
+    def __init__(self, env, cfg, log_dir: str | None = None, teacher: LoadedPolicy | None = None, mirror_obs=None,
                  mirror_actions=None, mesh=None):
         if teacher is None and not cfg.policy.teacher_path:
             raise ValueError("Teacher model parameters not loaded. Pass teacher=<policy.onnx|policy.pt> "
                              "(policy.teacher_path) to distill.")
-        self.teacher = teacher or load_teacher(cfg.policy.teacher_path)
+        self.teacher = teacher or load_policy(cfg.policy.teacher_path)
         student_groups, self.teacher_groups = distill_obs_groups(cfg, env, self.teacher)
         if self.teacher.action_dim != env.action_size:
             raise ValueError(f"the teacher outputs {self.teacher.action_dim} actions, the env takes {env.action_size}")

@@ -26,6 +26,8 @@ from agile_jax.extensions.base import Batch, Chain, Extension, Rollout, Spec, St
 from agile_jax.extensions.method import BuildContext, env_spec
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.policies.latents import onnx_estimator_latent
+from agile_jax.policies.load import load_policy
 from agile_jax.training import episodes
 from agile_jax.training.iteration import (
     Algorithm,
@@ -38,8 +40,6 @@ from agile_jax.training.iteration import (
     build_trainer,
 )
 from agile_jax.training.rollout import make_stateful_rollout_fn
-from agile_jax.training.teacher import load_teacher
-from agile_jax.training.teacher_latents import onnx_estimator_latent
 from agile_jax.types import PRNGKey
 
 # The class names a PPO run accepts in ``algorithm.class_name`` (st_rl's and LeggedGym-Ex's names), each with the
@@ -62,7 +62,7 @@ def check_algorithm_class(cfg) -> None:
 def build_context(env, mirror_obs=None, mirror_actions=None) -> BuildContext:
     """The methods' :class:`BuildContext` for ``env``: its spec (mirror functions: the user's, else the env's),
     the data axis and the policy loaders of the training layer."""
-    return BuildContext(env=env_spec(env, mirror_obs, mirror_actions), axis=parallel.AXIS, load_policy=load_teacher,
+    return BuildContext(env=env_spec(env, mirror_obs, mirror_actions), axis=parallel.AXIS, load_policy=load_policy,
                         load_estimator_latent=onnx_estimator_latent)
 
 

@@ -1,6 +1,6 @@
 """A run of this package (``experiments/train.py`` / ``OnPolicyRunner(log_dir=...)``) as a teacher.
 
-``teacher_from_run(path)`` accepts the run directory (its newest checkpoint), its ``checkpoints`` directory (the
+``from_run(path)`` accepts the run directory (its newest checkpoint), its ``checkpoints`` directory (the
 same) or one ``checkpoints/<iteration>`` directory. The checkpoint is verified against its ``checksums.json`` as
 :func:`agile_jax.io.checkpoint.restore` does, then only its ``params`` and ``normalizers`` are read (the env
 state, whose size depends on the run's env count, is left on disk). The actor is rebuilt from the ``policy`` and
@@ -33,7 +33,7 @@ from agile_jax import config as config_lib
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
-from agile_jax.training.teacher_base import Teacher
+from agile_jax.policies.loaded import LoadedPolicy
 
 FLAT_GROUP = "obs"  # the one input group of a flat (MLP / RNN) teacher: the concatenated observation
 RUN_HINT = "pass a run directory of experiments/train.py, its checkpoints/ or one checkpoints/<iteration>"
@@ -41,8 +41,8 @@ RUN_HINT = "pass a run directory of experiments/train.py, its checkpoints/ or on
 
 def is_run_checkpoint(path: str) -> bool:
     """Whether ``path`` names a run directory with ``checkpoints/``, a ``checkpoints`` directory or one of its
-    ``<iteration>`` entries (present or not: :func:`teacher_from_run` lists the available ones). Only the layout is
-    looked at; :func:`teacher_from_run` verifies the files."""
+    ``<iteration>`` entries (present or not: :func:`from_run` lists the available ones). Only the layout is
+    looked at; :func:`from_run` verifies the files."""
     directory, step = ckpt.checkpoints_dir(path)
     return os.path.isdir(directory) and (step is not None or os.path.isdir(path))
 
@@ -146,7 +146,7 @@ def actor_groups(cfg) -> tuple[str, ...]:
 
 def build_networks(cfg, shapes: Mapping[str, tuple[int, ...]], action_size: int) -> ActorCritic:
     """The run's actor-critic (``make_networks``) on the groups ``shapes`` (actor and critic both read them)."""
-    from agile_jax.training.policy_networks import make_networks
+    from agile_jax.networks.from_config import make_networks
 
     groups = list(shapes)
     runner = dataclasses.replace(cfg.runner, obs_groups={"actor": groups, "critic": groups})
@@ -211,8 +211,8 @@ def input_width(cfg, params: dict, source: str) -> int:
 
 
 @dataclass(frozen=True)
-class RunTeacher(Teacher):
-    """A :class:`Teacher` read from a run of this package.
+class RunPolicy(LoadedPolicy):
+    """A :class:`LoadedPolicy` read from a run of this package.
 
     Attributes:
         config: the run's :class:`~agile_jax.config.TrainConfig` (``env`` ``None``).
@@ -303,7 +303,7 @@ def _flat_teacher(cfg, params: dict, normalizers: dict, source: str) -> dict:
 
 
 def _cnn_teacher(cfg, params: dict, source: str) -> dict:
-    """The fields of a CNN actor before :meth:`RunTeacher.bind` (its input width depends on the image sizes)."""
+    """The fields of a CNN actor before :meth:`RunPolicy.bind` (its input width depends on the image sizes)."""
     dist, std = _distribution(cfg), None
     if dist["distribution_class"] != distributions.HETEROSCEDASTIC:
         try:
@@ -315,7 +315,7 @@ def _cnn_teacher(cfg, params: dict, source: str) -> dict:
                 action_dim=_action_size(cfg, params, source), is_recurrent=False, action_std=std)
 
 
-def teacher_from_run(path: str) -> RunTeacher:
+def from_run(path: str) -> RunPolicy:
     """The deterministic actor of a run's checkpoint (see the module docstring).
 
     Args:
@@ -348,5 +348,5 @@ def teacher_from_run(path: str) -> RunTeacher:
                    "hidden_dims": list(pol.actor_hidden_dims), "activation": pol.activation,
                    "rnn": pol.rnn_type if pol.class_name == "ActorCriticRecurrent" else None,
                    "normalizer": bool(pol.actor_obs_normalization)}
-    return RunTeacher(**fields, source=path, obs_groups=actor_groups(cfg), sha256=sha, description=description,
+    return RunPolicy(**fields, source=path, obs_groups=actor_groups(cfg), sha256=sha, description=description,
                       config=cfg, params=params, normalizers=normalizers)

@@ -1,4 +1,4 @@
-"""A run of this package as a teacher: ``load_teacher(<run dir>)`` acts as the run's inference policy (MLP, GRU and
+"""A run of this package as a teacher: ``load_policy(<run dir>)`` acts as the run's inference policy (MLP, GRU and
 CNN actors, newest or a chosen checkpoint, its ONNX export), labels a TPPO rollout, and bad paths end in one line
 (the command line exits 2)."""
 
@@ -15,9 +15,9 @@ import pytest
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.networks.actor_critic import make_inference_fn
 from agile_jax.networks.recurrent import reset_state
-from agile_jax.training.run_teacher import is_run_checkpoint, run_config, teacher_from_run
+from agile_jax.policies.load import load_policy
+from agile_jax.policies.run import from_run, is_run_checkpoint, run_config
 from agile_jax.training.runner import OnPolicyRunner
-from agile_jax.training.teacher import load_teacher
 from tests.helpers import point_mass_config, point_mass_env
 
 TOL = 1e-6
@@ -49,7 +49,7 @@ def mlp_run(tmp_path_factory):
 def test_a_run_directory_acts_as_its_inference_policy(mlp_run, tmp_path):
     runner, run_dir = mlp_run
     assert is_run_checkpoint(run_dir) and sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ["2", "4"]
-    teacher = load_teacher(run_dir)
+    teacher = load_policy(run_dir)
     assert (teacher.obs_dim, teacher.action_dim, teacher.obs_groups, teacher.is_recurrent) == (5, 2, ("critic",), False)
     assert teacher.description["iteration"] == 4
     obs = _obs()
@@ -68,15 +68,15 @@ def test_a_run_directory_acts_as_its_inference_policy(mlp_run, tmp_path):
         teacher.bind(["policy"], SHAPES)
     # The run's ONNX export is the same policy.
     runner.export(str(tmp_path / "exported"), formats=("onnx",))
-    exported = load_teacher(str(tmp_path / "exported" / "policy.onnx"))
+    exported = load_policy(str(tmp_path / "exported" / "policy.onnx"))
     assert _max_diff(exported.bind(["critic"], SHAPES)(obs, ())[0], actions) < TOL
 
 
 def test_a_checkpoint_directory_picks_its_iteration(mlp_run):
     runner, run_dir = mlp_run
     checkpoints = os.path.join(run_dir, "checkpoints")
-    newest, second = load_teacher(run_dir), load_teacher(os.path.join(checkpoints, "2"))
-    assert second.description["iteration"] == 2 and load_teacher(checkpoints).sha256 == newest.sha256 != second.sha256
+    newest, second = load_policy(run_dir), load_policy(os.path.join(checkpoints, "2"))
+    assert second.description["iteration"] == 2 and load_policy(checkpoints).sha256 == newest.sha256 != second.sha256
     restored, meta = ckpt.restore(run_dir, 2, runner.state.replace(target_iteration=None))  # per call, not stored
     assert meta["iteration"] == 2
     obs = _obs(seed=1)
@@ -105,7 +105,7 @@ def test_a_recurrent_run_carries_its_state_like_the_stateful_policy(tmp_path):
     runner = OnPolicyRunner(point_mass_env(cfg), cfg, log_dir=str(tmp_path / "run"))
     runner.learn(2)
     runner.close()
-    teacher = load_teacher(str(tmp_path / "run"))
+    teacher = load_policy(str(tmp_path / "run"))
     assert teacher.is_recurrent and (teacher.obs_dim, teacher.obs_groups) == (4, ("policy",))
     policy, act = runner.get_inference_policy(), jax.jit(teacher.bind(["policy"], SHAPES))
     state, obs = teacher.init_state(16), _obs(16, seed=2)
@@ -128,7 +128,7 @@ def test_a_state_dependent_std_run_acts_with_its_mean(tmp_path):
     cfg.policy.distribution_cfg = {"class_name": "HeteroscedasticGaussianDistribution", "init_std": 0.5}
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
     runner.save(str(tmp_path / "run"))
-    teacher = load_teacher(str(tmp_path / "run"))
+    teacher = load_policy(str(tmp_path / "run"))
     assert (teacher.obs_dim, teacher.action_dim, teacher.action_std) == (4, 2, None)  # the std depends on obs
     obs = _obs(seed=4)
     assert _max_diff(teacher.bind(["policy"], SHAPES)(obs, ())[0], runner.get_inference_policy()(obs)) < TOL
@@ -148,7 +148,7 @@ def test_a_cnn_run_is_built_on_the_env_shapes(tmp_path):
     single = PointMassGrid(cfg.env)
     runner = OnPolicyRunner(VecEnv(single, 8), cfg, log_dir=str(tmp_path / "run"))
     runner.learn(1)  # the normaliser of the 1-D group moves off its initial state
-    teacher = load_teacher(str(tmp_path / "run"))
+    teacher = load_policy(str(tmp_path / "run"))
     assert (teacher.obs_dim, teacher.action_dim, teacher.obs_groups) == (-1, 2, ("policy", "grid"))
     shapes = single.observation_shapes
     obs = {k: np.asarray(v) for k, v in runner.state.env_state.obs.items()}
@@ -177,15 +177,15 @@ def test_bad_run_paths_end_in_one_line(mlp_run, tmp_path):
     ]
     for path, message in cases:
         with pytest.raises(ValueError, match=message) as err:
-            load_teacher(str(path))
+            load_policy(str(path))
         assert len(str(err.value).splitlines()) == 1
     with pytest.raises(FileNotFoundError, match="or a run directory of experiments/train.py"):
-        load_teacher(str(tmp_path / "missing"))
+        load_policy(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="is a distillation run; export its student"):
         run_config("algorithm:\n  class_name: Distillation\n", "distill_run")
     with pytest.raises(ValueError, match="uses algorithm.estimator_cfg, whose actor reads more"):
         run_config("algorithm:\n  estimator_cfg:\n    enabled: true\n", "estimator_run")
-    assert teacher_from_run(run_dir).sha256 == load_teacher(run_dir).sha256
+    assert from_run(run_dir).sha256 == load_policy(run_dir).sha256
 
 
 def test_the_command_line_refuses_an_empty_teacher_directory(tmp_path, capsys):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from agile_jax.training.teacher_base import from_env_layout
+from agile_jax.policies.loaded import from_env_layout
 from agile_jax.types import Array
 
 

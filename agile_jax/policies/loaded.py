@@ -1,5 +1,5 @@
-"""The :class:`Teacher` record every teacher reader returns (:mod:`agile_jax.training.teacher`,
-:mod:`agile_jax.training.rsl_rl_teacher`, :mod:`agile_jax.training.run_teacher`), and the helpers they share."""
+"""The :class:`LoadedPolicy` record every policy reader returns (:mod:`agile_jax.policies.load`,
+:mod:`agile_jax.policies.rsl_rl_checkpoint`, :mod:`agile_jax.policies.run`), and the helpers they share."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from agile_jax.types import Array, Observation
 
 
 @dataclass(frozen=True)
-class Teacher:
+class LoadedPolicy:
     """A deterministic policy ``x [N, D] -> actions [N, A]`` with a per-env state.
 
     Attributes:

@@ -1,10 +1,10 @@
-"""The distillation teacher: an exported policy file read once into a JAX function (AGILE's ``StudentTrainedTeacher``).
+"""Any policy source read once into a JAX function (a distillation teacher: AGILE's ``StudentTrainedTeacher``).
 
-``load_teacher(path)`` accepts ``policy.onnx`` (this package's export, RSL-RL's ``export_policy_to_onnx`` or
+``load_policy(path)`` accepts ``policy.onnx`` (this package's export, RSL-RL's ``export_policy_to_onnx`` or
 any ``torch.onnx.export`` of an MLP / single-step RNN, via :mod:`agile_jax.export.onnx_import`) and
 ``policy.pt`` TorchScript (ours, RSL-RL's ``export_policy_to_jit``, Isaac Lab / AGILE exporters, via
 :mod:`agile_jax.export.torchscript_import`) and RSL-RL 5.x checkpoints ``model_<it>.pt`` (MLP / RNN models, via
-:mod:`agile_jax.training.rsl_rl_teacher`). The result runs inside the jitted rollout; neither onnxruntime
+:mod:`agile_jax.policies.rsl_rl_checkpoint`). The result runs inside the jitted rollout; neither onnxruntime
 nor torch is called after loading. Recurrent teachers keep their state per env (reset at dones).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from agile_jax.training.teacher_base import Teacher, file_sha256, from_env_layout
+from agile_jax.policies.loaded import LoadedPolicy, file_sha256, from_env_layout
 
 
 def _onnx_groups(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -28,8 +28,8 @@ def _onnx_groups(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
     return tuple(groups) if groups else None
 
 
-def teacher_from_onnx(path: str) -> Teacher:
-    """A :class:`Teacher` from an ONNX policy (``obs [1|B, D] (+ h_in[, c_in]) -> actions (+ h_out[, c_out])``).
+def from_onnx(path: str) -> LoadedPolicy:
+    """A :class:`LoadedPolicy` from an ONNX policy (``obs [1|B, D] (+ h_in[, c_in]) -> actions (+ h_out[, c_out])``).
 
     The graph is applied one env row at a time (``vmap``), so static batch-1 graphs work for any number of envs.
 
@@ -55,7 +55,7 @@ def teacher_from_onnx(path: str) -> Teacher:
     apply = from_env_layout(apply, policy.input_index())
     obs_dim = int(policy.input_shapes[0][-1])
     action_dim = int(jax.eval_shape(apply, jnp.zeros((1, obs_dim)), init_state(1))[0].shape[-1])
-    return Teacher(apply=apply, init_state=init_state, obs_dim=obs_dim, action_dim=action_dim,
+    return LoadedPolicy(apply=apply, init_state=init_state, obs_dim=obs_dim, action_dim=action_dim,
                    is_recurrent=bool(state_inputs), source=path, obs_groups=_onnx_groups(policy.metadata),
                    sha256=file_sha256(path),
                    description={"format": "onnx", "inputs": policy.input_names, "outputs": policy.output_names})
@@ -72,8 +72,8 @@ def _state_outputs(output_names: Sequence[str], state_inputs: Sequence[str]) -> 
     return order
 
 
-def teacher_from_torchscript(path: str) -> Teacher:
-    """A :class:`Teacher` from a TorchScript policy (see :mod:`agile_jax.export.torchscript_import`).
+def from_torchscript(path: str) -> LoadedPolicy:
+    """A :class:`LoadedPolicy` from a TorchScript policy (see :mod:`agile_jax.export.torchscript_import`).
 
     Raises:
         agile_jax.export.torchscript_import.UnsupportedTorchScriptError: unsupported module layout.
@@ -83,17 +83,17 @@ def teacher_from_torchscript(path: str) -> Teacher:
     policy = load_torchscript_policy(path)
     layout = {"format": "torchscript", "hidden_dims": [int(k.shape[1]) for k, _ in policy.layers[:-1]],
               "rnn": None if policy.rnn is None else policy.rnn.rnn_type, "normalizer": policy.obs_mean is not None}
-    return Teacher(apply=from_env_layout(policy.apply, policy.input_index), init_state=policy.init_state,
+    return LoadedPolicy(apply=from_env_layout(policy.apply, policy.input_index), init_state=policy.init_state,
                    obs_dim=policy.obs_dim,
                    action_dim=policy.action_dim, is_recurrent=policy.is_recurrent, source=path,
                    sha256=file_sha256(path), description=layout)
 
 
-def load_teacher(path: str) -> Teacher:
+def load_policy(path: str) -> LoadedPolicy:
     """The teacher in ``path``: a directory is a run of this package (``<run>`` or ``<run>/checkpoints``: its newest
-    checkpoint, or ``<run>/checkpoints/<it>``, via :mod:`agile_jax.training.run_teacher`), ``*.onnx`` is read as
+    checkpoint, or ``<run>/checkpoints/<it>``, via :mod:`agile_jax.policies.run`), ``*.onnx`` is read as
     ONNX, an RSL-RL ``model_<it>.pt`` checkpoint (``torch.save`` archive) with
-    :mod:`agile_jax.training.rsl_rl_teacher`, anything else as TorchScript.
+    :mod:`agile_jax.policies.rsl_rl_checkpoint`, anything else as TorchScript.
 
     Raises:
         FileNotFoundError: no such file or directory.
@@ -102,21 +102,21 @@ def load_teacher(path: str) -> Teacher:
     """
     import os
 
-    from agile_jax.training import run_teacher
+    from agile_jax.policies import run as run_policy
 
-    if os.path.isdir(path) or run_teacher.is_run_checkpoint(path):
-        return run_teacher.teacher_from_run(path)
+    if os.path.isdir(path) or run_policy.is_run_checkpoint(path):
+        return run_policy.from_run(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"teacher policy '{path}' not found; export one with experiments/export.py or "
                                 "runner.export() (policy.onnx / policy.pt), or pass an RSL-RL model_<it>.pt or a run "
                                 "directory of experiments/train.py")
-    from agile_jax.training import rsl_rl_teacher
+    from agile_jax.policies import rsl_rl_checkpoint
 
-    if rsl_rl_teacher.is_rsl_rl_checkpoint(path):
-        return rsl_rl_teacher.teacher_from_rsl_rl_checkpoint(path)
+    if rsl_rl_checkpoint.is_rsl_rl_checkpoint(path):
+        return rsl_rl_checkpoint.from_rsl_rl_checkpoint(path)
     kind = "ONNX" if path.lower().endswith(".onnx") else "TorchScript"
     try:
-        return teacher_from_onnx(path) if kind == "ONNX" else teacher_from_torchscript(path)
+        return from_onnx(path) if kind == "ONNX" else from_torchscript(path)
     except ValueError:
         raise  # unsupported operators / modules: already one clear line
     except Exception as err:  # noqa: BLE001 (parsers raise many types for a file that is not a model)

@@ -1,7 +1,7 @@
 """An RSL-RL 5.x checkpoint (``model_<it>.pt``) as a distillation / TPPO teacher.
 
 RSL-RL's ``Distillation.load`` takes the teacher from a checkpoint's ``teacher_state_dict`` (a distillation run)
-or ``actor_state_dict`` (a PPO run); so does :func:`teacher_from_rsl_rl_checkpoint`. ``MLPModel`` and
+or ``actor_state_dict`` (a PPO run); so does :func:`from_rsl_rl_checkpoint`. ``MLPModel`` and
 ``RNNModel`` (LSTM / GRU) teachers are read, with their observation normaliser, as the deterministic Gaussian
 mean (the mean half of a heteroscedastic actor). A ``CNNModel`` teacher needs its ``cnn_cfg`` (strides, paddings
 and pooling are not in the file) and is built when it is bound to the env's observation groups, whose shapes it
@@ -23,7 +23,7 @@ from agile_jax.export import rsl_rl
 from agile_jax.export.rsl_rl_models import ModelLayout, read_model
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.recurrent import ActorCriticRecurrent
-from agile_jax.training.teacher_base import Teacher, file_sha256
+from agile_jax.policies.loaded import LoadedPolicy, file_sha256
 
 TEACHER_KEYS = ("teacher_state_dict", "actor_state_dict")  # RSL-RL's order (Distillation.load)
 
@@ -55,7 +55,7 @@ def teacher_networks(layout: ModelLayout, activation: str) -> ActorCritic:
 
 
 @dataclass(frozen=True)
-class CNNCheckpointTeacher(Teacher):
+class CNNCheckpointPolicy(LoadedPolicy):
     """A ``CNNModel`` teacher: its network is built by :meth:`bind` from the env's group shapes and ``cnn_cfg``
     (``obs_dim`` is -1 until then: the flat width depends on the image sizes).
 
@@ -101,19 +101,19 @@ def _unbound(x, state):
     raise TypeError("a CNNModel teacher reads observation groups, not a flat vector: use teacher.bind(groups, shapes)")
 
 
-def _cnn_teacher(path: str, sd: Mapping, layout: ModelLayout, activation: str, cnn_cfg: Any) -> CNNCheckpointTeacher:
+def _cnn_teacher(path: str, sd: Mapping, layout: ModelLayout, activation: str, cnn_cfg: Any) -> CNNCheckpointPolicy:
     if not cnn_cfg:
         raise ValueError(f"teacher '{path}' is a CNNModel, whose strides, paddings and pooling the file does not "
                          "store: put the run's params/agent.yaml (with the model's cnn_cfg) beside it")
     description = {"format": "rsl_rl_checkpoint", "model": "CNNModel", "hidden_dims": list(layout.hidden_dims),
                    "activation": activation, "normalizer": layout.normalized, "cnn_cfg": cnn_cfg}
-    return CNNCheckpointTeacher(apply=_unbound, init_state=lambda num_envs: (), obs_dim=-1,
+    return CNNCheckpointPolicy(apply=_unbound, init_state=lambda num_envs: (), obs_dim=-1,
                                 action_dim=layout.output_dim, source=path, sha256=file_sha256(path),
                                 description=description, state_dict=sd, cnn_cfg=cnn_cfg, layout=layout)
 
 
-def teacher_from_rsl_rl_checkpoint(path: str, activation: str | None = None, cnn_cfg: Any = None) -> Teacher:
-    """A :class:`Teacher` from an RSL-RL checkpoint file (``x [N, D] -> mean actions [N, A]``).
+def from_rsl_rl_checkpoint(path: str, activation: str | None = None, cnn_cfg: Any = None) -> LoadedPolicy:
+    """A :class:`LoadedPolicy` from an RSL-RL checkpoint file (``x [N, D] -> mean actions [N, A]``).
 
     Args:
         path: ``model_<it>.pt`` of an RSL-RL PPO or distillation run.
@@ -149,6 +149,6 @@ def teacher_from_rsl_rl_checkpoint(path: str, activation: str | None = None, cnn
     description = {"format": "rsl_rl_checkpoint", "state_dict": key, "model": layout.class_name,
                    "hidden_dims": list(layout.hidden_dims), "activation": net.activation, "rnn": layout.rnn_type,
                    "normalizer": layout.normalized, "distribution": layout.distribution_class}
-    return Teacher(apply=apply, init_state=init_state, obs_dim=layout.input_dim, action_dim=layout.output_dim,
+    return LoadedPolicy(apply=apply, init_state=init_state, obs_dim=layout.input_dim, action_dim=layout.output_dim,
                    is_recurrent=net.is_recurrent, source=path, sha256=file_sha256(path), description=description,
                    action_std=std)
