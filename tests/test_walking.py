@@ -70,7 +70,8 @@ def test_walk_reward_set_and_its_overrides():
     assert table["feet_swing"].weight == 10.0 and table["termination_penalty"].weight == -10.0 and ramps == {}
     assert table["action_rate"].weight == agile["action_rate"].weight == -0.5
     assert table["action_rate_rate"].weight == agile["action_rate_rate"].weight == -0.05
-    assert table["track_ang_vel"].params["std"] == 1.0 and table["track_lin_vel_xy_exp"].params["std"] == 0.5
+    assert table["track_ang_vel"].params["std"] == 1.0 and table["track_lin_vel_xy_exp"].params["std"] == 0.25
+    assert table["track_lin_vel_xy_exp"].weight == 10.0 and agile["track_lin_vel_xy_exp"].weight == 5.0
     assert track.env.gait_clock_stand_below == 0.1 and not track.env.only_positive_rewards
     assert track.algorithm.symmetry_cfg.use_mirror_loss and track.algorithm.entropy_coef == 0.005
     over = apply_overrides(get_preset("t1_velocity_agile"), ["env.reward_weights.action_rate=-0.1",
