@@ -1,7 +1,7 @@
 """Ships a trained policy into ``policies/<name>/``: the export, a video and frame strip, and its provenance.
 
 ``python experiments/ship_policy.py <run dir> [<earlier run dir> ...] --out policies/t1_velocity
---command "python experiments/train.py config=t1_velocity" [--export <exported dir>]``
+--command "python experiments/train.py config=t1_velocity" [--export <exported dir>] [--through <iteration>]``
 
 The first run directory is the one whose ``exported/`` policy is shipped (or ``--export``); every run directory
 given (a resumed run and the runs it continued, or the stages it was started from with ``init_from``) adds its
@@ -32,12 +32,15 @@ SCENARIO = os.path.join(ROOT, "experiments", "scenarios", "walk_all.yaml")
 MAX_VIDEO_BYTES = 2 * 1024 * 1024
 
 
-def training_totals(run_dirs: list[str]) -> dict:
+def training_totals(run_dirs: list[str], through: int | None = None) -> dict:
     """Env steps and training wall time of every run given, summed: each run counts the iterations it ran itself
-    (a resumed run logs from the iteration it resumed at, a run started with ``init_from`` from 0)."""
+    (a resumed run logs from the iteration it resumed at, a run started with ``init_from`` from 0). ``through``:
+    the shipped (first) run counts its iterations up to that one only (a checkpoint before its last)."""
     wall, steps = 0.0, 0
-    for run in run_dirs:
+    for index, run in enumerate(run_dirs):
         times = read_scalars(run).get("Perf/iteration_time", [])
+        if index == 0 and through is not None:
+            times = [row for row in times if row[0] <= through]
         wall += sum(value for _, _, value in times)
         if times:
             iterations = {it for it, _, _ in times}
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="destination, e.g. policies/t1_velocity")
     parser.add_argument("--command", required=True, help="the training command (recorded)")
     parser.add_argument("--export", help="exported directory to ship (default: <first run>/exported)")
+    parser.add_argument("--through", type=int, default=None,
+                        help="the first run's iteration that was exported (default: its last); later ones don't count")
     args = parser.parse_args(argv)
     export = args.export or os.path.join(args.runs[0], "exported")
     missing = [f for f in FILES if not os.path.isfile(os.path.join(export, f))]
@@ -103,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     for f in FILES:
         shutil.copy(os.path.join(export, f), os.path.join(args.out, f))
-    provenance = {"command": args.command, "commit": commit(), **training_totals(args.runs), "machine": machine(),
-                  "runs": [os.path.basename(os.path.normpath(r)) for r in args.runs]}
+    provenance = {"command": args.command, "commit": commit(), **training_totals(args.runs, args.through),
+                  "machine": machine(), "runs": [os.path.basename(os.path.normpath(r)) for r in args.runs]}
+    if args.through is not None:
+        provenance["shipped_iteration"] = args.through
     with open(os.path.join(args.out, "provenance.json"), "w") as f:
         json.dump(provenance, f, indent=2)
     record_episode(args.out)

@@ -27,6 +27,11 @@ def test_a_chain_of_runs_counts_every_stage(tmp_path):
     walls = [sum(v for _, _, v in read_scalars(run)["Perf/iteration_time"]) for run in (first, second)]
     assert totals["train_wall_time_s"] == pytest.approx(sum(walls), abs=0.1) and all(w > 0 for w in walls)
     assert ship_policy.training_totals([first]) == {"env_steps": 4 * 8 * 8, "train_wall_time_s": round(walls[0], 1)}
+    # A checkpoint before the shipped run's last: its later iterations do not count, the earlier runs' all do.
+    through = ship_policy.training_totals([second, first], through=1)
+    second_first = sum(v for it, _, v in read_scalars(second)["Perf/iteration_time"] if it <= 1)
+    assert through["env_steps"] == (4 + 1) * 8 * 8
+    assert through["train_wall_time_s"] == pytest.approx(walls[0] + second_first, abs=0.1)
 
 
 def test_a_run_without_an_export_is_refused(tmp_path, capsys):
