@@ -565,7 +565,8 @@ def test_two_devices_match_one_device(tmp_path):
 @pytest.mark.slow
 @pytest.mark.long  # a T1 training command line: many minutes of MJX compilation on a CPU
 def test_t1_velocity_tppo_trains_from_a_t1_run_as_teacher(tmp_path):
-    """``train.py config=t1_velocity`` for one iteration, then ``config=t1_velocity_tppo`` with that run directory
+    """``train.py config=t1_velocity_airtime`` (the base of the method presets) for one iteration, then
+    ``config=t1_velocity_tppo`` with that run directory
     as the teacher (on the actor's observations): the preset trains end to end and logs TPPO's tags."""
     import glob
     import subprocess
@@ -579,8 +580,8 @@ def test_t1_velocity_tppo_trains_from_a_t1_run_as_teacher(tmp_path):
                               text=True, timeout=1800)
         assert proc.returncode == 0, proc.stderr[-2000:]
 
-    train("config=t1_velocity")
-    teacher = glob.glob(str(tmp_path / "t1_velocity" / "*"))[0]
+    train("config=t1_velocity_airtime")
+    teacher = glob.glob(str(tmp_path / "t1_velocity_airtime" / "*"))[0]
     train("config=t1_velocity_tppo", f"algorithm.tppo_cfg.teacher_policy={teacher}",
           "algorithm.tppo_cfg.label_action_with_critic_obs=false")
     accumulator = EventAccumulator(glob.glob(str(tmp_path / "t1_velocity_tppo" / "*"))[0]).Reload()

@@ -51,7 +51,7 @@ def test_gait_timers_count_air_and_contact_time_per_foot():
 
 
 def test_walk_reward_set_and_its_overrides():
-    cfg = get_preset("t1_velocity")
+    cfg = get_preset("t1_velocity_airtime")
     table, ramps = _reward_tables(cfg.env)
     agile, agile_ramps = _reward_tables(get_preset("t1_velocity_agile").env)
     assert table["track_lin_vel_xy_exp"].params["std"] == 0.5 and agile["track_lin_vel_xy_exp"].params["std"] == 0.2
@@ -128,7 +128,7 @@ def test_only_positive_rewards_clips_all_but_the_termination_penalty():
     assert float(clipped._total_reward(terms)) == pytest.approx(-2.0)
     terms["orientation"] = jnp.float32(-0.01)
     assert float(clipped._total_reward(terms)) == pytest.approx(0.04 - 2.0)
-    assert apply_overrides(get_preset("t1_velocity"), ["env.only_positive_rewards=true"]).env.only_positive_rewards
+    assert apply_overrides(get_preset("t1_velocity_airtime"), ["env.only_positive_rewards=true"]).env.only_positive_rewards
 
 
 def test_gait_clock_rewards_need_the_clock():
@@ -137,4 +137,43 @@ def test_gait_clock_rewards_need_the_clock():
     with pytest.raises(ConfigError, match="gait-clock rewards"):
         _velocity_env(apply_overrides(get_preset("t1_velocity_swing"), ["env.gait_clock_hz=0"]).env)
     with pytest.raises(ConfigError, match="gait-clock rewards"):
-        _velocity_env(apply_overrides(get_preset("t1_velocity"), ["env.gait_clock_hz=1.5"]).env)
+        _velocity_env(apply_overrides(get_preset("t1_velocity_airtime"), ["env.gait_clock_hz=1.5"]).env)
+
+
+def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
+    from envs.mdp import terms
+
+    cfg = get_preset("t1_velocity")
+    table, ramps = _reward_tables(cfg.env)
+    assert cfg.env.gait_clock_hz == 1.5 and cfg.env.gait_clock_stand_below == 0.0 and cfg.env.only_positive_rewards
+    assert table["feet_swing"].params["min_command"] == 0.0 and table["termination_penalty"].weight == -10.0
+    assert table["track_lin_vel_xy_exp"].weight == 10.0 and table["track_lin_vel_xy_exp"].params["std"] == 0.25
+    assert table["track_ang_vel"].params["std"] == 1.0
+    assert cfg.algorithm.symmetry_cfg.use_mirror_loss and cfg.algorithm.entropy_coef == 0.01
+    # Weights before the ramp, halfway through it (control step 30 000) and after it: linear, 30 -> 10 etc.
+    expected = {0: (30.0, -0.05, -0.005), 24_000: (30.0, -0.05, -0.005), 30_000: (20.0, -0.275, -0.0275),
+                36_000: (10.0, -0.5, -0.05), 90_000: (10.0, -0.5, -0.05)}
+    for step, (swing, rate, rate_rate) in expected.items():
+        w = terms.reward_weights(table, ramps, jnp.asarray(step))
+        np.testing.assert_allclose([w["feet_swing"], w["action_rate"], w["action_rate_rate"]],
+                                   [swing, rate, rate_rate], rtol=1e-6)
+        assert float(w["track_lin_vel_xy_exp"]) == 10.0
+
+
+@pytest.mark.parametrize("ramp, message", [
+    ("env.reward_ramps.feet_swim={start_step: 0, num_steps: 10, weight: 1.0}", "no reward term 'feet_swim'"),
+    ("env.reward_ramps.base_height={start_step: 0, weight: 1.0}", "exactly start_step, num_steps and weight"),
+    ("env.reward_ramps.feet_swing={start_step: 0, num_steps: 0, weight: 1.0}", "num_steps > 0"),
+    ("env.reward_ramps.feet_swing={start_step: a, num_steps: 5, weight: 1.0}", "as numbers"),
+])
+def test_reward_ramp_overrides_are_checked(ramp, message):
+    with pytest.raises(ConfigError, match=message):
+        _reward_tables(apply_overrides(get_preset("t1_velocity"), [ramp]).env)
+
+
+def test_a_reward_ramp_override_replaces_the_preset_ramp_of_that_term():
+    cfg = apply_overrides(get_preset("t1_velocity_agile"),
+                          ["env.reward_ramps.action_rate={start_step: 100, num_steps: 50, weight: -1.0}"])
+    _, ramps = _reward_tables(cfg.env)
+    assert (ramps["action_rate"].start_step, ramps["action_rate"].num_steps) == (100, 50)
+    assert ramps["action_rate"].terminal_weight == -1.0 and ramps["action_rate_rate"].start_step == 60_000

@@ -40,6 +40,10 @@ class VelocityEnvConfig:
         reward_weights: per-term weight overrides of the reward set, e.g. ``env.reward_weights.feet_air_time=0``
             (0 removes a term).
         reward_params: per-term parameter overrides, e.g. ``'env.reward_params.track_lin_vel_xy_exp={std: 0.2}'``.
+        reward_ramps: per-term weight ramps (Isaac Lab's ``update_reward_weight_step``): the term keeps its weight
+            until the global control step ``start_step`` (iterations x ``num_steps_per_env``), then moves linearly
+            to ``weight`` over ``num_steps`` control steps, e.g.
+            ``'env.reward_ramps.feet_swing={start_step: 24000, num_steps: 12000, weight: 10.0}'``.
         gait_clock_hz: a gait clock of this frequency (Hz) in the observations (``envs.mdp.gait``; needed by
             ``reward_set=walk_clock`` and ``walk_swing``); 0: none (AGILE's observations).
         gait_clock_stand_below: the clock observation is zero while the command's norm is at most this, so the
@@ -66,6 +70,7 @@ class VelocityEnvConfig:
     reward_set: str = "agile"
     reward_weights: dict[str, float] = field(default_factory=dict)
     reward_params: dict[str, Any] = field(default_factory=dict)
+    reward_ramps: dict[str, Any] = field(default_factory=dict)
     gait_clock_hz: float = 0.0
     gait_clock_stand_below: float = 0.0
     only_positive_rewards: bool = False
@@ -173,14 +178,48 @@ def cartpole_balance() -> TrainConfig:
 
 
 def t1_velocity() -> TrainConfig:
-    """The T1 walking recipe: AGILE's T1 task (robot, actuators, observations, actions, randomisation, pushes,
-    terminations) and PPO settings, with the reward changes of ``walking_rewards`` (``env.reward_set=walk``) and
-    half AGILE's initial action noise (0.5: Isaac Lab's humanoids start at 1.0 with half our action scale).
-    See ``docs/walking_recipe.md`` for the source and the ablation of every change."""
+    """The T1 walking recipe in one run: AGILE's T1 task (robot, actuators, observations, actions, randomisation,
+    pushes, terminations) and PPO settings with a 1.5 Hz gait clock whose phase joins the observations and Booster
+    Gym's swing reward, folded from the staged runs that first walked (``docs/walking_recipe.md``):
+
+    - stepping first: ``feet_swing`` 30, paid at every command (the clock never stops, so the robot steps in place
+      when told to stand and can step to catch itself), termination penalty -10, action-rate penalties a tenth of
+      AGILE's, only positive rewards, entropy coefficient 0.01, initial noise 0.5;
+    - then following the command: from control step 24 000 (iteration 1000 at 24 steps per env) to 36 000 the
+      swing weight falls to 10 and the action-rate penalties rise to AGILE's (-0.5, -0.05);
+    - all along: linear-velocity tracking at width 0.25 and weight 10, yaw-rate tracking at width 1.0, and a
+      mirror loss that keeps the policy left-right symmetric.
+    """
+    cfg = t1_velocity_airtime()
+    cfg.env.reward_set, cfg.env.gait_clock_hz, cfg.env.gait_clock_stand_below = "walk_swing", 1.5, 0.0
+    cfg.env.only_positive_rewards = True
+    cfg.env.reward_weights = {"track_lin_vel_xy_exp": 10.0}
+    cfg.env.reward_params = {"feet_swing": {"min_command": 0.0}, "track_ang_vel": {"std": 1.0},
+                             "track_lin_vel_xy_exp": {"std": 0.25}}
+    ramp = {"start_step": WALK_RAMP_START, "num_steps": WALK_RAMP_STEPS}
+    cfg.env.reward_ramps = {"feet_swing": {**ramp, "weight": 10.0}, "action_rate": {**ramp, "weight": -0.5},
+                            "action_rate_rate": {**ramp, "weight": -0.05}}
+    cfg.algorithm.entropy_coef = 0.01
+    cfg.algorithm.symmetry_cfg.use_mirror_loss = True
+    cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
+    cfg.runner.experiment_name = "t1_velocity"
+    return cfg
+
+
+# The one-run recipe's hand-over from stepping to command following, in global control steps.
+WALK_RAMP_START, WALK_RAMP_STEPS = 24_000, 12_000
+
+
+def t1_velocity_airtime() -> TrainConfig:
+    """The first walking recipe without a clock: AGILE's T1 task with the reward changes of ``walking_rewards``
+    (``env.reward_set=walk``: wider tracking kernels, a tenth of the action-rate penalties, Isaac Lab's air-time
+    term) and half AGILE's initial action noise (0.5: Isaac Lab's humanoids start at 1.0 with half our action
+    scale). It balances but does not step within 500 iterations (``docs/walking_recipe.md``, "No clock"); the
+    staged swing runs and the method presets build on it."""
     cfg = t1_velocity_agile()
     cfg.env.reward_set = "walk"
     cfg.policy.init_noise_std = 0.5
-    cfg.runner.experiment_name = "t1_velocity"
+    cfg.runner.experiment_name = "t1_velocity_airtime"
     return cfg
 
 
@@ -189,7 +228,7 @@ def t1_velocity_swing() -> TrainConfig:
     weight 30 on a 1.5 Hz clock whose phase joins the observations, termination penalty -10), legged_gym's
     ``only_positive_rewards`` and entropy coefficient 0.01 (legged_gym's and Isaac Lab's humanoids'): the variant
     that keeps stepping while it learns to balance (``docs/walking_recipe.md``)."""
-    cfg = t1_velocity()
+    cfg = t1_velocity_airtime()
     cfg.env.reward_set = "walk_swing"
     cfg.env.gait_clock_hz = 1.5
     cfg.env.only_positive_rewards = True
@@ -273,9 +312,9 @@ def t1_velocity_seed() -> TrainConfig:
 
 
 def g1_velocity() -> TrainConfig:
-    """The walking recipe (``t1_velocity``'s reward changes) on AGILE's G1 velocity task (14 joints, action scale
+    """The air-time walking recipe (``t1_velocity_airtime``'s reward changes) on AGILE's G1 velocity task (14 joints, action scale
     0.5, so AGILE's initial noise 1.0 is kept: the same joint-space noise as the T1's 0.5; 50k iterations)."""
-    cfg = t1_velocity()
+    cfg = t1_velocity_airtime()
     cfg.env.robot = "g1"
     cfg.policy.init_noise_std = 1.0
     cfg.runner.max_iterations = 50_000
@@ -293,8 +332,8 @@ def g1_velocity_agile() -> TrainConfig:
 
 
 def t1_velocity_rough() -> TrainConfig:
-    """AGILE's T1 PPO preset on rough terrain with the terrain-level curriculum (see ``RoughVelocityEnvConfig``)."""
-    cfg = t1_velocity()
+    """``t1_velocity_airtime`` on rough terrain with the terrain-level curriculum (see ``RoughVelocityEnvConfig``)."""
+    cfg = t1_velocity_airtime()
     cfg.env = RoughVelocityEnvConfig(**dataclasses.asdict(cfg.env))
     cfg.runner.experiment_name = "t1_velocity_rough"
     return cfg
@@ -304,19 +343,19 @@ def t1_velocity_teacher() -> TrainConfig:
     """A privileged T1 teacher: the actor sees the critic's observations (base velocity, all joints, no noise).
 
     Distil it into a deployable student on the policy history with
-    ``python experiments/distill.py config=t1_velocity teacher=<run>/exported/policy.onnx``.
+    ``python experiments/distill.py config=t1_velocity_airtime teacher=<run>/exported/policy.onnx``.
     """
-    cfg = t1_velocity()
+    cfg = t1_velocity_airtime()
     cfg.runner.obs_groups = {"actor": ["critic"], "critic": ["critic"]}
     cfg.runner.experiment_name = "t1_velocity_teacher"
     return cfg
 
 
 def t1_velocity_estimator() -> TrainConfig:
-    """``t1_velocity`` with st_rl's state estimator: an MLP on the policy history estimates the base linear
+    """``t1_velocity_airtime`` with st_rl's state estimator: an MLP on the policy history estimates the base linear
     velocity (the critic's ``base_lin_vel``, 3 values), trained with an MSE loss, and the actor reads the
     estimate after its observations; the exported policy runs estimator and actor on the same observation."""
-    cfg = t1_velocity()
+    cfg = t1_velocity_airtime()
     ec = cfg.algorithm.estimator_cfg
     ec.enabled, ec.obs_components, ec.target_components = True, ["policy"], ["base_lin_vel"]
     ec.loss_func, ec.loss_coef, ec.hidden_dims = "mse", 1.0, [256, 128]
@@ -325,13 +364,13 @@ def t1_velocity_estimator() -> TrainConfig:
 
 
 def t1_velocity_tppo() -> TrainConfig:
-    """``t1_velocity`` with st_rl's TPPO: the teacher in ``algorithm.tppo_cfg.teacher_policy`` (required; e.g. the
+    """``t1_velocity_airtime`` with st_rl's TPPO: the teacher in ``algorithm.tppo_cfg.teacher_policy`` (required; e.g. the
     exported ``t1_velocity_teacher``, which reads the critic observation) labels every step on the critic
     observation and acts in every env at first; each env hands over to the student at an episode end with
     probability ``1 - 0.99 ** it`` (st_rl's ``exp`` schedule, ``update_times_scale`` 100), and the student learns
     from PPO plus the L2 distance (``real``) of its mean to the labels. Add ``algorithm.estimator_cfg`` (see
     ``t1_velocity_estimator``) and ``algorithm.class_name=EstimatorTPPO`` for st_rl's EstimatorTPPO."""
-    cfg = t1_velocity()
+    cfg = t1_velocity_airtime()
     cfg.algorithm.class_name = "TPPO"
     tc = cfg.algorithm.tppo_cfg
     tc.label_action_with_critic_obs, tc.teacher_act_prob, tc.update_times_scale = True, "exp", 100
@@ -356,12 +395,12 @@ def t1_velocity_rough_cnn() -> TrainConfig:
 
 
 def t1_velocity_ts() -> TrainConfig:
-    """``t1_velocity`` with LeggedGym-Ex's teacher-student PPO (``PPO_TS``, its go2_ts settings): a privilege
+    """``t1_velocity_airtime`` with LeggedGym-Ex's teacher-student PPO (``PPO_TS``, its go2_ts settings): a privilege
     encoder on the critic observation gives a latent as wide as that observation, which the actor reads after the
     policy history; a history encoder on the policy history (five frames) learns to match it with its own Adam
     (``encoder_lr`` 1e-3, one step per minibatch). The teacher acts in training; the student (history encoder +
     actor, on the policy observation alone) is what evaluation and export use."""
-    cfg = t1_velocity()
+    cfg = t1_velocity_airtime()
     tc = cfg.algorithm.ts_cfg
     tc.enabled, tc.num_latent_dims, tc.encoder_lr, tc.num_encoder_epochs = True, -1, 1e-3, 1
     tc.privilege_encoder_hidden_dims, tc.history_encoder_hidden_dims = [256, 128], [256, 128]
@@ -372,11 +411,11 @@ def t1_velocity_ts() -> TrainConfig:
 
 
 def t1_velocity_amp() -> TrainConfig:
-    """``t1_velocity`` with st_rl's APPO: a discriminator on two-frame AMP observations of the legs and base
+    """``t1_velocity_airtime`` with st_rl's APPO: a discriminator on two-frame AMP observations of the legs and base
     (``AmpVelocityEnvConfig``) against the shipped scripted T1 gait (``t1_gait``: standing, stepping, walking
     forward at 0.25 / 0.5 m/s and backward at 0.25 m/s); the reward is 0.3 x style (coefficient 0.25 per step)
     + 0.7 x task. A starting point: these weights have not been tuned on long T1 runs."""
-    cfg = t1_velocity()
+    cfg = t1_velocity_airtime()
     cfg.env = AmpVelocityEnvConfig(**dataclasses.asdict(cfg.env))
     ac = cfg.algorithm.amp_cfg
     ac.enabled, ac.motion_files, ac.hidden_dims, ac.learning_rate = True, ["t1_gait"], [1024, 512], 1e-4
@@ -390,6 +429,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "point_mass_amp": point_mass_amp,
     "cartpole_balance": cartpole_balance,
     "t1_velocity": t1_velocity,
+    "t1_velocity_airtime": t1_velocity_airtime,
     "t1_velocity_swing": t1_velocity_swing,
     "t1_velocity_track": t1_velocity_track,
     "t1_velocity_agile": t1_velocity_agile,
@@ -409,7 +449,8 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
 # Overrides a preset takes when JAX has no accelerator (``experiments/train.py`` prints them; the user's own
 # overrides win): the walking recipe on a 2-core CPU (``benchmarks/learning_t1.md``).
 CPU_DEFAULTS: dict[str, list[str]] = {
-    "t1_velocity": ["num_envs=256", "runner.max_iterations=3000"],
+    "t1_velocity": ["num_envs=256", "runner.max_iterations=5000"],
+    "t1_velocity_airtime": ["num_envs=256", "runner.max_iterations=3000"],
     "t1_velocity_swing": ["num_envs=256", "runner.max_iterations=3000"],
     "t1_velocity_track": ["num_envs=256", "runner.max_iterations=3000"],
 }
@@ -478,7 +519,30 @@ def _reward_tables(cfg: VelocityEnvConfig) -> tuple[dict, dict]:
                     raise ConfigError(f"env.reward_params.{name}: unknown parameter(s) {sorted(unknown)}; "
                                       f"'{name}' takes {sorted(table[name].params)}")
                 table[name] = dataclasses.replace(table[name], params={**table[name].params, **value})
+    for name, ramp in cfg.reward_ramps.items():
+        curricula[name] = _weight_ramp(name, ramp, table)
     return table, curricula
+
+
+def _weight_ramp(name: str, ramp: Any, table: dict):
+    """``env.reward_ramps.<name>`` as a :class:`envs.mdp.terms.WeightRamp`, checked."""
+    from envs.mdp.terms import WeightRamp
+
+    fix = f"e.g. 'env.reward_ramps.{name}={{start_step: 24000, num_steps: 12000, weight: 10.0}}'"
+    if name not in table:
+        raise ConfigError(f"env.reward_ramps.{name}: no reward term '{name}' in this reward set; "
+                          f"terms: {sorted(table)}")
+    keys = {"start_step", "num_steps", "weight"}
+    if not isinstance(ramp, dict) or set(ramp) != keys or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in ramp.values()):
+            raise ConfigError(f"env.reward_ramps.{name}={ramp!r}: give exactly start_step, num_steps and weight as "
+                          f"numbers; {fix}")
+    if ramp["start_step"] < 0 or ramp["num_steps"] <= 0:
+        raise ConfigError(f"env.reward_ramps.{name}: start_step must be >= 0 and num_steps > 0; {fix}")
+    if table[name].weight == 0.0:
+        raise ConfigError(f"env.reward_ramps.{name}: the term's weight is 0, which removes it; give it a starting "
+                          f"weight with env.reward_weights.{name}")
+    return WeightRamp(int(ramp["start_step"]), int(ramp["num_steps"]), float(ramp["weight"]))
 
 
 def _terrain(cfg: VelocityEnvConfig):
