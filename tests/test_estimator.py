@@ -243,6 +243,7 @@ def test_t1_preset_estimates_the_critic_base_velocity():
     assert cfg.algorithm.symmetry_cfg.enabled
 
 
+@pytest.mark.slow  # the T1 preset end to end (about 95 s); CI runs it
 def test_t1_preset_trains_one_iteration_and_exports_with_parity(tmp_path):
     """T1 smoke run (symmetry on): a finite estimator loss, and the exported graph runs estimator + actor."""
     pytest.importorskip("onnxruntime")

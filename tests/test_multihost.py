@@ -77,6 +77,7 @@ def _params(dump: dict) -> dict:
     return {k: v for k, v in dump.items() if k.startswith("[")}
 
 
+@pytest.mark.slow  # three processes compile and train T1 (about 2 min); CI runs it
 def test_two_processes_form_one_mesh_and_train(runs):
     for dump in runs["multi"]:
         assert int(dump["process_count"]) == 2 and int(dump["device_count"]) == 2
@@ -85,6 +86,7 @@ def test_two_processes_form_one_mesh_and_train(runs):
     assert str(runs["multi"][0]["log_dir"]) == str(runs["multi"][1]["log_dir"])  # process 0's run name on both
 
 
+@pytest.mark.slow  # three processes compile and train T1 (about 2 min); CI runs it
 def test_parameters_identical_on_both_processes_and_to_one_process(runs):
     first, second = (_params(d) for d in runs["multi"])
     single = _params(runs["single"])
@@ -107,6 +109,7 @@ def test_parameters_identical_on_both_processes_and_to_one_process(runs):
     assert max(float(np.max(np.abs(initial[k] - first[k]))) for k in first) > 1e-3
 
 
+@pytest.mark.slow  # three processes compile and train T1 (about 2 min); CI runs it
 def test_only_process_zero_writes_logs_and_exports(runs):
     experiment = runs["tmp"] / "multi_logs" / "mh"
     (run_dir,) = os.listdir(experiment)  # one run directory, not one per process
@@ -119,6 +122,7 @@ def test_only_process_zero_writes_logs_and_exports(runs):
     assert runs["logs"][1].count("[agile_jax]") == 0 < runs["logs"][0].count("[agile_jax]")
 
 
+@pytest.mark.slow  # three processes compile and train T1 (about 2 min); CI runs it
 def test_checkpoint_of_two_processes_restores_in_one(runs):
     from agile_jax import parallel
     from agile_jax.training.runner import OnPolicyRunner

@@ -288,6 +288,7 @@ def test_standing_feet_touch_the_terrain_and_base_height_is_relative(rough, prob
     assert not bool(terms["illegal_base_height"])
 
 
+@pytest.mark.slow  # an MJX rough-terrain rollout (about 80 s); CI runs it
 def test_random_rollout_is_finite_and_levels_follow_the_curriculum(rough):
     env, venv, reset, step = rough
     state = reset(jax.random.split(jax.random.PRNGKey(7), NUM_ENVS))
