@@ -149,7 +149,8 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
     assert table["feet_swing"].params["min_command"] == 0.0 and table["termination_penalty"].weight == -10.0
     assert table["track_lin_vel_xy_exp"].weight == 10.0 and table["track_lin_vel_xy_exp"].params["std"] == 0.25
     assert table["track_ang_vel"].params["std"] == 1.0
-    assert cfg.algorithm.symmetry_cfg.use_mirror_loss and cfg.algorithm.entropy_coef == 0.01
+    assert cfg.algorithm.symmetry_cfg.use_mirror_loss and cfg.algorithm.entropy_coef == 0.005
+    assert cfg.policy.init_noise_std == 0.3
     # Weights before the ramp, halfway through it (control step 30 000) and after it: linear, 30 -> 10 etc.
     expected = {0: (30.0, -0.05, -0.005), 24_000: (30.0, -0.05, -0.005), 30_000: (20.0, -0.275, -0.0275),
                 36_000: (10.0, -0.5, -0.05), 90_000: (10.0, -0.5, -0.05)}
