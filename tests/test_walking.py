@@ -128,7 +128,8 @@ def test_only_positive_rewards_clips_all_but_the_termination_penalty():
     assert float(clipped._total_reward(terms)) == pytest.approx(-2.0)
     terms["orientation"] = jnp.float32(-0.01)
     assert float(clipped._total_reward(terms)) == pytest.approx(0.04 - 2.0)
-    assert apply_overrides(get_preset("t1_velocity_airtime"), ["env.only_positive_rewards=true"]).env.only_positive_rewards
+    clipping = apply_overrides(get_preset("t1_velocity_airtime"), ["env.only_positive_rewards=true"])
+    assert clipping.env.only_positive_rewards
 
 
 def test_gait_clock_rewards_need_the_clock():

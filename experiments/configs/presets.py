@@ -313,8 +313,9 @@ def t1_velocity_seed() -> TrainConfig:
 
 
 def g1_velocity() -> TrainConfig:
-    """The air-time walking recipe (``t1_velocity_airtime``'s reward changes) on AGILE's G1 velocity task (14 joints, action scale
-    0.5, so AGILE's initial noise 1.0 is kept: the same joint-space noise as the T1's 0.5; 50k iterations)."""
+    """The air-time walking recipe (``t1_velocity_airtime``'s reward changes) on AGILE's G1 velocity task (14
+    joints, action scale 0.5, so AGILE's initial noise 1.0 is kept: the same joint-space noise as the T1's 0.5; 50k
+    iterations)."""
     cfg = t1_velocity_airtime()
     cfg.env.robot = "g1"
     cfg.policy.init_noise_std = 1.0
@@ -365,8 +366,8 @@ def t1_velocity_estimator() -> TrainConfig:
 
 
 def t1_velocity_tppo() -> TrainConfig:
-    """``t1_velocity_airtime`` with st_rl's TPPO: the teacher in ``algorithm.tppo_cfg.teacher_policy`` (required; e.g. the
-    exported ``t1_velocity_teacher``, which reads the critic observation) labels every step on the critic
+    """``t1_velocity_airtime`` with st_rl's TPPO: the teacher in ``algorithm.tppo_cfg.teacher_policy`` (required;
+    e.g. the exported ``t1_velocity_teacher``, which reads the critic observation) labels every step on the critic
     observation and acts in every env at first; each env hands over to the student at an episode end with
     probability ``1 - 0.99 ** it`` (st_rl's ``exp`` schedule, ``update_times_scale`` 100), and the student learns
     from PPO plus the L2 distance (``real``) of its mean to the labels. Add ``algorithm.estimator_cfg`` (see
