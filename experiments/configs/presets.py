@@ -177,6 +177,10 @@ def cartpole_balance() -> TrainConfig:
     )
 
 
+# The one-run recipe's hand-over from stepping to command following, in global control steps.
+WALK_RAMP_START, WALK_RAMP_STEPS = 24_000, 12_000
+
+
 def t1_velocity() -> TrainConfig:
     """The T1 walking recipe in one run: AGILE's T1 task (robot, actuators, observations, actions, randomisation,
     pushes, terminations) and PPO settings with a 1.5 Hz gait clock whose phase joins the observations and Booster
@@ -205,10 +209,6 @@ def t1_velocity() -> TrainConfig:
     cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
     cfg.runner.experiment_name = "t1_velocity"
     return cfg
-
-
-# The one-run recipe's hand-over from stepping to command following, in global control steps.
-WALK_RAMP_START, WALK_RAMP_STEPS = 24_000, 12_000
 
 
 def t1_velocity_airtime() -> TrainConfig:
