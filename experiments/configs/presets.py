@@ -198,17 +198,24 @@ def t1_velocity() -> TrainConfig:
     cfg = t1_velocity_airtime()
     cfg.env.reward_set, cfg.env.gait_clock_hz, cfg.env.gait_clock_stand_below = "walk_swing", 1.5, 0.0
     cfg.env.only_positive_rewards = True
-    cfg.env.reward_weights = {"track_lin_vel_xy_exp": 10.0}
-    cfg.env.reward_params = {"feet_swing": {"min_command": 0.0}, "track_ang_vel": {"std": 1.0},
-                             "track_lin_vel_xy_exp": {"std": 0.25}}
+    cfg.env.reward_params = {"feet_swing": {"min_command": 0.0}}
     ramp = {"start_step": WALK_RAMP_START, "num_steps": WALK_RAMP_STEPS}
     cfg.env.reward_ramps = {"feet_swing": {**ramp, "weight": 10.0}, "action_rate": {**ramp, "weight": -0.5},
                             "action_rate_rate": {**ramp, "weight": -0.05}}
     cfg.policy.init_noise_std = 0.3
-    cfg.algorithm.symmetry_cfg.use_mirror_loss = True
-    cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
+    _follow_commands(cfg)
     cfg.runner.experiment_name = "t1_velocity"
     return cfg
+
+
+def _follow_commands(cfg: TrainConfig) -> None:
+    """The settings that made the staged runs follow the commands (``docs/walking_recipe.md``, stages C-F): yaw
+    tracking at width 1.0, linear tracking at width 0.25 and weight 10, and a mirror loss (coefficient 1.0)."""
+    cfg.env.reward_weights = {**cfg.env.reward_weights, "track_lin_vel_xy_exp": 10.0}
+    cfg.env.reward_params = {**cfg.env.reward_params, "track_ang_vel": {"std": 1.0},
+                             "track_lin_vel_xy_exp": {"std": 0.25}}
+    cfg.algorithm.symmetry_cfg.use_mirror_loss = True
+    cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
 
 
 def t1_velocity_airtime() -> TrainConfig:
@@ -225,8 +232,8 @@ def t1_velocity_airtime() -> TrainConfig:
 
 
 def t1_velocity_swing() -> TrainConfig:
-    """``t1_velocity`` with a gait clock and Booster Gym's swing reward (``env.reward_set=walk_swing``: ``feet_swing``
-    weight 30 on a 1.5 Hz clock whose phase joins the observations, termination penalty -10), legged_gym's
+    """``t1_velocity_airtime`` with a gait clock and Booster Gym's swing reward (``env.reward_set=walk_swing``:
+    ``feet_swing`` weight 30 on a 1.5 Hz clock whose phase joins the observations, termination penalty -10), legged_gym's
     ``only_positive_rewards`` and entropy coefficient 0.01 (legged_gym's and Isaac Lab's humanoids'): the variant
     that keeps stepping while it learns to balance (``docs/walking_recipe.md``)."""
     cfg = t1_velocity_airtime()
@@ -249,12 +256,9 @@ def t1_velocity_track() -> TrainConfig:
     cfg = t1_velocity_swing()
     cfg.env.gait_clock_stand_below = 0.1
     cfg.env.only_positive_rewards = False
-    cfg.env.reward_weights = {"feet_swing": 10.0, "action_rate": -0.5, "action_rate_rate": -0.05,
-                              "track_lin_vel_xy_exp": 10.0}
-    cfg.env.reward_params = {"track_ang_vel": {"std": 1.0}, "track_lin_vel_xy_exp": {"std": 0.25}}
+    cfg.env.reward_weights = {"feet_swing": 10.0, "action_rate": -0.5, "action_rate_rate": -0.05}
     cfg.algorithm.entropy_coef = 0.005
-    cfg.algorithm.symmetry_cfg.use_mirror_loss = True
-    cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
+    _follow_commands(cfg)
     cfg.runner.experiment_name = "t1_velocity_track"
     return cfg
 
