@@ -234,8 +234,8 @@ def t1_velocity_airtime() -> TrainConfig:
 def t1_velocity_swing() -> TrainConfig:
     """``t1_velocity_airtime`` with a gait clock and Booster Gym's swing reward (``env.reward_set=walk_swing``:
     ``feet_swing`` weight 30 on a 1.5 Hz clock whose phase joins the observations, termination penalty -10),
-    legged_gym's ``only_positive_rewards`` and entropy coefficient 0.01 (legged_gym's and Isaac Lab's humanoids'): the variant
-    that keeps stepping while it learns to balance (``docs/walking_recipe.md``)."""
+    legged_gym's ``only_positive_rewards`` and entropy coefficient 0.01 (legged_gym's and Isaac Lab's humanoids'):
+    the variant that keeps stepping while it learns to balance (``docs/walking_recipe.md``)."""
     cfg = t1_velocity_airtime()
     cfg.env.reward_set = "walk_swing"
     cfg.env.gait_clock_hz = 1.5
