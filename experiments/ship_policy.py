@@ -5,7 +5,8 @@
 
 The first run directory is the one whose ``exported/`` policy is shipped (or ``--export``); every run directory
 given (a resumed run and the runs it continued, or the stages it was started from with ``init_from``) adds its
-env steps and training wall time. ``provenance.json`` records the
+env steps and training wall time; ``<run dir>@<iteration>`` counts a run only up to that iteration (the checkpoint
+a later stage started from). ``provenance.json`` records the
 command, the commit, the env steps, the training wall time and the machine; ``walk_all.mp4`` and
 ``walk_all_strip.png`` show one plain-MuJoCo episode of ``experiments/scenarios/walk_all.yaml``.
 """
@@ -32,20 +33,39 @@ SCENARIO = os.path.join(ROOT, "experiments", "scenarios", "walk_all.yaml")
 MAX_VIDEO_BYTES = 2 * 1024 * 1024
 
 
+def split_run(arg: str) -> tuple[str, int | None]:
+    """``<run dir>@<iteration>`` -> ``(run dir, iteration)``: an earlier run that counts only up to the checkpoint
+    the next stage started from; a plain run directory counts all of its iterations."""
+    run, sep, iteration = arg.rpartition("@")
+    if sep and iteration.isdigit():
+        return run, int(iteration)
+    return arg, None
+
+
 def training_totals(run_dirs: list[str], through: int | None = None) -> dict:
     """Env steps and training wall time of every run given, summed: each run counts the iterations it ran itself
     (a resumed run logs from the iteration it resumed at, a run started with ``init_from`` from 0). ``through``:
-    the shipped (first) run counts its iterations up to that one only (a checkpoint before its last)."""
+    the shipped (first) run counts its iterations up to that one only (a checkpoint before its last); an earlier
+    run given as ``<dir>@<iteration>`` likewise up to its own iteration."""
     wall, steps = 0.0, 0
-    for index, run in enumerate(run_dirs):
-        times = read_scalars(run).get("Perf/iteration_time", [])
+    for index, arg in enumerate(run_dirs):
+        run, last = split_run(arg)
         if index == 0 and through is not None:
-            times = [row for row in times if row[0] <= through]
+            last = through
+        times = read_scalars(run).get("Perf/iteration_time", [])
+        if last is not None:
+            times = [row for row in times if row[0] <= last]
         wall += sum(value for _, _, value in times)
         if times:
             iterations = {it for it, _, _ in times}
             steps += (max(iterations) - min(iterations) + 1) * (samples_per_iteration(run) or 0)
     return {"env_steps": int(steps), "train_wall_time_s": round(wall, 1)}
+
+
+def _run_name(arg: str) -> str:
+    run, through = split_run(arg)
+    name = os.path.basename(os.path.normpath(run))
+    return name if through is None else f"{name}@{through}"
 
 
 def machine() -> str:
@@ -92,7 +112,8 @@ def record_episode(out: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run directories: the shipped one first, then the runs it continued")
+    parser.add_argument("runs", nargs="+", help="run directories: the shipped one first, then the runs it continued "
+                        "(<dir>@<iteration>: counted up to that iteration)")
     parser.add_argument("--out", required=True, help="destination, e.g. policies/t1_velocity")
     parser.add_argument("--command", required=True, help="the training command (recorded)")
     parser.add_argument("--export", help="exported directory to ship (default: <first run>/exported)")
@@ -109,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in FILES:
         shutil.copy(os.path.join(export, f), os.path.join(args.out, f))
     provenance = {"command": args.command, "commit": commit(), **training_totals(args.runs, args.through),
-                  "machine": machine(), "runs": [os.path.basename(os.path.normpath(r)) for r in args.runs]}
+                  "machine": machine(), "runs": [_run_name(r) for r in args.runs]}
     if args.through is not None:
         provenance["shipped_iteration"] = args.through
     with open(os.path.join(args.out, "provenance.json"), "w") as f:

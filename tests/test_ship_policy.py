@@ -32,6 +32,11 @@ def test_a_chain_of_runs_counts_every_stage(tmp_path):
     second_first = sum(v for it, _, v in read_scalars(second)["Perf/iteration_time"] if it <= 1)
     assert through["env_steps"] == (4 + 1) * 8 * 8
     assert through["train_wall_time_s"] == pytest.approx(walls[0] + second_first, abs=0.1)
+    # A stage started from an earlier run's checkpoint 2: that run counts its iterations up to 2 only.
+    first_two = sum(v for it, _, v in read_scalars(first)["Perf/iteration_time"] if it <= 2)
+    stage = ship_policy.training_totals([second, first + "@2"])
+    assert stage["env_steps"] == (2 + 2) * 8 * 8
+    assert stage["train_wall_time_s"] == pytest.approx(walls[1] + first_two, abs=0.1) and first_two < walls[0]
 
 
 def test_a_run_without_an_export_is_refused(tmp_path, capsys):
