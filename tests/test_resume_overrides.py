@@ -7,6 +7,7 @@ import os
 import pytest
 
 from agile_jax.algorithms import optim
+from agile_jax.training import resume
 from experiments import train
 
 BASE = ["config=point_mass", "num_envs=16", "max_iterations=2", "save_interval=1", "progress_bar=false",
@@ -43,3 +44,17 @@ def test_layout_changes_are_refused_in_one_line(first_run, capsys):
     assert sorted(os.listdir(os.path.join(first_run, "point_mass"))) == runs_before  # no new folder left behind
     for run in runs_before:  # earlier runs keep their checkpoints
         assert os.listdir(os.path.join(first_run, "point_mass", run, "checkpoints"))
+
+
+def test_reward_weights_ramps_and_parameters_may_change_but_not_the_set_of_terms():
+    changes = {
+        "env.reward_weights.track_lin_vel_xy_exp": (10.0, 15.0),  # retuned: allowed
+        "env.reward_ramps.track_lin_vel_xy_exp.weight": (None, 15.0),  # a new ramp: allowed
+        "env.reward_params.track_ang_vel.std": (1.0, 0.5),  # allowed
+        "env.reward_weights.feet_air_time": (3.0, 0.0),  # the term would disappear from the env state
+        "env.reward_weights.jumping": (None, -20.0),  # left to the reward set before: it may have been zero
+        "env.num_envs": (256, 128),
+        "algorithm.learning_rate": (1e-3, 1e-4),  # not a layout setting
+    }
+    assert set(resume.refused_changes(changes)) == {
+        "env.reward_weights.feet_air_time", "env.reward_weights.jumping", "env.num_envs"}

@@ -4,7 +4,8 @@ A checkpoint stores the config it was trained with. A resumed run is built from 
 changed settings (clip, epochs, minibatches, schedule, max iterations, save interval ...) apply by
 construction; two live in the restored train state and are written into it here: the learning rate (in the
 optimiser state, where the adaptive schedule keeps it) and the entropy coefficient (the entropy term's
-state). Settings that shape the restored arrays (env, network and extension layout) cannot change.
+state). Settings that shape the restored arrays (env, network and extension layout) cannot change; the
+reward's weights, ramps and parameters can (a weight must be set and non-zero before and after).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from agile_jax.training.iteration import place_state
 FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "runner.obs_groups",
          *(key for method in METHODS for key in method.fixed_on_resume))
 # Bookkeeping that differs on every resume by design.
+# Reward weights, ramps and parameters scale or shape the reward only: no restored array depends on them, so they
+# may change (legged_gym's and Isaac Lab's habit of resuming with a retuned reward). A weight to or from zero adds
+# or drops a term, and with it arrays of the env state, so that stays fixed.
+REWARD_SETTINGS = ("env.reward_weights.", "env.reward_ramps.", "env.reward_params.")
 IGNORED = ("runner.resume", "runner.load_run", "runner.load_checkpoint", "runner.run_name",
            "runner.init_from", "runner.init_from_max_std")  # a restored state replaces what init_from loaded
 
@@ -45,6 +50,17 @@ def changed_settings(saved_yaml: str, cfg: Any) -> dict[str, tuple[Any, Any]]:
             if saved.get(k) != current.get(k) and not k.startswith(IGNORED)}
 
 
+def _is_fixed(key: str, old: Any, new: Any) -> bool:
+    if key.startswith("env.reward_weights."):
+        return not (old and new)  # zero (or left to the reward set, which may be zero): a term may appear or go
+    return key.startswith(FIXED) and not key.startswith(REWARD_SETTINGS)
+
+
+def refused_changes(changes: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """The changed settings a restored state cannot take (they shape its arrays)."""
+    return {k: v for k, v in changes.items() if _is_fixed(k, *v)}
+
+
 def apply_overrides(runner: Any, saved_yaml: str) -> dict[str, tuple[Any, Any]]:
     """Writes the changed learning rate / entropy coefficient into the restored state; returns every change.
 
@@ -52,7 +68,7 @@ def apply_overrides(runner: Any, saved_yaml: str) -> dict[str, tuple[Any, Any]]:
         ConfigError: a changed setting that cannot apply to the restored state (named, with both values).
     """
     changes = changed_settings(saved_yaml, runner.cfg)
-    fixed = {k: v for k, v in changes.items() if k.startswith(FIXED)}
+    fixed = refused_changes(changes)
     if fixed:
         listed = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in fixed.items())
         raise config_lib.ConfigError(f"cannot resume with changed {listed}: the checkpoint's state was built with "
