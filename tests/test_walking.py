@@ -152,14 +152,15 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
     assert table["track_ang_vel"].params["std"] == 1.0
     assert cfg.algorithm.symmetry_cfg.use_mirror_loss and cfg.algorithm.entropy_coef == 0.005
     assert cfg.policy.init_noise_std == 0.3
-    # Weights before the ramp, halfway through it (control step 30 000) and after it: linear, 30 -> 10 etc.
-    expected = {0: (30.0, -0.05, -0.005), 24_000: (30.0, -0.05, -0.005), 30_000: (20.0, -0.275, -0.0275),
-                36_000: (10.0, -0.5, -0.05), 90_000: (10.0, -0.5, -0.05)}
-    for step, (swing, rate, rate_rate) in expected.items():
+    # Weights before the ramp, halfway through it (control step 30 000) and after it: linear, 30 -> 10 etc.; the
+    # linear tracking weight steps from 10 to 15 after control step 60 000 (iteration 2500).
+    expected = {0: (30.0, -0.05, -0.005, 10.0), 24_000: (30.0, -0.05, -0.005, 10.0),
+                30_000: (20.0, -0.275, -0.0275, 10.0), 36_000: (10.0, -0.5, -0.05, 10.0),
+                60_000: (10.0, -0.5, -0.05, 10.0), 60_001: (10.0, -0.5, -0.05, 15.0), 90_000: (10.0, -0.5, -0.05, 15.0)}
+    for step, weights in expected.items():
         w = terms.reward_weights(table, ramps, jnp.asarray(step))
-        np.testing.assert_allclose([w["feet_swing"], w["action_rate"], w["action_rate_rate"]],
-                                   [swing, rate, rate_rate], rtol=1e-6)
-        assert float(w["track_lin_vel_xy_exp"]) == 10.0
+        names = ("feet_swing", "action_rate", "action_rate_rate", "track_lin_vel_xy_exp")
+        np.testing.assert_allclose([w[name] for name in names], weights, rtol=1e-6)
 
 
 @pytest.mark.parametrize("ramp, message", [

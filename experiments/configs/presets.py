@@ -179,6 +179,8 @@ def cartpole_balance() -> TrainConfig:
 
 # The one-run recipe's hand-over from stepping to command following, in global control steps.
 WALK_RAMP_START, WALK_RAMP_STEPS = 24_000, 12_000
+# Iteration 2500 at 24 control steps per env: the linear-velocity tracking weight steps from 10 to 15.
+TRACK_STEP_START = 60_000
 
 
 def t1_velocity() -> TrainConfig:
@@ -193,7 +195,9 @@ def t1_velocity() -> TrainConfig:
     - then following the command: from control step 24 000 (iteration 1000 at 24 steps per env) to 36 000 the
       swing weight falls to 10 and the action-rate penalties rise to AGILE's (-0.5, -0.05);
     - all along: linear-velocity tracking at width 0.25 and weight 10, yaw-rate tracking at width 1.0, and a
-      mirror loss that keeps the policy left-right symmetric.
+      mirror loss that keeps the policy left-right symmetric;
+    - from control step 60 000 (iteration 2500) the linear tracking weight is 15: it takes the forward drift out
+      of the gait (standing still, walking backward).
     """
     cfg = t1_velocity_airtime()
     cfg.env.reward_set, cfg.env.gait_clock_hz, cfg.env.gait_clock_stand_below = "walk_swing", 1.5, 0.0
@@ -201,7 +205,8 @@ def t1_velocity() -> TrainConfig:
     cfg.env.reward_params = {"feet_swing": {"min_command": 0.0}}
     ramp = {"start_step": WALK_RAMP_START, "num_steps": WALK_RAMP_STEPS}
     cfg.env.reward_ramps = {"feet_swing": {**ramp, "weight": 10.0}, "action_rate": {**ramp, "weight": -0.5},
-                            "action_rate_rate": {**ramp, "weight": -0.05}}
+                            "action_rate_rate": {**ramp, "weight": -0.05},
+                            "track_lin_vel_xy_exp": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 15.0}}
     cfg.policy.init_noise_std = 0.3
     _follow_commands(cfg)
     cfg.runner.experiment_name = "t1_velocity"
