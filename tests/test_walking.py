@@ -180,3 +180,13 @@ def test_a_reward_ramp_override_replaces_the_preset_ramp_of_that_term():
     _, ramps = _reward_tables(cfg.env)
     assert (ramps["action_rate"].start_step, ramps["action_rate"].num_steps) == (100, 50)
     assert ramps["action_rate"].terminal_weight == -1.0 and ramps["action_rate_rate"].start_step == 60_000
+
+
+def test_the_readme_command_picks_its_cpu_defaults_unless_given(capsys):
+    from experiments import train
+
+    base = get_preset("t1_velocity")
+    assert train.cpu_defaults("t1_velocity", base, []) == ["num_envs=256", "runner.max_iterations=2750"]
+    assert "no accelerator: t1_velocity uses its CPU defaults num_envs=256" in capsys.readouterr().out
+    assert train.cpu_defaults("t1_velocity", base, ["env.num_envs=64"]) == ["runner.max_iterations=2750"]
+    assert train.cpu_defaults("t1_velocity_agile", get_preset("t1_velocity_agile"), []) == []

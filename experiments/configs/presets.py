@@ -460,7 +460,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
 # Overrides a preset takes when JAX has no accelerator (``experiments/train.py`` prints them; the user's own
 # overrides win): the walking recipe on a 2-core CPU (``benchmarks/learning_t1.md``).
 CPU_DEFAULTS: dict[str, list[str]] = {
-    "t1_velocity": ["num_envs=256", "runner.max_iterations=5000"],
+    "t1_velocity": ["num_envs=256", "runner.max_iterations=2750"],  # where one run came closest (walking_recipe.md)
     "t1_velocity_airtime": ["num_envs=256", "runner.max_iterations=3000"],
     "t1_velocity_swing": ["num_envs=256", "runner.max_iterations=3000"],
     "t1_velocity_track": ["num_envs=256", "runner.max_iterations=3000"],
