@@ -68,9 +68,9 @@ def _paths(params, obs):
     """Teacher, student and deployed-student actions, hand-written forward passes and PPO-like gradients."""
     net = _networks()
     x = jnp.concatenate([obs["policy"], obs["extra"].reshape(4, 4)], -1)
-    z = _mlp(params["actor"]["privilege_encoder"]["params"], obs["critic"])
-    z_hat = _mlp(params["history_encoder"]["mlp"]["params"], obs["extra"].reshape(4, 4))
-    actor = params["actor"]["mlp"]["params"]
+    z = _mlp(params.actor["privilege_encoder"]["params"], obs["critic"])
+    z_hat = _mlp(params.history_encoder["mlp"]["params"], obs["extra"].reshape(4, 4))
+    actor = params.actor["mlp"]["params"]
     student, student_params = net.deployed(params)
     return {"teacher": net.actor_mean(params, {}, obs), "teacher_hand": _mlp(actor, jnp.concatenate([x, z], -1)),
             "student": net.act_student(params, {}, obs), "student_hand": _mlp(actor, jnp.concatenate([x, z_hat], -1)),
@@ -82,15 +82,15 @@ def test_teacher_reads_the_privileged_latent_and_the_student_the_history_latent(
     net = _networks()
     assert net.history_columns.tolist() == [3, 4, 5, 6]  # "extra" follows the 3 policy columns
     params = jax.jit(net.init)(jax.random.key(0))
-    assert params["actor"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (7 + 3, 8)
+    assert params.actor["mlp"]["params"]["Dense_0"]["kernel"].shape == (7 + 3, 8)
     out = _paths(params, _obs(4))
     np.testing.assert_allclose(out["teacher"], out["teacher_hand"], atol=1e-6)
     np.testing.assert_allclose(out["student"], out["student_hand"], atol=1e-6)
     assert np.max(np.abs(out["teacher"] - out["student"])) > 1e-3
     # PPO's objective reaches the privilege encoder but never the history encoder.
     grads = out["grads"]
-    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads["history_encoder"]))
-    assert float(jnp.max(jnp.abs(grads["actor"]["privilege_encoder"]["params"]["Dense_0"]["kernel"]))) > 0
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads.history_encoder))
+    assert float(jnp.max(jnp.abs(grads.actor["privilege_encoder"]["params"]["Dense_0"]["kernel"]))) > 0
     # The deployed student is the same function of the observation, with the exporters' params layout.
     student, student_params = net.deployed(params)
     assert isinstance(student, StudentActorCritic) and set(student_params) == {"actor", "critic", "estimator"}
@@ -156,7 +156,7 @@ def trained():
     encoder and the logged matching losses."""
     cfg = _gain_config()
     runner = OnPolicyRunner(VecEnv(HiddenGainPointMass(cfg.env), cfg.env.num_envs), cfg)
-    initial = runner.state.params["history_encoder"]
+    initial = runner.state.params.history_encoder
     losses = []
     for _ in range(ITERATIONS):
         runner.state, out = runner.trainer.iteration(runner.state)
@@ -310,8 +310,8 @@ def test_t1_preset_reads_the_critic_and_the_policy_history():
     net = ts_networks(cfg, env, make_networks(cfg, env))
     assert net.obs_groups["privileged"] == ["critic"] and net.obs_groups["history"] == ["policy"]
     params = jax.eval_shape(net.init, jax.random.key(0))
-    assert net.num_latent_dims == 70 and params["actor"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (225 + 70, 256)
-    assert params["history_encoder"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (225, 256)
+    assert net.num_latent_dims == 70 and params.actor["mlp"]["params"]["Dense_0"]["kernel"].shape == (225 + 70, 256)
+    assert params.history_encoder["mlp"]["params"]["Dense_0"]["kernel"].shape == (225, 256)
 
 
 @pytest.mark.slow
@@ -347,9 +347,9 @@ for n in (1, 2):
     cfg = _small_ts_config()
     cfg.algorithm.num_mini_batches, cfg.runner.logger = 1, "none"  # minibatch = each device's whole shard
     runner = OnPolicyRunner(point_mass_env(cfg), cfg, mesh=make_mesh(n))
-    initial = jax.tree.leaves(jax.device_get(runner.state.params["history_encoder"]))
+    initial = jax.tree.leaves(jax.device_get(runner.state.params.history_encoder))
     runner.learn(3)
-    params[n] = jax.tree.leaves(jax.device_get(runner.state.params["history_encoder"]))
+    params[n] = jax.tree.leaves(jax.device_get(runner.state.params.history_encoder))
 print(json.dumps({"diff": max(float(np.max(np.abs(a - b))) for a, b in zip(params[1], params[2])),
                   "moved": max(float(np.max(np.abs(a - b))) for a, b in zip(params[2], initial))}))
 """
