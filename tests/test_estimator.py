@@ -201,7 +201,7 @@ def test_checkpoint_round_trip_resumes_exactly(tmp_path):
     cfg = _estimator_config()
     cfg.env.num_envs, cfg.runner.num_steps_per_env = 16, 8
     straight, resumed = straight_and_resumed(cfg, tmp_path)
-    assert "estimator" in resumed.state.params
+    assert "estimator" in resumed.state.params.by_network()
     assert leaves_equal(straight.state.params, resumed.state.params)
     assert leaves_equal(straight.state.normalizers, resumed.state.normalizers)
 

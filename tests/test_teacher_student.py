@@ -93,7 +93,8 @@ def test_teacher_reads_the_privileged_latent_and_the_student_the_history_latent(
     assert float(jnp.max(jnp.abs(grads.actor["privilege_encoder"]["params"]["Dense_0"]["kernel"]))) > 0
     # The deployed student is the same function of the observation, with the exporters' params layout.
     student, student_params = net.deployed(params)
-    assert isinstance(student, StudentActorCritic) and set(student_params) == {"actor", "critic", "estimator"}
+    assert isinstance(student, StudentActorCritic)
+    assert set(student_params.by_network()) == {"actor", "critic", "estimator"}
     np.testing.assert_allclose(out["deployed"], out["student"], atol=1e-6)
 
 
@@ -128,8 +129,8 @@ def test_post_update_trains_only_the_history_encoder_with_its_own_adam():
         state, new, metrics = post(state, params, {}, rollout, jax.random.key(i))
         first = float(metrics["latent_matching"]) if first is None else first
         # Actor, critic and privilege encoder stay as PPO left them.
-        assert leaves_equal({k: v for k, v in new.items() if k != "history_encoder"},
-                            {k: v for k, v in params.items() if k != "history_encoder"})
+        assert leaves_equal({k: v for k, v in new.by_network().items() if k != "history_encoder"},
+                            {k: v for k, v in params.by_network().items() if k != "history_encoder"})
         params = new
     # epochs x minibatches x num_encoder_epochs = 12 Adam steps per call.
     assert int(optax.tree_utils.tree_get(state.opt_state, "count")) == 40 * 12
@@ -245,7 +246,7 @@ def _small_ts_config():
 
 def test_checkpoint_round_trip_resumes_exactly(tmp_path):
     straight, resumed = straight_and_resumed(_small_ts_config(), tmp_path)
-    assert "history_encoder" in resumed.state.params and "privileged" in resumed.state.normalizers
+    assert "history_encoder" in resumed.state.params.by_network() and "privileged" in resumed.state.normalizers
     assert leaves_equal(straight.state.params, resumed.state.params)
     assert leaves_equal(straight.state.normalizers, resumed.state.normalizers)
     assert leaves_equal(straight.state.opt_state, resumed.state.opt_state)
