@@ -186,7 +186,7 @@ def test_history_encoder_learns_to_match_the_teacher_latent(trained):
     not_done = jnp.ones(len(obs["critic"]))
     target = net.teacher_latent(params, norms, obs)
     matched = ts.latent_matching_loss(net.student_latent(params, norms, obs), target, not_done)
-    untrained = ts.latent_matching_loss(net.student_latent(dict(params, history_encoder=initial), norms, obs),
+    untrained = ts.latent_matching_loss(net.student_latent(params.replace(history_encoder=initial), norms, obs),
                                         target, not_done)
     # On the final teacher's latents the trained history encoder errs far less than the initial one (measured:
     # 0.22 of it; the latent grows as PPO comes to rely on it, so the logged loss is not monotonic).
@@ -204,7 +204,7 @@ def test_the_student_alone_scores_close_to_the_teacher(trained):
     net, params, norms, env = runner.networks, runner.state.params, runner.state.normalizers, runner.env
     teacher, _ = _mean_reward(env, lambda o: net.actor_mean(params, norms, o))
     student, _ = _mean_reward(env, runner.get_inference_policy())  # the runner's policy is the student
-    unmatched, _ = _mean_reward(env, lambda o: net.act_student(dict(params, history_encoder=initial), norms, o))
+    unmatched, _ = _mean_reward(env, lambda o: net.act_student(params.replace(history_encoder=initial), norms, o))
     zero, _ = _mean_reward(env, lambda o: jnp.zeros((o["policy"].shape[0], 2)))
     scores = {"teacher": teacher, "student": student, "unmatched": unmatched, "zero": zero}
     assert teacher - zero > 0.3, scores
