@@ -248,7 +248,7 @@ def test_clip_min_std_floors_the_std_parameter():
         params = net.init(jax.random.key(0))
         params.actor["std"] = jnp.array([floor - 1.0, floor + 1.0])
         _, out, _ = ext.post_update(None, params, {}, None, None)
-        np.testing.assert_allclose(out["actor"]["std"], [floor, floor + 1.0], rtol=1e-6)
+        np.testing.assert_allclose(out.actor["std"], [floor, floor + 1.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("options, message", [
