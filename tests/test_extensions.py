@@ -112,8 +112,8 @@ def test_l2c2_zero_for_constant_policy_positive_otherwise():
         m["l2c2_critic"]), rel=1e-6)
     const = jax.tree.map(lambda x: x, params)
     for net_name in ("actor", "critic"):
-        mlp = const[net_name]["mlp"]["params"]
-        const[net_name]["mlp"]["params"] = {k: {"kernel": jnp.zeros_like(v["kernel"]), "bias": v["bias"]}
+        mlp = const.by_network()[net_name]["mlp"]["params"]
+        const.by_network()[net_name]["mlp"]["params"] = {k: {"kernel": jnp.zeros_like(v["kernel"]), "bias": v["bias"]}
                                             for k, v in mlp.items()}
     loss0, _ = term(const, b, None, None, jax.random.key(0))
     assert float(loss0) == 0.0

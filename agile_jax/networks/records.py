@@ -8,9 +8,10 @@ Each network layout has its params record, so the fields name the networks a pol
     TeacherStudentParams(actor, critic, history_encoder) the teacher-student policy (teacher_student.py)
 
 Every field holds that network's nested dict of arrays (Flax's own ``{"params": {"Dense_0": ...}}`` inside), and
-the recurrent state of an actor-critic is an :class:`ActorCriticHidden`. A record is a pytree (a flax
-``struct.dataclass``), so ``jax.tree.map``, optimisers and checkpoints treat it like any other node; its leaves
-flatten in field order.
+the recurrent state of an actor-critic is an :class:`ActorCriticHidden` (a rollout that carries more, the acting
+extensions' or a distillation teacher's state, has a record of :mod:`agile_jax.training.rollout`). A record is a
+pytree (a flax ``struct.dataclass``), so ``jax.tree.map``, optimisers and checkpoints treat it like any other node;
+its leaves flatten in field order.
 
 The fields are in alphabetical order, the order in which a dict with the same keys flattens, and checkpoints
 store a record's fields by name just as a dict's keys: a checkpoint holding ``{"actor": ..., "critic": ...}``

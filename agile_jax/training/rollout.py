@@ -51,7 +51,8 @@ class RolloutCarry(NamedTuple):
 @struct.dataclass
 class ActingHidden(ActorCriticHidden):
     """The recurrent state of actor and critic, and the per-env state of the extensions that act, ``{name:
-    state}`` (see :class:`~agile_jax.extensions.base.Actor`)."""
+    state}`` (see :class:`~agile_jax.extensions.base.Actor`); fields in alphabetical order, as
+    :mod:`agile_jax.networks.records` explains."""
 
     extensions: dict
 
@@ -64,7 +65,7 @@ class ActingHidden(ActorCriticHidden):
 @struct.dataclass
 class DistillationHidden:
     """The recurrent state of a distillation rollout: the student's (the actor of the student's actor-critic) and
-    the teacher's, leaves ``[N, ...]`` (each empty for a feed-forward network)."""
+    the teacher's, leaves ``[N, ...]`` (each empty for a feed-forward network); fields in alphabetical order."""
 
     actor: Any
     teacher: Any
