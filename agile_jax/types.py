@@ -13,7 +13,7 @@ import jax
 
 PRNGKey = jax.Array
 Array = jax.Array
-Params = Any  # nested dict of arrays
+Params = Any  # nested dict of arrays (one network), or a record of them per network (agile_jax.networks.records)
 Metrics = dict[str, Array]
 Observation = dict[str, Array]  # group name -> [..., *group_shape]
 

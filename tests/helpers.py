@@ -72,7 +72,7 @@ def policy_return(runner, seed: int = 7) -> float:
             nxt, info = env.step(state, actions)
             return (nxt, reset_state(hidden, info.done), total + alive * info.reward, alive * (1.0 - info.done)), None
 
-        init = (env.reset(keys), net.init_hidden(num_envs)["actor"], jnp.zeros(num_envs), jnp.ones(num_envs))
+        init = (env.reset(keys), net.init_hidden(num_envs).actor, jnp.zeros(num_envs), jnp.ones(num_envs))
         return jnp.mean(jax.lax.scan(body, init, None, length=env.max_episode_length)[0][2])
 
     keys = jax.random.split(jax.random.key(seed), num_envs)

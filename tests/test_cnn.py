@@ -113,7 +113,7 @@ def test_actor_critic_matches_rsl_rl_cnn_model(share):
     torch_params = {id(p): p.numel() for m in (actor, critic) for p in m.parameters()}  # shared tensors once
     fresh = jax.eval_shape(net.init, jax.random.key(0))
     assert sum(x.size for x in jax.tree.leaves(fresh)) == sum(torch_params.values())
-    assert ("cnns" in fresh["critic"]) == (not share)
+    assert ("cnns" in fresh.critic) == (not share)
     params, norms = params_from_rsl_rl(net, actor.state_dict(), critic.state_dict())
     assert jax.tree.structure(params) == jax.tree.structure(fresh)
     assert jax.tree.map(np.shape, params) == jax.tree.map(lambda x: x.shape, fresh)
@@ -124,9 +124,9 @@ def test_actor_critic_matches_rsl_rl_cnn_model(share):
     np.testing.assert_allclose(np.asarray(apply(params)[1]), value, atol=1e-5)
     # With shared encoders the critic reads the actor's: changing them moves the value.
     if share:
-        cnns = params["actor"]["cnns"]["scan"]
-        moved = {**params, "actor": {**params["actor"], "cnns": {"scan": {
-            **cnns, "conv_1": {**cnns["conv_1"], "bias": cnns["conv_1"]["bias"] + 1.0}}}}}
+        cnns = params.actor["cnns"]["scan"]
+        moved = params.replace(actor={**params.actor, "cnns": {"scan": {
+            **cnns, "conv_1": {**cnns["conv_1"], "bias": cnns["conv_1"]["bias"] + 1.0}}}})
         assert np.max(np.abs(np.asarray(apply(moved)[1]) - value)) > 1e-3
 
 
@@ -223,12 +223,12 @@ def trained():
 def test_ppo_learns_through_the_cnn(trained):
     """The deterministic policy parks near the origin, which it can only find through the grid image."""
     _, runner, before, after, _ = trained
-    assert isinstance(runner.networks, ActorCriticCNN) and set(runner.state.params["critic"]) == {"mlp"}
+    assert isinstance(runner.networks, ActorCriticCNN) and set(runner.state.params.critic) == {"mlp"}
     assert after > before + 0.25 and after > 0.45, (before, after)
     # The CNN carries the position: blanking the image (zero weights) moves the actions.
     obs = runner.state.env_state.obs
     params = runner.state.params
-    blind = dict(params, actor={**params["actor"], "cnns": jax.tree.map(jnp.zeros_like, params["actor"]["cnns"])})
+    blind = params.replace(actor={**params.actor, "cnns": jax.tree.map(jnp.zeros_like, params.actor["cnns"])})
     policy = make_inference_fn(runner.networks)
     moved = np.abs(np.asarray(policy(params, runner.state.normalizers)(obs) - policy(blind, runner.state.normalizers)
                               (obs)))
@@ -276,8 +276,8 @@ def test_export_of_every_layer_kind_with_batch_norm_and_two_images(tmp_path):
                                 obs_groups=groups, action_size=3, actor_hidden_dims=(16,), critic_hidden_dims=(16,),
                                 actor_obs_normalization=True)
     params = net.init(jax.random.key(3))
-    norm = params["actor"]["cnns"]["scan"]["norm_0"]
-    params["actor"]["cnns"]["scan"]["norm_0"] = {**norm, "mean": norm["mean"] + 0.3, "var": norm["var"] * 1.7}
+    norm = params.actor["cnns"]["scan"]["norm_0"]
+    params.actor["cnns"]["scan"]["norm_0"] = {**norm, "mean": norm["mean"] + 0.3, "var": norm["var"] * 1.7}
     rng = np.random.default_rng(0)
     obs = {g: (rng.standard_normal((40, *s)) * 2 + 0.5).astype(np.float32) for g, s in shapes.items()}
     norms = {"actor": normalization.update(normalization.init(6), obs["policy"])}

@@ -31,6 +31,7 @@ from agile_jax.algorithms import distillation, optim  # noqa: E402
 from agile_jax.config import DistillationAlgorithmConfig  # noqa: E402
 from agile_jax.extensions import symmetry  # noqa: E402
 from agile_jax.networks.actor_critic import ActorCritic  # noqa: E402
+from agile_jax.networks.records import ActorParams  # noqa: E402
 from agile_jax.networks.recurrent import ActorCriticRecurrent, reset_state, rnn_from_torch  # noqa: E402
 from envs.tasks.point_mass import PointMass  # noqa: E402
 
@@ -79,14 +80,14 @@ def _student_models(case: Case, obs):
     return student, MLPModel(obs, GROUPS, "teacher", A, hidden_dims=[12])
 
 
-def _params(sd: dict) -> dict:
+def _params(sd: dict) -> ActorParams:
     mlp = {"params": {f"Dense_{i}": {"kernel": jnp.array(sd[f"mlp.{j}.weight"].numpy().T),
                                      "bias": jnp.array(sd[f"mlp.{j}.bias"].numpy())}
                       for i, j in enumerate(range(0, 2 * len(HIDDEN) + 1, 2))}}
     actor = {"mlp": mlp, "std": jnp.array(sd["distribution.std_param"].numpy())}
     if "rnn.rnn.weight_ih_l0" in sd:
         actor["rnn"] = rnn_from_torch(sd, "rnn.rnn.")
-    return {"actor": actor}
+    return ActorParams(actor=actor)
 
 
 def _hidden(state, case: Case):
@@ -200,7 +201,7 @@ def reference_update(cfg, net, params, batch):
 def test_update_matches_hand_written_schedule(student):
     case = Case(student)
     net = _networks(case)
-    params = {"actor": net.init(jax.random.key(3))["actor"]}
+    params = ActorParams(actor=net.init(jax.random.key(3)).actor)
     rng = np.random.default_rng(3)
     dones = rng.random((T, N)) < 0.15
     batch = distillation.DistillBatch(obs={k: jnp.asarray(rng.normal(size=(T, N, d)), jnp.float32)
@@ -232,7 +233,7 @@ def test_behavior_losses_match_torch():
 
 def test_mirror_term_is_zero_for_equivariant_student_and_weighted():
     net = ActorCritic({"policy": (4,)}, {"actor": ["policy"], "critic": ["policy"]}, 2, (8,), ())
-    params = {"actor": net.init(jax.random.key(0))["actor"]}
+    params = ActorParams(actor=net.init(jax.random.key(0)).actor)
     mirror_obs = lambda o: {"policy": PointMass.mirror_obs({"policy": o["policy"]})["policy"]}  # noqa: E731
     term = symmetry.distillation_term(net, mirror_obs, PointMass.mirror_actions, coeff=0.5)
     obs = {"policy": jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)), jnp.float32)}

@@ -57,7 +57,7 @@ def test_finetune_starts_from_the_student_with_a_fresh_critic(distilled_mlp):
     cfg = teacher_config()
     runner = finetune_runner(point_mass_env(cfg), cfg, student)
     params, distilled = jax.device_get(runner.state.params), jax.device_get(student.state.params)
-    for a, b in zip(jax.tree.leaves(params["actor"]), jax.tree.leaves(distilled["actor"])):
+    for a, b in zip(jax.tree.leaves(params.actor), jax.tree.leaves(distilled.actor)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(np.asarray(runner.state.normalizers["actor"].mean),
                                   np.asarray(student.state.normalizers["actor"].mean))
@@ -75,12 +75,12 @@ def test_finetuning_improves_an_under_trained_student(distilled_mlp):
     student.learn(2)
     cfg = teacher_config()
     runner = finetune_runner(point_mass_env(cfg), cfg, student)
-    start, actor = student_return(runner), jax.device_get(runner.state.params["actor"])
+    start, actor = student_return(runner), jax.device_get(runner.state.params.actor)
     assert start < 45.0
     runner.learn(10)
     assert student_return(runner) > start + 5.0, (start, student_return(runner))
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(actor),
-                                                              jax.tree.leaves(runner.state.params["actor"])))
+                                                              jax.tree.leaves(runner.state.params.actor)))
     assert moved > 1e-3, moved
 
 

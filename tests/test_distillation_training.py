@@ -59,7 +59,7 @@ def evaluate(env, step, initial_state, num_envs: int = 64, seed: int = 7) -> flo
 def student_return(runner) -> float:
     net, params, norms = runner.networks, runner.state.params, runner.state.normalizers
     return evaluate(runner.env, lambda obs, h: net.actor_step(params, norms, obs, h),
-                    lambda n: net.init_hidden(n)["actor"])
+                    lambda n: net.init_hidden(n).actor)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_distillation_resume_is_bit_exact(teacher_file, tmp_path):
     for field in ("params", "opt_state", "normalizers", "env_state", "hidden"):
         a, b = jax.tree.leaves(getattr(straight.state, field)), jax.tree.leaves(getattr(second.state, field))
         assert len(a) == len(b) and all(np.array_equal(_raw(x), _raw(y)) for x, y in zip(a, b)), field
-    assert any(float(jnp.abs(x).max()) > 0 for x in jax.tree.leaves(second.state.hidden["actor"]))
+    assert any(float(jnp.abs(x).max()) > 0 for x in jax.tree.leaves(second.state.hidden.actor))
 
 
 def test_recurrent_student_finetunes_with_ppo(teacher_file, distilled):
@@ -143,14 +143,14 @@ def test_recurrent_student_finetunes_with_ppo(teacher_file, distilled):
     cfg = teacher_config()
     runner = finetune_runner(point_mass_env(cfg), cfg, student)
     assert runner.networks.is_recurrent and runner.networks.rnn_hidden_dim == 32
-    start, actor = student_return(runner), jax.device_get(runner.state.params["actor"])
+    start, actor = student_return(runner), jax.device_get(runner.state.params.actor)
     assert start == pytest.approx(student_return(student), abs=1e-4) and start < 0.5 * teacher_file[1]
     value = lambda: float(jax.device_get(runner.trainer.iteration(runner.state)[1].metrics["value"]))  # noqa: E731
     first = value()
     runner.learn(40)
     assert student_return(runner) > start + 4.0, (start, student_return(runner))
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(actor),
-                                                              jax.tree.leaves(runner.state.params["actor"])))
+                                                              jax.tree.leaves(runner.state.params.actor)))
     assert moved > 1e-3 and value() < 0.8 * first, (moved, first, value())
 
 

@@ -72,18 +72,18 @@ def _dense(p, x):
 def test_the_actor_reads_its_input_followed_by_the_detached_estimate():
     net = _networks()
     params = net.init(jax.random.key(0))
-    assert params["actor"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (4 + 2, 8)
-    assert params["estimator"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (4, 6)
+    assert params.actor["mlp"]["params"]["Dense_0"]["kernel"].shape == (4 + 2, 8)
+    assert params.estimator["mlp"]["params"]["Dense_0"]["kernel"].shape == (4, 6)
     obs = {"policy": jax.random.normal(jax.random.key(1), (3, 4)), "critic": jnp.zeros((3, 5))}
-    e, a = params["estimator"]["mlp"]["params"], params["actor"]["mlp"]["params"]
+    e, a = params.estimator["mlp"]["params"], params.actor["mlp"]["params"]
     estimate = _dense(e["Dense_1"], jax.nn.elu(_dense(e["Dense_0"], obs["policy"])))
     mean = _dense(a["Dense_1"], jax.nn.elu(_dense(a["Dense_0"], jnp.concatenate([obs["policy"], estimate], -1))))
     np.testing.assert_allclose(net.estimate(params, {}, obs), estimate, atol=1e-6)
     np.testing.assert_allclose(net.actor_mean(params, {}, obs), mean, atol=1e-6)
     # The policy gradient never reaches the estimator (st_rl detaches the estimate).
     grads = jax.grad(lambda p: jnp.sum(net.actor_mean(p, {}, obs)))(params)
-    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads["estimator"]))
-    assert float(jnp.max(jnp.abs(grads["actor"]["mlp"]["params"]["Dense_0"]["kernel"]))) > 0
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads.estimator))
+    assert float(jnp.max(jnp.abs(grads.actor["mlp"]["params"]["Dense_0"]["kernel"]))) > 0
 
 
 def test_extension_loss_is_the_coefficient_times_the_estimation_loss():
@@ -168,7 +168,7 @@ def test_export_runs_estimator_and_actor_with_parity(trained, tmp_path):
         "EstimatorActorCritic", 2, ["policy"])
     # The graphs take the policy observation only, and the estimator matters inside them.
     flat = obs["policy"][:64]
-    without = dict(runner.state.params, estimator=jax.tree.map(jnp.zeros_like, runner.state.params["estimator"]))
+    without = runner.state.params.replace(estimator=jax.tree.map(jnp.zeros_like, runner.state.params.estimator))
     blind = np.asarray(make_inference_fn(runner.networks)(without, runner.state.normalizers)(obs)[:64])
     exported = onnx.run_onnx(str(tmp_path / "policy.onnx"), flat)
     assert np.max(np.abs(exported - blind)) > 1e-3
@@ -201,7 +201,7 @@ def test_checkpoint_round_trip_resumes_exactly(tmp_path):
     cfg = _estimator_config()
     cfg.env.num_envs, cfg.runner.num_steps_per_env = 16, 8
     straight, resumed = straight_and_resumed(cfg, tmp_path)
-    assert "estimator" in resumed.state.params
+    assert "estimator" in resumed.state.params.by_network()
     assert leaves_equal(straight.state.params, resumed.state.params)
     assert leaves_equal(straight.state.normalizers, resumed.state.normalizers)
 
@@ -236,7 +236,7 @@ def test_t1_preset_estimates_the_critic_base_velocity():
     networks = estimator_networks(cfg, env, make_networks(cfg, env))
     assert networks.estimate_size == 3 and networks.estimator_groups == ("policy",)
     params = jax.eval_shape(networks.init, jax.random.key(0))
-    assert params["actor"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (5 * 45 + 3, 256)
+    assert params.actor["mlp"]["params"]["Dense_0"]["kernel"].shape == (5 * 45 + 3, 256)
     ext = estimator.component_index({"critic": env.env.critic_layout}, ["critic"], ["base_lin_vel"],
                                     networks.obs_shapes)
     assert ext.tolist() == [3, 4, 5]

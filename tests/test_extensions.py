@@ -112,8 +112,8 @@ def test_l2c2_zero_for_constant_policy_positive_otherwise():
         m["l2c2_critic"]), rel=1e-6)
     const = jax.tree.map(lambda x: x, params)
     for net_name in ("actor", "critic"):
-        mlp = const[net_name]["mlp"]["params"]
-        const[net_name]["mlp"]["params"] = {k: {"kernel": jnp.zeros_like(v["kernel"]), "bias": v["bias"]}
+        mlp = const.by_network()[net_name]["mlp"]["params"]
+        const.by_network()[net_name]["mlp"]["params"] = {k: {"kernel": jnp.zeros_like(v["kernel"]), "bias": v["bias"]}
                                             for k, v in mlp.items()}
     loss0, _ = term(const, b, None, None, jax.random.key(0))
     assert float(loss0) == 0.0
@@ -283,14 +283,14 @@ def test_critic_warmup_freezes_the_actor_during_the_value_phase():
     cfg = point_mass_config()
     cfg.algorithm.critic_warmup_steps = 8  # 2 epochs x 2 minibatches = 4 steps per iteration
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
-    actor0 = jax.tree.map(np.asarray, runner.state.params["actor"])
-    critic0 = jax.tree.map(np.asarray, runner.state.params["critic"])
+    actor0 = jax.tree.map(np.asarray, runner.state.params.actor)
+    critic0 = jax.tree.map(np.asarray, runner.state.params.critic)
     runner.learn(2)  # 8 value-only steps
     assert int(runner.state.num_updates) == 8
-    for a, b in zip(jax.tree.leaves(actor0), jax.tree.leaves(runner.state.params["actor"])):
+    for a, b in zip(jax.tree.leaves(actor0), jax.tree.leaves(runner.state.params.actor)):
         np.testing.assert_array_equal(a, np.asarray(b))
     assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(critic0),
-                                                                     jax.tree.leaves(runner.state.params["critic"])))
+                                                                     jax.tree.leaves(runner.state.params.critic)))
     runner.learn(1)  # ramp phase: the actor starts moving
     assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(actor0),
-                                                                     jax.tree.leaves(runner.state.params["actor"])))
+                                                                     jax.tree.leaves(runner.state.params.actor)))

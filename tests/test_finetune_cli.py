@@ -64,10 +64,10 @@ def test_finetune_from_run_starts_from_the_saved_student(student_run):
     cfg = train.build_config([*TINY, FINETUNE])
     runner = finetune_from_run(make_env(cfg), cfg, run_dir, make_env)
     assert runner.networks.is_recurrent and runner.cfg.policy.class_name == "ActorCriticRecurrent"
-    ours, theirs = jax.device_get((runner.state.params["actor"], distilled.state.params["actor"]))
+    ours, theirs = jax.device_get((runner.state.params.actor, distilled.state.params.actor))
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert set(runner.state.params) == {"actor", "critic"} and int(runner.state.iteration) == 0
+    assert set(runner.state.params.by_network()) == {"actor", "critic"} and int(runner.state.iteration) == 0
 
 
 def _saved_config(run_dir: str, tmp_path, **changes) -> str:

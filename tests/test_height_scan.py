@@ -143,8 +143,8 @@ def test_t1_rough_cnn_preset_wiring():
     critic = rsl_models.CNNModel(obs, groups, "critic", 1, hidden_dims=cfg.policy.critic_hidden_dims,
                                  cnn_cfg=cfg.policy.actor_cnn_cfg)
     params = jax.eval_shape(networks.init, jax.random.key(0))
-    assert sum(x.size for x in jax.tree.leaves(params["actor"])) == sum(p.numel() for p in actor.parameters())
-    assert sum(x.size for x in jax.tree.leaves(params["critic"])) == sum(p.numel() for p in critic.parameters())
+    assert sum(x.size for x in jax.tree.leaves(params.actor)) == sum(p.numel() for p in actor.parameters())
+    assert sum(x.size for x in jax.tree.leaves(params.critic)) == sum(p.numel() for p in critic.parameters())
 
 
 @pytest.mark.slow

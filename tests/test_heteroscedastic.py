@@ -23,6 +23,7 @@ from agile_jax.config import AlgorithmConfig
 from agile_jax.extensions.base import Batch, chain
 from agile_jax.networks import distributions as D
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.records import ActorCriticParams
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import point_mass_config, point_mass_env, policy_return
 
@@ -48,7 +49,7 @@ def _linear_actor(std_type: str) -> tuple[ActorCritic, dict]:
                       noise_std_type=std_type)
     params = net.init(jax.random.key(0))
     kernel = jnp.array([[1.0, 0.0, 0.5, 0.0], [0.0, -1.0, 0.0, 0.25]])
-    params["actor"]["mlp"]["params"]["Dense_0"] = {"kernel": kernel, "bias": jnp.array([0.1, 0.0, 0.3, 0.2])}
+    params.actor["mlp"]["params"]["Dense_0"] = {"kernel": kernel, "bias": jnp.array([0.1, 0.0, 0.3, 0.2])}
     return net, params
 
 
@@ -98,10 +99,10 @@ def test_initial_std_head_matches_rsl_rl(std_type):
     # Both give init_std at every observation (log: exp(log(0.7 + 1e-7)), RSL-RL's rounding).
     np.testing.assert_allclose(ours, ref.output_std.detach().numpy(), rtol=1e-6)
     assert np.allclose(ours, 0.7, rtol=1e-6)
-    head = params["actor"]["mlp"]["params"]["Dense_2"]
+    head = params.actor["mlp"]["params"]["Dense_2"]
     assert head["kernel"].shape == (16, 6) and not np.any(head["kernel"][:, 3:]) and np.all(head["kernel"][:, :3] != 0)
     n_ref = sum(p.numel() for p in ref.parameters())
-    assert sum(x.size for x in jax.tree.leaves(params["actor"])) == n_ref  # no separate std parameter
+    assert sum(x.size for x in jax.tree.leaves(params.actor)) == n_ref  # no separate std parameter
 
 
 # -- PPO update parity with rsl-rl-lib --------------------------------------------------------------
@@ -156,7 +157,8 @@ def _our_update(std_type: str, data: dict, ref: dict) -> tuple[dict, dict]:
     net = ActorCritic(obs_shapes={"policy": (OBS_DIM,)}, obs_groups={"actor": ["policy"], "critic": ["policy"]},
                       action_size=NUM_ACTIONS, actor_hidden_dims=HIDDEN, critic_hidden_dims=HIDDEN,
                       noise_std_type=std_type, distribution_class=HETERO)
-    params = {name: read_model(ref["start"][name], name, actor=name == "actor")[1] for name in ("actor", "critic")}
+    params = ActorCriticParams(**{name: read_model(ref["start"][name], name, actor=name == "actor")[1]
+                                  for name in ("actor", "critic")})
     params = jax.tree.map(jnp.asarray, params)
     st = ref["stored"]
     values = jnp.asarray(st["values"])
@@ -182,7 +184,7 @@ def test_ppo_update_matches_rsl_rl(std_type):
     for name in ("actor", "critic"):
         _, expected, _ = read_model(ref["end"][name], name, actor=name == "actor")
         _, start, _ = read_model(ref["start"][name], name, actor=name == "actor")
-        for (path, ours), theirs, before in zip(jax.tree_util.tree_flatten_with_path(params[name])[0],
+        for (path, ours), theirs, before in zip(jax.tree_util.tree_flatten_with_path(params.by_network()[name])[0],
                                                 jax.tree.leaves(expected), jax.tree.leaves(start)):
             change = np.max(np.abs(theirs - before))
             assert change > 1e-5, f"{name}{jax.tree_util.keystr(path)} did not move"
@@ -212,7 +214,7 @@ def test_export_of_the_mean_matches_rsl_rl_torchscript(tmp_path):
     net = ActorCritic(obs_shapes={"policy": (5,)}, obs_groups={"actor": ["policy"], "critic": ["policy"]},
                       action_size=3, actor_hidden_dims=(16, 8), critic_hidden_dims=(8,), noise_std_type="log",
                       distribution_class=HETERO, actor_obs_normalization=True)
-    params = {"actor": params, "critic": net.init(jax.random.key(0))["critic"]}
+    params = ActorCriticParams(actor=params, critic=net.init(jax.random.key(0)).critic)
     report = export_policy(net, params, {"actor": normalizer}, str(tmp_path), dynamic_batch=True)
     assert report["passed"] and report["action_dim"] == 3
     x = (2.0 + np.random.default_rng(0).standard_normal((32, 5))).astype(np.float32)
@@ -239,7 +241,7 @@ def test_ppo_acts_with_the_state_dependent_std():
         "policy.distribution_cfg.init_std=0.5", "policy.distribution_cfg.std_type=log"])
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
     net = runner.networks
-    assert net.state_dependent_std and "std" not in runner.state.params["actor"]
+    assert net.state_dependent_std and "std" not in runner.state.params.actor
     first = runner.trainer.collect(runner.state)
     np.testing.assert_allclose(first.transitions.action_std, 0.5, rtol=1e-6)  # zero std-head weights at the start
     runner.learn(2)

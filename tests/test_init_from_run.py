@@ -43,14 +43,14 @@ def test_a_run_with_other_env_settings_starts_from_the_saved_networks(source_run
     assert int(ours.state.iteration) == 0
     # A named checkpoint directory gives that iteration's networks (iteration 2 of 4).
     first = _start(os.path.join(log_dir, "checkpoints", "2"))
-    assert not np.array_equal(np.asarray(first.state.params["actor"]["std"]), np.asarray(params["actor"]["std"]))
+    assert not np.array_equal(np.asarray(first.state.params.actor["std"]), np.asarray(params.actor["std"]))
 
 
 def test_the_std_cap_lowers_only_the_stds_above_it(source_run):
     log_dir, params, _ = source_run
-    std = np.asarray(params["actor"]["std"])
+    std = np.asarray(params.actor["std"])
     cap = float(np.median(std))
-    capped = np.asarray(_start(log_dir, max_std=cap).state.params["actor"]["std"])
+    capped = np.asarray(_start(log_dir, max_std=cap).state.params.actor["std"])
     np.testing.assert_array_equal(capped, np.minimum(std, cap))
     assert np.any(std > cap) and np.any(capped == std)
 

@@ -28,6 +28,7 @@ from agile_jax.algorithms import optim, ppo  # noqa: E402
 from agile_jax.algorithms.recurrent import trajectory_minibatches  # noqa: E402
 from agile_jax.config import AlgorithmConfig  # noqa: E402
 from agile_jax.extensions.base import Batch, chain  # noqa: E402
+from agile_jax.networks.records import ActorCriticHidden, ActorCriticParams  # noqa: E402
 from agile_jax.networks.recurrent import (  # noqa: E402
     RNN,
     ActorCriticRecurrent,
@@ -169,15 +170,15 @@ def _obs_at(data, t):
     return TensorDict({k: torch.from_numpy(v[t]) for k, v in data["obs"].items()}, batch_size=[N])
 
 
-def _our_params(actor_sd: dict, critic_sd: dict) -> dict:
+def _our_params(actor_sd: dict, critic_sd: dict) -> ActorCriticParams:
     def mlp(sd):
         idx = range(0, 2 * len(MLP_HIDDEN) + 1, 2)  # Linear layers of RSL-RL's MLP
         return {"params": {f"Dense_{i}": {"kernel": jnp.array(sd[f"mlp.{j}.weight"].numpy().T),
                                           "bias": jnp.array(sd[f"mlp.{j}.bias"].numpy())} for i, j in enumerate(idx)}}
 
-    return {"actor": {"rnn": rnn_from_torch(actor_sd, "rnn.rnn."), "mlp": mlp(actor_sd),
-                      "std": jnp.array(actor_sd["distribution.std_param"].numpy())},
-            "critic": {"rnn": rnn_from_torch(critic_sd, "rnn.rnn."), "mlp": mlp(critic_sd)}}
+    return ActorCriticParams(actor={"rnn": rnn_from_torch(actor_sd, "rnn.rnn."), "mlp": mlp(actor_sd),
+                                    "std": jnp.array(actor_sd["distribution.std_param"].numpy())},
+                             critic={"rnn": rnn_from_torch(critic_sd, "rnn.rnn."), "mlp": mlp(critic_sd)})
 
 
 def _run_rsl_rl(rnn_type: str, data: dict, seed: int):
@@ -200,8 +201,9 @@ def _run_rsl_rl(rnn_type: str, data: dict, seed: int):
         for p in itertools.chain(actor.parameters(), critic.parameters()):
             p.add_(0.05 * torch.randn(p.shape, generator=gen))
     start = _our_params(actor.state_dict(), critic.state_dict())
-    hidden = {name: tuple(jnp.asarray(s.numpy().transpose(0, 2, 1, 3)) for s in saved)
-              for name, saved in (("actor", storage.saved_hidden_state_a), ("critic", storage.saved_hidden_state_c))}
+    hidden = ActorCriticHidden(**{name: tuple(jnp.asarray(s.numpy().transpose(0, 2, 1, 3)) for s in saved)
+                                  for name, saved in (("actor", storage.saved_hidden_state_a),
+                                                      ("critic", storage.saved_hidden_state_c))})
     batch = Batch(obs={k: jnp.asarray(storage.observations[k].numpy()) for k in OBS_DIMS},
                   actions=jnp.asarray(storage.actions.numpy()),
                   old_log_probs=jnp.asarray(storage.actions_log_prob[..., 0].numpy()),
@@ -219,7 +221,7 @@ def _run_rsl_rl(rnn_type: str, data: dict, seed: int):
 def test_recurrent_update_matches_rsl_rl(rnn_type):
     seed = 0 if rnn_type == "lstm" else 1
     start, batch, ref_losses, ref_end, ref_lr = _run_rsl_rl(rnn_type, _rollout_data(seed), seed)
-    assert float(jnp.abs(batch.hidden["actor"][0][0]).max()) > 0.01  # stored state at t = 0 is not zero
+    assert float(jnp.abs(batch.hidden.actor[0][0]).max()) > 0.01  # stored state at t = 0 is not zero
     net = ActorCriticRecurrent({k: (d,) for k, d in OBS_DIMS.items()}, OBS_GROUPS, A, MLP_HIDDEN, MLP_HIDDEN,
                                rnn_type=rnn_type, rnn_hidden_dim=H, rnn_num_layers=LAYERS)
     cfg = AlgorithmConfig(num_learning_epochs=2, num_mini_batches=2, desired_kl=0.005)

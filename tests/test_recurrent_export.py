@@ -34,7 +34,7 @@ def _policy(rnn_type: str, layers: int, seed: int = 0):
 def _jax_sequence(net, params, norms, obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """``[T, N, A]`` for ``obs [T, N, D]`` (groups split back), states zeroed where ``starts``."""
     policy = jax.jit(make_recurrent_inference_fn(net)(params, norms))
-    hidden, out = net.init_hidden(obs.shape[1])["actor"], []
+    hidden, out = net.init_hidden(obs.shape[1]).actor, []
     for t in range(obs.shape[0]):
         hidden = reset_state(hidden, jnp.asarray(starts[t]))
         actions, hidden = policy({"policy": jnp.asarray(obs[t, :, :3]), "extra": jnp.asarray(obs[t, :, 3:])}, hidden)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from agile_jax.config import ConfigError
+from agile_jax.networks.records import ActorCriticHidden
 from agile_jax.networks.recurrent import ActorCriticRecurrent, reset_state
 from agile_jax.training.rollout import make_stateful_rollout_fn
 from agile_jax.training.runner import OnPolicyRunner
@@ -62,9 +63,9 @@ def test_rollout_stores_state_before_acting_and_resets_at_dones():
     assert bool(tr.dones.any())
     @jax.jit
     def next_state(obs, h, dones):
-        _, actor = net.actor_step(params, {}, obs, h["actor"])
-        _, critic = net.value_step(params, {}, obs, h["critic"])
-        return reset_state({"actor": actor, "critic": critic}, dones)
+        _, actor = net.actor_step(params, {}, obs, h.actor)
+        _, critic = net.value_step(params, {}, obs, h.critic)
+        return reset_state(ActorCriticHidden(actor=actor, critic=critic), dones)
 
     for t in range(7):
         expected = next_state(_at(tr.obs, t), _at(tr.hidden, t), tr.dones[t])
@@ -89,7 +90,7 @@ def test_stateful_inference_policy_follows_the_actor(trained):
     obs = [{"policy": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
             "critic": jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)} for _ in range(4)]
     net, params, norms = runner.networks, runner.state.params, runner.state.normalizers
-    hidden = net.init_hidden(3)["actor"]
+    hidden = net.init_hidden(3).actor
     for i, o in enumerate(obs):
         if i == 2:  # reset env 1 on both sides
             policy.reset(jnp.array([False, True, False]))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from agile_jax import config as config_lib
+from agile_jax.networks.records import ActorCriticHidden
 from agile_jax.networks.recurrent import reset_state
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import point_mass_config, point_mass_env
@@ -128,10 +129,10 @@ def jax_sequence(networks, params, normalizers, obs: dict, dones: np.ndarray) ->
     out = {"actions": [], "std": [], "values": []}
     for t in range(len(dones)):
         o = {"policy": obs["policy"][t], "critic": obs["critic"][t]}
-        (mean, std), h_actor = networks.actor_dist_step(params, normalizers, o, hidden["actor"])
-        value, h_critic = networks.value_step(params, normalizers, o, hidden["critic"])
+        (mean, std), h_actor = networks.actor_dist_step(params, normalizers, o, hidden.actor)
+        value, h_critic = networks.value_step(params, normalizers, o, hidden.critic)
         out["actions"].append(mean), out["std"].append(jnp.broadcast_to(std, mean.shape)), out["values"].append(value)
-        hidden = reset_state({"actor": h_actor, "critic": h_critic}, jnp.asarray(dones[t]))
+        hidden = reset_state(ActorCriticHidden(actor=h_actor, critic=h_critic), jnp.asarray(dones[t]))
     return {k: np.stack(v) for k, v in out.items()}
 
 

@@ -134,7 +134,7 @@ def test_adam_moments_are_written_for_rsl_rl(tmp_path):
     weight = runner.alg.actor.mlp[0].weight
     state = runner.alg.optimizer.state[weight]
     assert float(state["step"]) == 1.0
-    mu = np.asarray(adam.mu["actor"]["mlp"]["params"]["Dense_0"]["kernel"]).T
+    mu = np.asarray(adam.mu.actor["mlp"]["params"]["Dense_0"]["kernel"]).T
     np.testing.assert_array_equal(state["exp_avg"].numpy(), mu)
     runner.learn(1)  # RSL-RL continues training from the written optimizer state
 

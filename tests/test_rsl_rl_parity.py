@@ -42,6 +42,7 @@ from agile_jax.algorithms import gae, optim, ppo  # noqa: E402
 from agile_jax.config import AlgorithmConfig  # noqa: E402
 from agile_jax.extensions.base import Batch, chain  # noqa: E402
 from agile_jax.networks.actor_critic import ActorCritic  # noqa: E402
+from agile_jax.networks.records import ActorCriticParams  # noqa: E402
 
 T, N = 8, 4
 OBS_DIMS = {"policy": 6, "critic": 8}
@@ -197,7 +198,7 @@ def _linear_indices() -> list[int]:
     return [2 * i for i in range(len(HIDDEN) + 1)]
 
 
-def params_from_torch(state: dict) -> dict:
+def params_from_torch(state: dict) -> ActorCriticParams:
     """Our params from the actor/critic ``state_dict`` s (``weight.T -> kernel``, ``bias -> bias``)."""
 
     def mlp(sd):
@@ -206,11 +207,11 @@ def params_from_torch(state: dict) -> dict:
                            for i, j in enumerate(_linear_indices())}}
 
     actor, critic = state["actor"], state["critic"]
-    return {"actor": {"mlp": mlp(actor), "std": jnp.asarray(actor["distribution.std_param"].numpy())},
-            "critic": {"mlp": mlp(critic)}}
+    return ActorCriticParams(actor={"mlp": mlp(actor), "std": jnp.asarray(actor["distribution.std_param"].numpy())},
+                             critic={"mlp": mlp(critic)})
 
 
-def params_to_torch_layout(params: dict) -> dict:
+def params_to_torch_layout(params: ActorCriticParams) -> dict:
     """Our params as ``{"actor": {name: array}, "critic": {...}}`` with RSL-RL's names and shapes."""
 
     def mlp(p):
@@ -220,8 +221,8 @@ def params_to_torch_layout(params: dict) -> dict:
             out[f"mlp.{j}.bias"] = np.asarray(p["params"][f"Dense_{i}"]["bias"])
         return out
 
-    return {"actor": {**mlp(params["actor"]["mlp"]), "distribution.std_param": np.asarray(params["actor"]["std"])},
-            "critic": mlp(params["critic"]["mlp"])}
+    return {"actor": {**mlp(params.actor["mlp"]), "distribution.std_param": np.asarray(params.actor["std"])},
+            "critic": mlp(params.critic["mlp"])}
 
 
 def run_ours(case: Case, data: dict, start: dict, stored: dict) -> dict:

@@ -68,9 +68,9 @@ def _paths(params, obs):
     """Teacher, student and deployed-student actions, hand-written forward passes and PPO-like gradients."""
     net = _networks()
     x = jnp.concatenate([obs["policy"], obs["extra"].reshape(4, 4)], -1)
-    z = _mlp(params["actor"]["privilege_encoder"]["params"], obs["critic"])
-    z_hat = _mlp(params["history_encoder"]["mlp"]["params"], obs["extra"].reshape(4, 4))
-    actor = params["actor"]["mlp"]["params"]
+    z = _mlp(params.actor["privilege_encoder"]["params"], obs["critic"])
+    z_hat = _mlp(params.history_encoder["mlp"]["params"], obs["extra"].reshape(4, 4))
+    actor = params.actor["mlp"]["params"]
     student, student_params = net.deployed(params)
     return {"teacher": net.actor_mean(params, {}, obs), "teacher_hand": _mlp(actor, jnp.concatenate([x, z], -1)),
             "student": net.act_student(params, {}, obs), "student_hand": _mlp(actor, jnp.concatenate([x, z_hat], -1)),
@@ -82,18 +82,19 @@ def test_teacher_reads_the_privileged_latent_and_the_student_the_history_latent(
     net = _networks()
     assert net.history_columns.tolist() == [3, 4, 5, 6]  # "extra" follows the 3 policy columns
     params = jax.jit(net.init)(jax.random.key(0))
-    assert params["actor"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (7 + 3, 8)
+    assert params.actor["mlp"]["params"]["Dense_0"]["kernel"].shape == (7 + 3, 8)
     out = _paths(params, _obs(4))
     np.testing.assert_allclose(out["teacher"], out["teacher_hand"], atol=1e-6)
     np.testing.assert_allclose(out["student"], out["student_hand"], atol=1e-6)
     assert np.max(np.abs(out["teacher"] - out["student"])) > 1e-3
     # PPO's objective reaches the privilege encoder but never the history encoder.
     grads = out["grads"]
-    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads["history_encoder"]))
-    assert float(jnp.max(jnp.abs(grads["actor"]["privilege_encoder"]["params"]["Dense_0"]["kernel"]))) > 0
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads.history_encoder))
+    assert float(jnp.max(jnp.abs(grads.actor["privilege_encoder"]["params"]["Dense_0"]["kernel"]))) > 0
     # The deployed student is the same function of the observation, with the exporters' params layout.
     student, student_params = net.deployed(params)
-    assert isinstance(student, StudentActorCritic) and set(student_params) == {"actor", "critic", "estimator"}
+    assert isinstance(student, StudentActorCritic)
+    assert set(student_params.by_network()) == {"actor", "critic", "estimator"}
     np.testing.assert_allclose(out["deployed"], out["student"], atol=1e-6)
 
 
@@ -128,8 +129,8 @@ def test_post_update_trains_only_the_history_encoder_with_its_own_adam():
         state, new, metrics = post(state, params, {}, rollout, jax.random.key(i))
         first = float(metrics["latent_matching"]) if first is None else first
         # Actor, critic and privilege encoder stay as PPO left them.
-        assert leaves_equal({k: v for k, v in new.items() if k != "history_encoder"},
-                            {k: v for k, v in params.items() if k != "history_encoder"})
+        assert leaves_equal({k: v for k, v in new.by_network().items() if k != "history_encoder"},
+                            {k: v for k, v in params.by_network().items() if k != "history_encoder"})
         params = new
     # epochs x minibatches x num_encoder_epochs = 12 Adam steps per call.
     assert int(optax.tree_utils.tree_get(state.opt_state, "count")) == 40 * 12
@@ -156,7 +157,7 @@ def trained():
     encoder and the logged matching losses."""
     cfg = _gain_config()
     runner = OnPolicyRunner(VecEnv(HiddenGainPointMass(cfg.env), cfg.env.num_envs), cfg)
-    initial = runner.state.params["history_encoder"]
+    initial = runner.state.params.history_encoder
     losses = []
     for _ in range(ITERATIONS):
         runner.state, out = runner.trainer.iteration(runner.state)
@@ -185,7 +186,7 @@ def test_history_encoder_learns_to_match_the_teacher_latent(trained):
     not_done = jnp.ones(len(obs["critic"]))
     target = net.teacher_latent(params, norms, obs)
     matched = ts.latent_matching_loss(net.student_latent(params, norms, obs), target, not_done)
-    untrained = ts.latent_matching_loss(net.student_latent(dict(params, history_encoder=initial), norms, obs),
+    untrained = ts.latent_matching_loss(net.student_latent(params.replace(history_encoder=initial), norms, obs),
                                         target, not_done)
     # On the final teacher's latents the trained history encoder errs far less than the initial one (measured:
     # 0.22 of it; the latent grows as PPO comes to rely on it, so the logged loss is not monotonic).
@@ -203,7 +204,7 @@ def test_the_student_alone_scores_close_to_the_teacher(trained):
     net, params, norms, env = runner.networks, runner.state.params, runner.state.normalizers, runner.env
     teacher, _ = _mean_reward(env, lambda o: net.actor_mean(params, norms, o))
     student, _ = _mean_reward(env, runner.get_inference_policy())  # the runner's policy is the student
-    unmatched, _ = _mean_reward(env, lambda o: net.act_student(dict(params, history_encoder=initial), norms, o))
+    unmatched, _ = _mean_reward(env, lambda o: net.act_student(params.replace(history_encoder=initial), norms, o))
     zero, _ = _mean_reward(env, lambda o: jnp.zeros((o["policy"].shape[0], 2)))
     scores = {"teacher": teacher, "student": student, "unmatched": unmatched, "zero": zero}
     assert teacher - zero > 0.3, scores
@@ -245,7 +246,7 @@ def _small_ts_config():
 
 def test_checkpoint_round_trip_resumes_exactly(tmp_path):
     straight, resumed = straight_and_resumed(_small_ts_config(), tmp_path)
-    assert "history_encoder" in resumed.state.params and "privileged" in resumed.state.normalizers
+    assert "history_encoder" in resumed.state.params.by_network() and "privileged" in resumed.state.normalizers
     assert leaves_equal(straight.state.params, resumed.state.params)
     assert leaves_equal(straight.state.normalizers, resumed.state.normalizers)
     assert leaves_equal(straight.state.opt_state, resumed.state.opt_state)
@@ -310,8 +311,8 @@ def test_t1_preset_reads_the_critic_and_the_policy_history():
     net = ts_networks(cfg, env, make_networks(cfg, env))
     assert net.obs_groups["privileged"] == ["critic"] and net.obs_groups["history"] == ["policy"]
     params = jax.eval_shape(net.init, jax.random.key(0))
-    assert net.num_latent_dims == 70 and params["actor"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (225 + 70, 256)
-    assert params["history_encoder"]["mlp"]["params"]["Dense_0"]["kernel"].shape == (225, 256)
+    assert net.num_latent_dims == 70 and params.actor["mlp"]["params"]["Dense_0"]["kernel"].shape == (225 + 70, 256)
+    assert params.history_encoder["mlp"]["params"]["Dense_0"]["kernel"].shape == (225, 256)
 
 
 @pytest.mark.slow
@@ -347,9 +348,9 @@ for n in (1, 2):
     cfg = _small_ts_config()
     cfg.algorithm.num_mini_batches, cfg.runner.logger = 1, "none"  # minibatch = each device's whole shard
     runner = OnPolicyRunner(point_mass_env(cfg), cfg, mesh=make_mesh(n))
-    initial = jax.tree.leaves(jax.device_get(runner.state.params["history_encoder"]))
+    initial = jax.tree.leaves(jax.device_get(runner.state.params.history_encoder))
     runner.learn(3)
-    params[n] = jax.tree.leaves(jax.device_get(runner.state.params["history_encoder"]))
+    params[n] = jax.tree.leaves(jax.device_get(runner.state.params.history_encoder))
 print(json.dumps({"diff": max(float(np.max(np.abs(a - b))) for a, b in zip(params[1], params[2])),
                   "moved": max(float(np.max(np.abs(a - b))) for a, b in zip(params[2], initial))}))
 """

@@ -152,7 +152,7 @@ def test_sampled_labels_from_an_rsl_rl_checkpoint_teacher(tmp_path):
     teacher_net = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)}, action_size=2, actor_hidden_dims=(8,),
                               obs_groups={"actor": ["critic"], "critic": ["critic"]}, critic_hidden_dims=(8,))
     params = teacher_net.init(jax.random.key(0))
-    params["actor"]["std"] = jnp.array([0.5, 2.0])
+    params.actor["std"] = jnp.array([0.5, 2.0])
     cfg = point_mass_config()
     cfg.algorithm.tppo_cfg.teacher_policy = save_checkpoint(str(tmp_path / "model_3.pt"), teacher_net, params, {})
     cfg.algorithm.tppo_cfg.action_labels_from_sample = True
@@ -238,7 +238,7 @@ def test_latent_distillation_pulls_the_student_estimate_towards_the_teacher_late
     assert float(metrics["distill_latent_policy"]) == pytest.approx(float(expected), rel=1e-5)
     assert float(loss) == pytest.approx(0.25 * float(expected), rel=1e-5)  # distillation itself is 0 here
     grads = jax.grad(lambda p: ext.loss(ext.init(None, None), p, mb, None)[0])(params)
-    assert float(jnp.abs(grads["estimator"]["mlp"]["params"]["Dense_0"]["kernel"]).sum()) > 0
+    assert float(jnp.abs(grads.estimator["mlp"]["params"]["Dense_0"]["kernel"]).sum()) > 0
 
 
 def test_clip_min_std_floors_the_std_parameter():
@@ -246,9 +246,9 @@ def test_clip_min_std_floors_the_std_parameter():
         net = _student(noise_std_type=std_type)
         ext = tppo.extension(net, _counting_teacher(), _options(clip_min_std=0.2), 3)
         params = net.init(jax.random.key(0))
-        params["actor"]["std"] = jnp.array([floor - 1.0, floor + 1.0])
+        params.actor["std"] = jnp.array([floor - 1.0, floor + 1.0])
         _, out, _ = ext.post_update(None, params, {}, None, None)
-        np.testing.assert_allclose(out["actor"]["std"], [floor, floor + 1.0], rtol=1e-6)
+        np.testing.assert_allclose(out.actor["std"], [floor, floor + 1.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -320,7 +320,7 @@ def estimator_teacher(out_dir: str) -> str:
     select[2, 0] = select[3, 1] = 1.0  # estimate = vel
     actor = np.concatenate([PD[:2], np.zeros((3, 2), np.float32), PD[2:4]])  # -2 pos (critic), -2 estimate
     layer = lambda k: {"params": {"Dense_0": {"kernel": jnp.asarray(k), "bias": jnp.zeros(2)}}}  # noqa: E731
-    params = {**params, "estimator": {"mlp": layer(select)}, "actor": {**params["actor"], "mlp": layer(actor)}}
+    params = params.replace(estimator={"mlp": layer(select)}, actor={**params.actor, "mlp": layer(actor)})
     export_policy(net, params, {}, out_dir, formats=("onnx",))
     return f"{out_dir}/policy.onnx"
 
@@ -439,7 +439,7 @@ def test_estimator_tppo_trains_estimator_and_student_together(estimator_tppo_cfg
         assert last < first / factor, (tag, scalars[tag])
     assert not {"Loss/surrogate", "Loss/value", "Loss/entropy"} & set(scalars)  # DAgger: no PPO terms
     # The queue holds the previous rollout of every env, all valid after the first iteration.
-    queue = runner.state.hidden["extensions"]["tppo"].queue
+    queue = runner.state.hidden.extensions["tppo"].queue
     assert queue.labels.shape == (32, 1, 8, 2) and bool(jnp.all(queue.valid))
 
 
@@ -464,7 +464,7 @@ def test_recurrent_student_and_teacher_with_hidden_state_resampling(tmp_path):
     teacher_cfg.runner.obs_groups = {"actor": ["critic"], "critic": ["critic"]}
     teacher_net = make_networks(teacher_cfg, env)
     params = teacher_net.init(jax.random.key(5))
-    mlp = params["actor"]["mlp"]["params"]
+    mlp = params.actor["mlp"]["params"]
     last = sorted(mlp)[-1]
     mlp[last] = jax.tree.map(lambda x: 5.0 * x, mlp[last])  # actions of about +-1 rather than +-0.1
     export_policy(teacher_net, params, {}, str(tmp_path / "teacher"), formats=("onnx",))
@@ -538,8 +538,8 @@ for n in (1, 2):
 diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32))))
                         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 print(json.dumps({"params": diff(states[1].params, states[2].params), "moved": diff(states[2].params, initial),
-                  "carry": diff(states[1].hidden["extensions"], states[2].hidden["extensions"]),
-                  "teacher_share": float(np.mean(states[1].hidden["extensions"]["tppo"].use_teacher))}))
+                  "carry": diff(states[1].hidden.extensions, states[2].hidden.extensions),
+                  "teacher_share": float(np.mean(states[1].hidden.extensions["tppo"].use_teacher))}))
 """
 
 

@@ -18,8 +18,14 @@ MAX_LEARNING_RATE = 1e-2
 _OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 
 
+def _map_networks(fn, tree):
+    """``fn`` applied to each top-level subtree of ``tree``: each network's part of a params record
+    (:mod:`agile_jax.networks.records`) or each entry of a dict."""
+    return jax.tree.map(fn, tree, is_leaf=lambda node: node is not tree)
+
+
 def clip_by_global_norm_per_group(max_norm: float) -> optax.GradientTransformation:
-    """Clips each top-level subtree of the gradients (``"actor"``, ``"critic"``) by its own global norm.
+    """Clips each top-level subtree of the gradients (``actor``, ``critic`` ...) by its own global norm.
 
     This is RSL-RL 5.x: ``clip_grad_norm_(actor)`` then ``clip_grad_norm_(critic)`` separately.
     """
@@ -27,8 +33,7 @@ def clip_by_global_norm_per_group(max_norm: float) -> optax.GradientTransformati
 
     def update_fn(updates, state, params=None):
         del params
-        clipped = {name: inner.update(sub, optax.EmptyState())[0] for name, sub in updates.items()}
-        return clipped, state
+        return _map_networks(lambda sub: inner.update(sub, optax.EmptyState())[0], updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 

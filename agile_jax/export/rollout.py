@@ -79,7 +79,7 @@ def export_runner(runner: Any, out_dir: str, rollout_steps: int = 0, seed: int =
         net = runner.networks
         if net.is_recurrent:
             policy = make_recurrent_inference_fn(net)(params, normalizers, deterministic=True)
-            initial = lambda num_envs: net.init_hidden(num_envs)["actor"]  # noqa: E731
+            initial = lambda num_envs: net.init_hidden(num_envs).actor  # noqa: E731
         else:
             policy, initial = make_inference_fn(net)(params, normalizers, deterministic=True), None
         observations["rollout"] = collect_observations(runner.env, policy, jax.random.key(seed), rollout_steps,

@@ -30,6 +30,7 @@ from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.mlp import resolve_activation
 from agile_jax.networks.normalization import NormalizerState
+from agile_jax.networks.records import ActorCriticParams
 from agile_jax.networks.recurrent import ActorCriticRecurrent
 from agile_jax.types import Params
 
@@ -90,7 +91,7 @@ class RslRlCheckpoint(NamedTuple):
     """An RSL-RL checkpoint in agile_jax form."""
 
     layout: RslRlLayout
-    params: Params
+    params: ActorCriticParams
     normalizers: dict[str, NormalizerState]
     iteration: int
     infos: Any
@@ -215,7 +216,7 @@ def load_checkpoint(checkpoint: str | Mapping, activation: str | None = None,
         actor_obs_normalization=actor.normalized, critic_obs_normalization=critic.normalized,
         distribution_class=actor.distribution_class, rnn_type=actor.rnn_type, rnn_hidden_dim=actor.rnn_hidden_dim,
         rnn_num_layers=actor.rnn_num_layers)
-    params = {"actor": actor_params, "critic": critic_params}
+    params = ActorCriticParams(actor=actor_params, critic=critic_params)
     return RslRlCheckpoint(layout, jax.tree.map(np.asarray, params), normalizers,
                            int(checkpoint.get("iter", 0) or 0), checkpoint.get("infos"))
 
@@ -248,7 +249,7 @@ def _optimizer_state_dict(torch, networks: ActorCritic, actor_sd: Mapping, criti
     adam = _adam_state(opt_state) if opt_state is not None else None
     if adam is not None:
         # The moments are trees shaped like the params, so they map to the same state-dict names.
-        moments = {(net, part): model_state_dict(torch, getattr(adam, part)[net], None,
+        moments = {(net, part): model_state_dict(torch, getattr(adam, part).by_network()[net], None,
                                                  _std_key(networks) if net == "actor" else None)
                    for net in ("actor", "critic") for part in ("mu", "nu")}
         step = torch.tensor(float(np.asarray(adam.count)), dtype=torch.float32)
@@ -277,8 +278,8 @@ def to_checkpoint(networks: ActorCritic, params: Params, normalizers: Mapping[st
     """
     torch = require_torch()
     params = jax.device_get(params)
-    actor_sd = model_state_dict(torch, params["actor"], normalizers.get("actor"), _std_key(networks))
-    critic_sd = model_state_dict(torch, params["critic"], normalizers.get("critic"), None)
+    actor_sd = model_state_dict(torch, params.actor, normalizers.get("actor"), _std_key(networks))
+    critic_sd = model_state_dict(torch, params.critic, normalizers.get("critic"), None)
     if learning_rate is None:
         hyper = getattr(opt_state[1], "hyperparams", {}) if isinstance(opt_state, tuple) and len(opt_state) > 1 else {}
         learning_rate = float(np.asarray(hyper.get("learning_rate", 1e-3)))

@@ -37,7 +37,7 @@ def jax_actions(networks, params, normalizers: Mapping, obs: Mapping[str, np.nda
             actions, hidden = policy(jax.tree.map(lambda x: x[None], row), hidden)
             return hidden, actions[0]
 
-        return jax.lax.scan(step, networks.init_hidden(1)["actor"], (obs, starts))[1]
+        return jax.lax.scan(step, networks.init_hidden(1).actor, (obs, starts))[1]
 
     return np.asarray(run(dict(obs), jnp.asarray(starts)))
 

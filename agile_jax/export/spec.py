@@ -7,7 +7,7 @@ network kind adds one spec ``kind`` plus one body builder per format, and declar
 ``h`` (and ``c``) of shape ``[layers, 1, H]`` like RSL-RL's exports and hold their RNN weights in ``rnn``.
 ``input_index`` reorders the graph input before anything else (AGILE's term-major history layout -> the env's
 frame-major one), so the deployed graph reads the layout ``policy.yaml`` describes. A policy with a state
-estimator (``params["estimator"]``) holds it in ``estimator``: the graph appends ``estimator(x[..., columns])`` to
+estimator (``params.estimator``) holds it in ``estimator``: the graph appends ``estimator(x[..., columns])`` to
 the normalised input ``x`` before the actor's layers.
 
 A CNN policy (kind ``"cnn"``, :func:`cnn_policy_spec`) keeps the single flat input of every other policy,
@@ -28,6 +28,7 @@ import numpy as np
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.cnn import CNN
 from agile_jax.networks.normalization import NormalizerState
+from agile_jax.networks.records import EstimatorParams
 from agile_jax.types import Params
 
 NORMALIZER_EPS = 1e-2
@@ -195,7 +196,7 @@ def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str,
 
     Args:
         networks: the actor-critic structure.
-        params: ``{"actor": {"mlp": ..., "std": [A]}, ...}``.
+        params: the networks' params record (``params.actor``: ``{"mlp": ..., "std": [A]}``).
         normalizers: ``{"actor": NormalizerState}`` when the actor normalises its input.
         metadata: extra entries for the exported files (e.g. ``{"joint_names": [...]}``).
     """
@@ -207,16 +208,16 @@ def policy_spec(networks: ActorCritic, params: Params, normalizers: Mapping[str,
     mean = denom = None
     rnn, carried, kind = (), (), "mlp"
     if networks.is_recurrent:
-        rnn, carried, kind = recurrent_layers(params["actor"]["rnn"], networks.rnn_type)
+        rnn, carried, kind = recurrent_layers(params.actor["rnn"], networks.rnn_type)
     if "actor" in normalizers:
         state = normalizers["actor"]
         # Same float32 arithmetic as normalization.normalize: (x - mean) / (sqrt(var) + eps).
         mean = np.asarray(state.mean, np.float32)
         denom = np.sqrt(np.asarray(state.var, np.float32)) + np.float32(NORMALIZER_EPS)
     estimator = None
-    if "estimator" in params:  # a state estimator whose estimate the actor reads (extensions/estimator.py)
+    if isinstance(params, EstimatorParams):  # an encoder whose output the actor reads (networks/column_encoder.py)
         estimator = EstimatorSpec(columns=np.asarray(networks.estimator_columns, np.int64),
-                                  layers=mlp_layers(params["estimator"]["mlp"]))
+                                  layers=mlp_layers(params.estimator["mlp"]))
     spec = PolicySpec(kind=kind, obs_dim=sum(dims), action_dim=int(networks.action_size), layers=layers,
                       activation=networks.activation.lower(), obs_mean=mean, obs_denominator=denom,
                       obs_groups=groups, obs_group_dims=dims, state=carried, rnn=rnn, metadata=dict(metadata or {}),

@@ -25,7 +25,7 @@ One member runs inside the rollout, for methods that take part in acting (st_rl'
 
 The executed actions are what the transition stores, with their log-prob under the acting policy; each
 ``record`` lands in ``transitions.extras["act"][name]`` ([T, N, ...]) for the learning hooks. The carry lives
-in ``TrainState.hidden["extensions"][name]``; runs without an ``act`` member keep neither.
+in ``TrainState.hidden.extensions[name]``; runs without an ``act`` member keep neither.
 
 ``init(key, spec) -> state`` gives the extension's state, which lives in its own slot of the train state
 (``TrainState.extensions[name]``) and in checkpoints. :func:`chain` composes extensions in order: shaping,

@@ -8,7 +8,7 @@ estimate::
     e = estimator(x[..., columns])                           [..., K]   columns: the estimator's groups in x
     action mean = actor_mlp(concat(x, stop_gradient(e)))     [..., A]
 
-As in st_rl, the estimator is part of the policy (``params["estimator"]``), trained by the PPO optimiser
+As in st_rl, the estimator is part of the policy (``params.estimator``), trained by the PPO optimiser
 with its own supervised loss added to the objective with ``loss_coef`` (st_rl's ``estimator_loss_coef``),
 and the estimate is detached where the actor reads it, so the policy gradient never moves the estimator::
 
@@ -123,8 +123,8 @@ class EstimatorActorCritic(ColumnEncoderActorCritic):
     """:class:`ActorCritic` whose actor reads its observation groups plus the estimator's estimate, detached
     (:class:`~agile_jax.networks.column_encoder.ColumnEncoderActorCritic` with the estimator as the encoder).
 
-    Params: ``{"actor": {"mlp", "std"}, "critic": {"mlp"}, "estimator": {"mlp"}}``; the actor MLP's input is
-    ``D + estimate_size`` wide.
+    Params: :class:`~agile_jax.networks.records.EstimatorParams` (actor ``{"mlp", "std"}``, critic ``{"mlp"}``,
+    estimator ``{"mlp"}``); the actor MLP's input is ``D + estimate_size`` wide.
 
     Attributes:
         estimator_groups: the actor's observation groups the estimator reads (in the actor's order).

@@ -112,9 +112,9 @@ def extension(networks: TeacherStudentActorCritic, num_learning_epochs: int, num
 
         # num_encoder_epochs steps on each minibatch in turn.
         rows = _minibatch_indices(key, not_done.shape[0], num_mini_batches, num_learning_epochs)
-        (encoder, opt_state), losses = jax.lax.scan(step, (params["history_encoder"], state.opt_state),
+        (encoder, opt_state), losses = jax.lax.scan(step, (params.history_encoder, state.opt_state),
                                                     jnp.repeat(rows, num_encoder_epochs, axis=0))
-        params = {**params, "history_encoder": encoder}
+        params = params.replace(history_encoder=encoder)
         return state.replace(opt_state=opt_state), params, {"latent_matching": pmean(jnp.mean(losses))}
 
     return Extension(NAME, init=init, post_update=post_update)

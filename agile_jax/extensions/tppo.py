@@ -376,8 +376,8 @@ def _std_floor(networks, clip_min_std: float):
     floor = clip_min_std if networks.noise_std_type == "scalar" else math.log(clip_min_std)
 
     def post_update(state, params, normalizers, rollout: Rollout, key: PRNGKey):
-        actor = dict(params["actor"], std=jnp.maximum(params["actor"]["std"], floor))
-        return state, dict(params, actor=actor), {}
+        actor = dict(params.actor, std=jnp.maximum(params.actor["std"], floor))
+        return state, params.replace(actor=actor), {}
 
     return post_update
 

@@ -78,6 +78,19 @@ def tree_signature(tree) -> dict[str, str]:
     return {jax.tree_util.keystr(path): f"{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}" for path, leaf in flat}
 
 
+_NAMED_ENTRY = re.compile(r"\['([A-Za-z_]\w*)'\]")
+
+
+def _attribute_paths(signature: dict[str, str]) -> dict[str, str]:
+    """``signature`` with every named dict entry written as an attribute (``.params['actor']`` -> ``.params.actor``).
+
+    Orbax stores a dict's keys and a record's fields alike, by name, so a checkpoint whose state held dicts where the
+    train state now holds records of the same names (:mod:`agile_jax.networks.records`) restores into it; the
+    signatures are compared in this form so that they do not tell the two apart either.
+    """
+    return {_NAMED_ENTRY.sub(r".\1", path): spec for path, spec in signature.items()}
+
+
 def _diff(saved: dict[str, str], current: dict[str, str], limit: int = 2) -> str:
     """The differing arrays in one line: network weights first, then the rest, ``limit`` named and a count."""
     keys = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
@@ -393,7 +406,7 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
     try:
         step, steps = _intact_step(manager, directory, iteration)
         meta = _restore_meta(manager, step, directory)
-        mismatch = _diff(meta.get("signature", {}), tree_signature(template))
+        mismatch = _diff(_attribute_paths(meta.get("signature", {})), _attribute_paths(tree_signature(template)))
         if mismatch:
             raise CheckpointError(
                 f"checkpoint {step} in '{directory}' does not fit the current configuration "

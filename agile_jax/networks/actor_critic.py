@@ -1,8 +1,9 @@
-"""Actor-critic networks as ``(init, apply)`` pairs over plain nested-dict params.
+"""Actor-critic networks as ``(init, apply)`` pairs over params records of nested dicts.
 
-Params layout (one group per network, so gradient clipping can be per network or joint)::
+Params layout (one record field per network, so gradient clipping can be per network or joint; see
+:mod:`agile_jax.networks.records`)::
 
-    {"actor": {"mlp": <flax params>, "std": [A]}, "critic": {"mlp": <flax params>}}
+    ActorCriticParams(actor={"mlp": <flax params>, "std": [A]}, critic={"mlp": <flax params>})
 
 With RSL-RL's ``HeteroscedasticGaussianDistribution`` (state-dependent std) the actor has no ``"std"``: its MLP
 outputs ``2A`` values, the mean first and the std parameter second.
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 
 from agile_jax.networks import distributions, normalization
 from agile_jax.networks.mlp import MLP
+from agile_jax.networks.records import ActorCriticHidden, ActorCriticParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
 DEFAULT_OBS_SETS = ("actor", "critic")
@@ -123,11 +125,11 @@ class ActorCritic:
         return MLP(tuple(self.critic_hidden_dims), 1, self.activation)
 
     # -- init ---------------------------------------------------------------------------------------
-    def init(self, key: PRNGKey) -> Params:
-        """Fresh params ``{"actor": {"mlp", "std"}, "critic": {"mlp"}}``."""
+    def init(self, key: PRNGKey) -> ActorCriticParams:
+        """Fresh params: actor ``{"mlp", "std"}``, critic ``{"mlp"}``."""
         key_a, key_c = jax.random.split(key)
         critic = self.critic_mlp.init(key_c, jnp.zeros((1, self.obs_dim("critic"))))
-        return {"actor": self.init_actor(key_a, self.obs_dim("actor")), "critic": {"mlp": critic}}
+        return ActorCriticParams(actor=self.init_actor(key_a, self.obs_dim("actor")), critic={"mlp": critic})
 
     def init_actor(self, key: PRNGKey, input_dim: int) -> Params:
         """Actor params ``{"mlp", "std"}`` for an MLP input of ``input_dim`` (heteroscedastic: ``{"mlp"}`` whose
@@ -162,7 +164,7 @@ class ActorCritic:
 
     def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """Raw actor MLP output ``[..., A]`` (heteroscedastic: ``[..., 2A]``, mean then std parameter)."""
-        return self.actor_mlp.apply(params["actor"]["mlp"], self.network_input("actor", normalizers, obs))
+        return self.actor_mlp.apply(params.actor["mlp"], self.network_input("actor", normalizers, obs))
 
     def output_mean(self, output: Array) -> Array:
         """The Gaussian mean ``[..., A]`` in a raw actor output (RSL-RL's ``deterministic_output``)."""
@@ -181,7 +183,7 @@ class ActorCritic:
     def action_std(self, params: Params, normalizers: Mapping | None = None, obs: Observation | None = None) -> Array:
         """Action std: ``[A]`` (state-independent), or ``[..., A]`` on ``obs`` (heteroscedastic, feed-forward)."""
         if not self.state_dependent_std:
-            return distributions.std_from_param(params["actor"]["std"], self.noise_std_type, self.std_range)
+            return distributions.std_from_param(params.actor["std"], self.noise_std_type, self.std_range)
         if obs is None:
             raise ValueError("a HeteroscedasticGaussianDistribution's std depends on the observation: pass "
                              "normalizers and obs (or use actor_dist_step)")
@@ -193,7 +195,7 @@ class ActorCritic:
 
     def mean_mlp_params(self, params: Params) -> Params:
         """Actor MLP params computing the mean only (the std half of a heteroscedastic last layer cut off)."""
-        mlp = params["actor"]["mlp"]
+        mlp = params.actor["mlp"]
         if not self.state_dependent_std:
             return mlp
         inner = mlp["params"]
@@ -203,12 +205,12 @@ class ActorCritic:
 
     def value(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """Critic value ``[...]``."""
-        return self.critic_mlp.apply(params["critic"]["mlp"], self.network_input("critic", normalizers, obs))[..., 0]
+        return self.critic_mlp.apply(params.critic["mlp"], self.network_input("critic", normalizers, obs))[..., 0]
 
     # -- the interface shared with recurrent networks (state-carrying; the state is empty here) ---------
-    def init_hidden(self, num_envs: int) -> dict[str, Any]:
+    def init_hidden(self, num_envs: int) -> ActorCriticHidden:
         """Recurrent state of actor and critic for ``num_envs`` envs (empty for MLPs)."""
-        return {"actor": (), "critic": ()}
+        return ActorCriticHidden(actor=(), critic=())
 
     def actor_output_step(self, params: Params, normalizers: Mapping, obs: Observation,
                           hidden: Any) -> tuple[Array, Any]:

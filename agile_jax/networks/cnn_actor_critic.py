@@ -7,10 +7,10 @@ flattened into the 1-D part (an ``[H, F]`` history included, as :class:`ActorCri
     z_g    = CNN_g(obs[g])  for each 2-D group g, in order      [..., L_g]    (RSL-RL's CNN, flattened C-major)
     output = MLP(concat(x_1d, z_g1, z_g2, ...))                 (RSL-RL's get_latent order)
 
-Params::
+Params (an :class:`~agile_jax.networks.records.ActorCriticParams`)::
 
-    {"actor":  {"mlp", "std", "cnns": {group: CNN params}},
-     "critic": {"mlp", "cnns": {group: CNN params}}}          # no critic "cnns" with share_cnn_encoders
+    actor:  {"mlp", "std", "cnns": {group: CNN params}}
+    critic: {"mlp", "cnns": {group: CNN params}}          # no critic "cnns" with share_cnn_encoders
 
 With ``share_cnn_encoders`` (RSL-RL's ``algorithm.share_cnn_encoders``) the critic reads the actor's encoders:
 one set of weights, trained by the sum of the actor's and the critic's losses (PyTorch accumulates both into the
@@ -33,6 +33,7 @@ import numpy as np
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
 from agile_jax.networks.cnn import CNN, cnn_params_from_state_dict, resolve_cnn_cfgs
+from agile_jax.networks.records import ActorCriticParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
 Encoders = tuple[tuple[str, CNN], ...]  # (group, CNN) in the network's group order
@@ -78,8 +79,8 @@ class ActorCriticCNN(ActorCritic):
 
     def cnn_params(self, params: Params, name: str) -> Params:
         """``{group: CNN params}`` network ``name`` reads (the actor's for a critic sharing them)."""
-        owner = "actor" if name == "actor" or self.share_cnn_encoders else "critic"
-        return params[owner].get("cnns", {})
+        owner = params.actor if name == "actor" or self.share_cnn_encoders else params.critic
+        return owner.get("cnns", {})
 
     @property
     def own_settings(self) -> dict:
@@ -94,15 +95,15 @@ class ActorCriticCNN(ActorCritic):
                 "share_cnn_encoders": self.share_cnn_encoders}
 
     # -- init ---------------------------------------------------------------------------------------
-    def init(self, key: PRNGKey) -> Params:
+    def init(self, key: PRNGKey) -> ActorCriticParams:
         """Fresh params: MLPs on the latent widths, CNNs at PyTorch's initialisation."""
         k_actor, k_critic, k_actor_cnn, k_critic_cnn = jax.random.split(key, 4)
         actor = self.init_actor(k_actor, self.latent_dim("actor"))
         critic = {"mlp": self.critic_mlp.init(k_critic, jnp.zeros((1, self.latent_dim("critic"))))}
         actor_cnns = _init_encoders(k_actor_cnn, self.actor_encoders)
         critic_cnns = {} if self.share_cnn_encoders else _init_encoders(k_critic_cnn, self.critic_encoders)
-        return {"actor": {**actor, **({"cnns": actor_cnns} if actor_cnns else {})},
-                "critic": {**critic, **({"cnns": critic_cnns} if critic_cnns else {})}}
+        return ActorCriticParams(actor={**actor, **({"cnns": actor_cnns} if actor_cnns else {})},
+                                 critic={**critic, **({"cnns": critic_cnns} if critic_cnns else {})})
 
     def init_normalizers(self) -> dict[str, normalization.NormalizerState]:
         """Normaliser states over the 1-D inputs of the networks that normalise (and have 1-D inputs)."""
@@ -130,7 +131,7 @@ class ActorCriticCNN(ActorCritic):
 
     def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """Raw actor MLP output ``[..., A]`` (``[..., 2A]`` with a state-dependent std) on the latent."""
-        return self.actor_mlp.apply(params["actor"]["mlp"], self.latent("actor", params, normalizers, obs))
+        return self.actor_mlp.apply(params.actor["mlp"], self.latent("actor", params, normalizers, obs))
 
     def actor_mean(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """Deterministic action (Gaussian mean) ``[..., A]``."""
@@ -138,7 +139,7 @@ class ActorCriticCNN(ActorCritic):
 
     def value(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """Critic value ``[...]``."""
-        return self.critic_mlp.apply(params["critic"]["mlp"], self.latent("critic", params, normalizers, obs))[..., 0]
+        return self.critic_mlp.apply(params.critic["mlp"], self.latent("critic", params, normalizers, obs))[..., 0]
 
     def normalizer_inputs(self, obs: Observation) -> dict[str, Array]:
         """Raw 1-D inputs of the normalising networks, for the normaliser update."""
@@ -206,7 +207,7 @@ def encoders_from_state_dict(state_dict: Mapping[str, Any], encoders: Encoders,
 
 
 def params_from_rsl_rl(networks: ActorCriticCNN, actor_state_dict: Mapping[str, Any],
-                       critic_state_dict: Mapping[str, Any]) -> tuple[Params, dict]:
+                       critic_state_dict: Mapping[str, Any]) -> tuple[ActorCriticParams, dict]:
     """``(params, normalizers)`` from the state dicts of an RSL-RL ``CNNModel`` actor and critic.
 
     ``params_from_rsl_rl(networks, actor_state_dict, critic_state_dict) -> (params, normalizers)``: the MLP
@@ -246,7 +247,7 @@ def params_from_rsl_rl(networks: ActorCriticCNN, actor_state_dict: Mapping[str, 
             normalizers[name] = normalization.NormalizerState(
                 mean=_np(sd["obs_normalizer._mean"]).reshape(-1), var=_np(sd["obs_normalizer._var"]).reshape(-1),
                 count=np.asarray(_np(sd["obs_normalizer.count"]), np.float32))
-    return params, normalizers
+    return ActorCriticParams(**params), normalizers
 
 
 def _np(value: Any) -> np.ndarray:

@@ -6,8 +6,8 @@ student (the encoder is the history encoder) share this shape, and so do their e
 exporters' ``estimator`` slot (:mod:`agile_jax.export.spec`), so ONNX, TorchScript and ``policy.yaml`` need
 nothing per method.
 
-Params: ``{"actor": {"mlp", "std"}, "critic": {"mlp"}, "estimator": {"mlp"}}``; the actor MLP's input is
-``D + encoder width`` wide.
+Params: :class:`~agile_jax.networks.records.EstimatorParams` with actor ``{"mlp", "std"}``, critic ``{"mlp"}``
+and estimator (the encoder) ``{"mlp"}``; the actor MLP's input is ``D + encoder width`` wide.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.mlp import MLP
+from agile_jax.networks.records import EstimatorParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
 
@@ -42,17 +43,17 @@ class ColumnEncoderActorCritic(ActorCritic):
         """Columns of the actor's (normalised) input the encoder reads (the exporters' name)."""
         raise NotImplementedError
 
-    def init(self, key: PRNGKey) -> Params:
+    def init(self, key: PRNGKey) -> EstimatorParams:
         """Fresh params: the actor's input widened by the encoder's output, and the encoder."""
         key_base, key_actor, key_encoder = jax.random.split(key, 3)
-        params = super().init(key_base)
+        critic = super().init(key_base).critic
         actor = self.init_actor(key_actor, self.obs_dim("actor") + self.encoder_mlp.output_dim)
         encoder = self.encoder_mlp.init(key_encoder, jnp.zeros((1, len(self.estimator_columns))))
-        return {**params, "actor": actor, "estimator": {"mlp": encoder}}
+        return EstimatorParams(actor=actor, critic=critic, estimator={"mlp": encoder})
 
     def encode(self, params: Params, x: Array) -> Array:
         """The encoder's output ``[..., K]`` on the normalised actor input ``x``."""
-        return self.encoder_mlp.apply(params["estimator"]["mlp"], x[..., self.estimator_columns])
+        return self.encoder_mlp.apply(params.estimator["mlp"], x[..., self.estimator_columns])
 
     def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """Raw actor output (the mean ``[..., A]``, plus the std parameter when heteroscedastic) of the actor on its
@@ -61,4 +62,4 @@ class ColumnEncoderActorCritic(ActorCritic):
         encoded = self.encode(params, x)
         if self.detach_encoder:
             encoded = jax.lax.stop_gradient(encoded)
-        return self.actor_mlp.apply(params["actor"]["mlp"], jnp.concatenate([x, encoded], axis=-1))
+        return self.actor_mlp.apply(params.actor["mlp"], jnp.concatenate([x, encoded], axis=-1))

@@ -7,7 +7,7 @@ The cells are written out with PyTorch's parameter layout and gate order, so wei
 
 with ``G = 4`` gates ``i, f, g, o`` for an LSTM and ``G = 3`` gates ``r, z, n`` for a GRU. A network's
 recurrent state is a tuple of arrays ``[..., layers, H]`` (LSTM ``(h, c)``, GRU ``(h,)``); the
-actor-critic's state is ``{"actor": state, "critic": state}`` (batch-major, so rollouts store it as
+actor-critic's state is ``ActorCriticHidden(actor=state, critic=state)`` (batch-major, so rollouts store it as
 ``[T, N, layers, H]`` like every other per-step field).
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.records import ActorCriticHidden, ActorCriticParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
 GATES = {"lstm": 4, "gru": 3}
@@ -174,8 +175,8 @@ def rnn_from_torch(state_dict, prefix: str = "") -> Params:
 class ActorCriticRecurrent(ActorCritic):
     """RSL-RL's recurrent actor and critic: each ``normaliser -> RNN -> MLP`` (``ActorCriticRecurrent``).
 
-    Params ``{"actor": {"rnn", "mlp", "std"}, "critic": {"rnn", "mlp"}}`` (no ``"std"`` with a state-dependent
-    std); the recurrent state ``{"actor": RNNState, "critic": RNNState}``. Feed-forward entry points
+    Params: actor ``{"rnn", "mlp", "std"}`` (no ``"std"`` with a state-dependent std), critic ``{"rnn", "mlp"}``;
+    the recurrent state ``ActorCriticHidden(actor=RNNState, critic=RNNState)``. Feed-forward entry points
     (``actor_mean``, ``actor_output``, ``value``) are refused: use :meth:`actor_step` / :meth:`actor_dist_step` /
     :meth:`value_step` (rollout) or :meth:`apply_batch` / :meth:`apply_batch_dist` (update).
 
@@ -194,37 +195,38 @@ class ActorCriticRecurrent(ActorCritic):
         """The RNN of network ``name`` ("actor" or "critic")."""
         return RNN(self.rnn_type.lower(), self.obs_dim(name), self.rnn_hidden_dim, self.rnn_num_layers)
 
-    def init(self, key: PRNGKey) -> Params:
-        """Fresh params ``{"actor": {"rnn", "mlp", "std"}, "critic": {"rnn", "mlp"}}``."""
+    def init(self, key: PRNGKey) -> ActorCriticParams:
+        """Fresh params: actor ``{"rnn", "mlp", "std"}``, critic ``{"rnn", "mlp"}``."""
         k_ar, k_am, k_cr, k_cm = jax.random.split(key, 4)
         latent = jnp.zeros((1, self.rnn_hidden_dim))
-        return {
-            "actor": {"rnn": self.rnn("actor").init(k_ar), **self.init_actor(k_am, self.rnn_hidden_dim)},
-            "critic": {"rnn": self.rnn("critic").init(k_cr), "mlp": self.critic_mlp.init(k_cm, latent)},
-        }
+        return ActorCriticParams(
+            actor={"rnn": self.rnn("actor").init(k_ar), **self.init_actor(k_am, self.rnn_hidden_dim)},
+            critic={"rnn": self.rnn("critic").init(k_cr), "mlp": self.critic_mlp.init(k_cm, latent)},
+        )
 
-    def init_hidden(self, num_envs: int) -> dict[str, RNNState]:
+    def init_hidden(self, num_envs: int) -> ActorCriticHidden:
         """Zero state of both networks, ``[num_envs, layers, H]`` per part."""
-        return {name: self.rnn(name).zero_state((num_envs,)) for name in ("actor", "critic")}
+        return ActorCriticHidden(actor=self.rnn("actor").zero_state((num_envs,)),
+                                 critic=self.rnn("critic").zero_state((num_envs,)))
 
     def actor_output_step(self, params: Params, normalizers, obs: Observation, hidden: RNNState):
         """Raw actor output ``[N, A]`` (heteroscedastic ``[N, 2A]``) for one step, and the actor's new state."""
         x = self.network_input("actor", normalizers, obs)
-        latent, hidden = self.rnn("actor").step(params["actor"]["rnn"], x, hidden)
-        return self.actor_mlp.apply(params["actor"]["mlp"], latent), hidden
+        latent, hidden = self.rnn("actor").step(params.actor["rnn"], x, hidden)
+        return self.actor_mlp.apply(params.actor["mlp"], latent), hidden
 
     def value_step(self, params: Params, normalizers, obs: Observation, hidden: RNNState):
         """Value ``[N]`` for one step, and the critic's new state."""
         x = self.network_input("critic", normalizers, obs)
-        latent, hidden = self.rnn("critic").step(params["critic"]["rnn"], x, hidden)
-        return self.critic_mlp.apply(params["critic"]["mlp"], latent)[..., 0], hidden
+        latent, hidden = self.rnn("critic").step(params.critic["rnn"], x, hidden)
+        return self.critic_mlp.apply(params.critic["mlp"], latent)[..., 0], hidden
 
     def actor_sequence_output(self, params: Params, normalizers, obs: Observation, hidden: RNNState,
                               dones: Array) -> Array:
         """Raw actor outputs ``[T, B, A]`` (heteroscedastic ``[T, B, 2A]``) over stored trajectories."""
         xs = self.network_input("actor", normalizers, obs)
-        latent = self.rnn("actor").sequence(params["actor"]["rnn"], xs, hidden, dones)
-        return self.actor_mlp.apply(params["actor"]["mlp"], latent)
+        latent = self.rnn("actor").sequence(params.actor["rnn"], xs, hidden, dones)
+        return self.actor_mlp.apply(params.actor["mlp"], latent)
 
     def actor_sequence(self, params: Params, normalizers, obs: Observation, hidden: RNNState, dones: Array) -> Array:
         """Action means ``[T, B, A]`` over stored trajectories (see :meth:`RNN.sequence`)."""
@@ -232,17 +234,17 @@ class ActorCriticRecurrent(ActorCritic):
 
     def _critic_sequence(self, params: Params, normalizers, obs: Observation, hidden, dones: Array) -> Array:
         xs = self.network_input("critic", normalizers, obs)
-        latent = self.rnn("critic").sequence(params["critic"]["rnn"], xs, hidden["critic"], dones)
-        return self.critic_mlp.apply(params["critic"]["mlp"], latent)[..., 0]
+        latent = self.rnn("critic").sequence(params.critic["rnn"], xs, hidden.critic, dones)
+        return self.critic_mlp.apply(params.critic["mlp"], latent)[..., 0]
 
     def apply_batch(self, params: Params, normalizers, obs: Observation, hidden, dones: Array):
         """Means ``[T, B, A]`` and values ``[T, B]`` of a trajectory minibatch (stored states ``[T, B, ...]``)."""
-        mean = self.actor_sequence(params, normalizers, obs, hidden["actor"], dones)
+        mean = self.actor_sequence(params, normalizers, obs, hidden.actor, dones)
         return mean, self._critic_sequence(params, normalizers, obs, hidden, dones)
 
     def apply_batch_dist(self, params: Params, normalizers, obs: Observation, hidden, dones: Array):
         """Means ``[T, B, A]``, stds (``[A]`` or ``[T, B, A]``) and values ``[T, B]`` of a trajectory minibatch."""
-        output = self.actor_sequence_output(params, normalizers, obs, hidden["actor"], dones)
+        output = self.actor_sequence_output(params, normalizers, obs, hidden.actor, dones)
         mean, std = self.output_distribution(params, output)
         return mean, std, self._critic_sequence(params, normalizers, obs, hidden, dones)
 
@@ -261,7 +263,7 @@ class ActorCriticRecurrent(ActorCritic):
 def make_recurrent_inference_fn(networks: ActorCriticRecurrent):
     """``make_policy(params, normalizers, deterministic=True) -> policy(obs, hidden, key=None) -> (actions, hidden)``.
 
-    ``hidden`` is the actor's state (``networks.init_hidden(N)["actor"]`` at the start); zero it for
+    ``hidden`` is the actor's state (``networks.init_hidden(N).actor`` at the start); zero it for
     finished episodes with :func:`reset_state`.
     """
 
@@ -292,7 +294,7 @@ class StatefulPolicy:
     def __call__(self, obs: Observation, key: PRNGKey | None = None) -> Array:
         if self.hidden is None:
             batch = next(iter(obs.values())).shape[0]
-            self.hidden = self.networks.init_hidden(batch)["actor"]
+            self.hidden = self.networks.init_hidden(batch).actor
         actions, self.hidden = self._step(obs, self.hidden, key)
         return actions
 

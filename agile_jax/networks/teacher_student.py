@@ -9,11 +9,12 @@ Two encoders produce a latent of ``num_latent_dims`` values that the actor reads
     teacher mean = actor_mlp(concat(x, z))                  (``act``: the rollout and PPO's forward pass)
     student mean = actor_mlp(concat(x, z_hat))              (``act_student``: evaluation and export)
 
-The critic reads its own observation set, as in :class:`ActorCritic`. Params::
+The critic reads its own observation set, as in :class:`ActorCritic`. Params
+(:class:`~agile_jax.networks.records.TeacherStudentParams`)::
 
-    {"actor": {"mlp", "std", "privilege_encoder"}, "critic": {"mlp"}, "history_encoder": {"mlp"}}
+    actor: {"mlp", "std", "privilege_encoder"}, critic: {"mlp"}, history_encoder: {"mlp"}
 
-The privilege encoder sits under ``"actor"`` so that per-network gradient clipping treats it as part of the
+The privilege encoder sits in the actor's params so that per-network gradient clipping treats it as part of the
 actor (LeggedGym-Ex clips actor, critic, privilege encoder and std together; joint clipping does the same). The
 history encoder has its own entry: PPO's loss never reads it, and its own optimiser trains it
 (:mod:`agile_jax.extensions.teacher_student`).
@@ -37,6 +38,7 @@ from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
 from agile_jax.networks.column_encoder import ColumnEncoderActorCritic
 from agile_jax.networks.mlp import MLP
+from agile_jax.networks.records import EstimatorParams, TeacherStudentParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
 
@@ -84,14 +86,14 @@ class TeacherStudentActorCritic(ActorCritic):
         return group_columns(self.obs_groups, self.obs_shapes, self.obs_groups["history"])
 
     # -- init ---------------------------------------------------------------------------------------
-    def init(self, key: PRNGKey) -> Params:
+    def init(self, key: PRNGKey) -> TeacherStudentParams:
         """Fresh params: the actor's input widened by the latent, the two encoders."""
         key_base, key_actor, key_privileged, key_history = jax.random.split(key, 4)
-        params = super().init(key_base)
+        critic = super().init(key_base).critic
         actor = self.init_actor(key_actor, self.obs_dim("actor") + self.num_latent_dims)
         privileged = self.privilege_encoder_mlp.init(key_privileged, jnp.zeros((1, self.obs_dim("privileged"))))
-        return {**params, "actor": {**actor, "privilege_encoder": privileged},
-                "history_encoder": self.init_history_encoder(key_history)}
+        return TeacherStudentParams(actor={**actor, "privilege_encoder": privileged}, critic=critic,
+                                    history_encoder=self.init_history_encoder(key_history))
 
     def init_history_encoder(self, key: PRNGKey) -> Params:
         """Fresh history encoder params ``{"mlp"}``."""
@@ -115,7 +117,7 @@ class TeacherStudentActorCritic(ActorCritic):
     def teacher_latent(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """``z = privilege_encoder(p)`` ``[..., L]``."""
         p = self.network_input("privileged", normalizers, obs)
-        return self.privilege_encoder_mlp.apply(params["actor"]["privilege_encoder"], p)
+        return self.privilege_encoder_mlp.apply(params.actor["privilege_encoder"], p)
 
     def history_input(self, normalizers: Mapping, obs: Observation) -> Array:
         """The history encoder's input: the history columns of the normalised actor input ``[..., H]``."""
@@ -123,11 +125,11 @@ class TeacherStudentActorCritic(ActorCritic):
 
     def student_latent(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """``z_hat = history_encoder(history)`` ``[..., L]``."""
-        return self.history_encoder_mlp.apply(params["history_encoder"]["mlp"], self.history_input(normalizers, obs))
+        return self.history_encoder_mlp.apply(params.history_encoder["mlp"], self.history_input(normalizers, obs))
 
     def _actor_on(self, params: Params, normalizers: Mapping, obs: Observation, latent: Array) -> Array:
         x = self.network_input("actor", normalizers, obs)
-        return self.actor_mlp.apply(params["actor"]["mlp"], jnp.concatenate([x, latent], axis=-1))
+        return self.actor_mlp.apply(params.actor["mlp"], jnp.concatenate([x, latent], axis=-1))
 
     def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """The teacher's raw actor output ``[..., A]`` (LeggedGym-Ex's ``act``: the privileged latent)."""
@@ -139,22 +141,23 @@ class TeacherStudentActorCritic(ActorCritic):
         return self.output_mean(output)
 
     # -- deployment ---------------------------------------------------------------------------------
-    def deployed(self, params: Params) -> tuple[StudentActorCritic, Params]:
-        """The student as a policy of its own, and its params (history encoder, actor, critic)."""
+    def deployed(self, params: TeacherStudentParams) -> tuple[StudentActorCritic, EstimatorParams]:
+        """The student as a policy of its own, and its params (actor, critic, the history encoder as estimator)."""
         base = {f.name: getattr(self, f.name) for f in dataclasses.fields(ActorCritic)}
         student = StudentActorCritic(**base, num_latent_dims=self.num_latent_dims,
                                      history_encoder_hidden_dims=tuple(self.history_encoder_hidden_dims))
-        actor = {k: v for k, v in params["actor"].items() if k != "privilege_encoder"}
-        return student, {"actor": actor, "critic": params["critic"], "estimator": params["history_encoder"]}
+        actor = {k: v for k, v in params.actor.items() if k != "privilege_encoder"}
+        return student, EstimatorParams(actor=actor, critic=params.critic, estimator=params.history_encoder)
 
 
 @dataclasses.dataclass(frozen=True)
 class StudentActorCritic(ColumnEncoderActorCritic):
     """The deployed student of a :class:`TeacherStudentActorCritic`: ``actor_mlp(concat(x, history_encoder(x_h)))``.
 
-    Params ``{"actor": {"mlp", "std"}, "critic": {"mlp"}, "estimator": {"mlp"}}``: the history encoder is the
-    encoder of :class:`~agile_jax.networks.column_encoder.ColumnEncoderActorCritic`, in the exporters' estimator
-    slot, so ONNX, TorchScript and ``policy.yaml`` need nothing of their own.
+    Params :class:`~agile_jax.networks.records.EstimatorParams` (actor ``{"mlp", "std"}``, critic ``{"mlp"}``,
+    estimator ``{"mlp"}``): the history encoder is the encoder of
+    :class:`~agile_jax.networks.column_encoder.ColumnEncoderActorCritic`, in the exporters' estimator slot, so ONNX,
+    TorchScript and ``policy.yaml`` need nothing of their own.
 
     Attributes:
         num_latent_dims: width ``L`` of the latent.

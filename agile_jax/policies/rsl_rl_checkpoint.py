@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from agile_jax.export import rsl_rl
 from agile_jax.export.rsl_rl_models import ModelLayout, read_model
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.records import ActorParams
 from agile_jax.networks.recurrent import ActorCriticRecurrent
 from agile_jax.policies.loaded import LoadedPolicy, file_sha256
 
@@ -89,8 +90,8 @@ class CNNCheckpointPolicy(LoadedPolicy):
             raise ValueError(f"the teacher '{self.source}' reads {layout.input_dim} features, the groups "
                              f"{list(obs_groups)} give {net.latent_dim('actor')}; set runner.obs_groups.teacher to "
                              "the groups it was trained on")
-        params = {"actor": {"mlp": mlp_from_state_dict(self.state_dict, "teacher"),
-                            "cnns": encoders_from_state_dict(self.state_dict, net.actor_encoders)}}
+        params = ActorParams(actor={"mlp": mlp_from_state_dict(self.state_dict, "teacher"),
+                                    "cnns": encoders_from_state_dict(self.state_dict, net.actor_encoders)})
         params = jax.tree.map(jnp.asarray, params)
         normalizer = normalizer_from_state_dict(self.state_dict)
         normalizers = {"actor": jax.tree.map(jnp.asarray, normalizer)} if normalizer is not None else {}
@@ -136,14 +137,14 @@ def from_rsl_rl_checkpoint(path: str, activation: str | None = None, cnn_cfg: An
     if layout.class_name == "CNNModel":
         return _cnn_teacher(path, checkpoint[key], layout, activation, cnn_cfg or model_cfg.get("cnn_cfg"))
     net = teacher_networks(layout, activation)
-    params = jax.tree.map(jnp.asarray, {"actor": params})
+    params = jax.tree.map(jnp.asarray, ActorParams(actor=params))
     normalizers = {"actor": jax.tree.map(jnp.asarray, normalizer)} if normalizer is not None else {}
 
     def apply(x, state):
         return net.actor_step(params, normalizers, {"obs": x}, state)
 
     def init_state(num_envs: int):
-        return net.init_hidden(num_envs)["actor"]
+        return net.init_hidden(num_envs).actor
 
     std = None if net.state_dependent_std else net.action_std(params)
     description = {"format": "rsl_rl_checkpoint", "state_dict": key, "model": layout.class_name,

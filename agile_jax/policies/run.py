@@ -33,6 +33,7 @@ from agile_jax import config as config_lib
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
+from agile_jax.networks.records import ActorParams
 from agile_jax.policies.loaded import LoadedPolicy
 
 FLAT_GROUP = "obs"  # the one input group of a flat (MLP / RNN) teacher: the concatenated observation
@@ -182,17 +183,17 @@ def fit_to(template: Any, restored: Any, what: str) -> tuple[Any, str | None]:
     return jax.tree.unflatten(treedef, leaves), None
 
 
-def policy_arrays(net: ActorCritic, params: dict, normalizers: dict) -> tuple[dict, dict, str | None]:
-    """``({"actor": ...}, {"actor": ...} or {}, problem)``: the actor's restored arrays shaped as ``net``'s."""
+def policy_arrays(net: ActorCritic, params: dict, normalizers: dict) -> tuple[ActorParams, dict, str | None]:
+    """``(ActorParams, {"actor": ...} or {}, problem)``: the actor's restored arrays shaped as ``net``'s."""
     template = jax.eval_shape(net.init, jax.random.key(0))
-    actor, problem = fit_to({"actor": template["actor"]}, params, ".params")
+    actor, problem = fit_to(ActorParams(actor=template.actor), params, ".params")
     norm_template = {k: v for k, v in net.init_normalizers().items() if k == "actor"}
     norms, norm_problem = fit_to(norm_template, normalizers, ".normalizers")
     return actor, norms, problem or norm_problem
 
 
 def output_width(params: dict, source: str) -> int:
-    """Width of the actor MLP's last layer in restored params."""
+    """Width of the actor MLP's last layer in a checkpoint's params as stored (nested dicts by network name)."""
     try:
         layers = params["actor"]["mlp"]["params"]
         return int(np.shape(layers[f"Dense_{len(layers) - 1}"]["bias"])[0])
@@ -201,7 +202,8 @@ def output_width(params: dict, source: str) -> int:
 
 
 def input_width(cfg, params: dict, source: str) -> int:
-    """Width of a flat actor's input: its RNN's (``ActorCriticRecurrent``) or first layer's input."""
+    """Width of a flat actor's input, its RNN's (``ActorCriticRecurrent``) or first layer's, in a checkpoint's
+    params as stored."""
     try:
         if cfg.policy.class_name == "ActorCriticRecurrent":
             return int(np.shape(params["actor"]["rnn"]["layer_0"]["kernel_ih"])[0])
@@ -295,7 +297,7 @@ def _flat_teacher(cfg, params: dict, normalizers: dict, source: str) -> dict:
         return net.actor_step(actor, norms, {FLAT_GROUP: x}, state)
 
     def init_state(num_envs: int):
-        return net.init_hidden(num_envs)["actor"]
+        return net.init_hidden(num_envs).actor
 
     std = None if net.state_dependent_std else net.action_std(actor)
     return dict(apply=apply, init_state=init_state, obs_dim=width, action_dim=net.action_size,

@@ -1,7 +1,8 @@
 """``DistillationRunner``: DAgger distillation from an exported teacher, and PPO fine-tuning of the student.
 
-The run state is a :class:`~agile_jax.training.iteration.TrainState` whose ``params`` are ``{"actor": student}``,
-``normalizers`` the student's, and ``hidden`` ``{"actor": student state, "teacher": teacher state}``, so
+The run state is a :class:`~agile_jax.training.iteration.TrainState` whose ``params`` are the student's
+:class:`~agile_jax.networks.records.ActorParams`, ``normalizers`` the student's, and ``hidden`` a
+:class:`~agile_jax.training.rollout.DistillationHidden` (the student's and the teacher's state), so
 checkpoints, exact resume, logging and the NaN guard are the PPO runner's. The iteration (rollout with the
 student acting and the teacher labelling, then :func:`agile_jax.algorithms.distillation.make_update_fn`) is
 one jitted, data-parallel program. :func:`finetune_runner` is AGILE's ``StudentFinetuneRecurrent``: an
@@ -28,6 +29,7 @@ from agile_jax.io.logger import Logger
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
 from agile_jax.networks.from_config import FINETUNE_CLASS, FINETUNE_USAGE, distribution_fields
+from agile_jax.networks.records import ActorParams
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
 from agile_jax.policies.load import load_policy
 from agile_jax.policies.loaded import LoadedPolicy
@@ -42,7 +44,7 @@ from agile_jax.training.iteration import (
     build_trainer,
     place_state,
 )
-from agile_jax.training.rollout import make_distill_rollout_fn
+from agile_jax.training.rollout import DistillationHidden, make_distill_rollout_fn
 from agile_jax.training.runner import OnPolicyRunner
 
 STUDENT_CLASSES = {"StudentTrainedTeacher": False, "StudentTrainedTeacherRecurrent": True}
@@ -93,7 +95,7 @@ def make_distill_learn(cfg, student: ActorCritic, teacher: LoadedPolicy, tx, ste
         normalizers = {name: normalization.update(state.normalizers[name], x, run.normalizer_until, axis)
                        for name, x in student.normalizer_inputs(tr.obs).items()}
         # As in RSL-RL, a recurrent teacher restarts from a zero state after every update.
-        hidden = {"actor": student_hidden, "teacher": teacher.init_state(tr.dones.shape[1])}
+        hidden = DistillationHidden(actor=student_hidden, teacher=teacher.init_state(tr.dones.shape[1]))
         metrics = dict(metrics, learning_rate=optim.get_learning_rate(opt_state),
                        mean_std=student.mean_action_std(params, tr.action_std),
                        mean_step_reward=jax.lax.pmean(jnp.mean(infos.reward), axis))
@@ -117,8 +119,8 @@ def make_distill_trainer(cfg, env, student: ActorCritic, teacher: LoadedPolicy, 
     teacher_fn = teacher.bind(teacher_groups, env.observation_shapes)
 
     def init(key, num_envs: int) -> InitialState:
-        hidden = {"actor": student.init_hidden(num_envs)["actor"], "teacher": teacher.init_state(num_envs)}
-        return InitialState(params={"actor": student.init(key)["actor"]}, normalizers=student.init_normalizers(),
+        hidden = DistillationHidden(actor=student.init_hidden(num_envs).actor, teacher=teacher.init_state(num_envs))
+        return InitialState(params=ActorParams(actor=student.init(key).actor), normalizers=student.init_normalizers(),
                             extensions={}, hidden=hidden)
 
     algorithm = Algorithm(rollout=make_distill_rollout_fn(env, student, teacher_fn, cfg.runner.num_steps_per_env),
@@ -208,9 +210,9 @@ def finetune_runner(env, cfg, student: DistillationRunner, log_dir: str | None =
     cfg.runner.obs_groups = {**dict(cfg.runner.obs_groups), "actor": list(net.obs_groups["actor"])}
     runner = OnPolicyRunner(env, cfg, log_dir=log_dir, **kwargs)
     fresh, distilled = jax.device_get((runner.state, student.state))
-    params = dict(fresh.params, actor=distilled.params["actor"])
+    params = fresh.params.replace(actor=distilled.params.actor)
     normalizers = dict(fresh.normalizers, **{k: v for k, v in distilled.normalizers.items() if k == "actor"})
-    _check_same_structure(fresh.params["actor"], params["actor"])
+    _check_same_structure(fresh.params.actor, params.actor)
     state = fresh.replace(params=params, normalizers=normalizers, opt_state=runner.trainer.tx.init(params))
     runner.state = place_state(state, runner.trainer.mesh)
     return runner

@@ -32,6 +32,7 @@ from agile_jax.config import ConfigError
 from agile_jax.export import rsl_rl
 from agile_jax.export.rsl_rl_models import ModelLayout, read_model
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.records import ActorParams
 from agile_jax.training.iteration import TrainState, place_state
 
 # Which state dict of an RSL-RL checkpoint fills which network, per kind of run.
@@ -142,7 +143,7 @@ def _read_cnn(networks: ActorCritic, checkpoint: Mapping, path: str) -> dict:
                                                  checkpoint["critic_state_dict"])
     except ValueError as err:
         raise ConfigError(f"runner.init_from '{path}': the CNNs do not fit the config's cnn_cfg: {err}") from None
-    return {name: (params[name], normalizers.get(name)) for name in params}
+    return {name: (net_params, normalizers.get(name)) for name, net_params in params.by_network().items()}
 
 
 def _read_rsl_rl(networks: ActorCritic, path: str, kind: str) -> dict:
@@ -166,12 +167,13 @@ def _read_run(state: TrainState, path: str) -> dict:
         saved = checkpoint.restore_as_saved(path, ("params", "normalizers"))
     except checkpoint.CheckpointError as err:
         raise ConfigError(f"runner.init_from: {err}") from None
-    missing = sorted(set(state.params) - set(saved["params"]))
+    names = list(state.params.by_network())
+    missing = sorted(set(names) - set(saved["params"]))
     if missing:
         raise ConfigError(f"runner.init_from '{path}' has no {missing} network (it holds "
                           f"{sorted(saved['params'])}); start from a run of the same kind")
     return {name: (saved["params"][name], _as_template(saved["normalizers"].get(name), state.normalizers.get(name)))
-            for name in state.params}
+            for name in names}
 
 
 def _as_template(saved: Mapping | None, template):
@@ -181,13 +183,13 @@ def _as_template(saved: Mapping | None, template):
     return template.replace(**{key: saved.get(key) for key in vars(template)})
 
 
-def cap_std(params: dict, networks: ActorCritic, max_std: float) -> dict:
+def cap_std(params: ActorParams, networks: ActorCritic, max_std: float) -> ActorParams:
     """``params`` with the actor's state-independent std parameter capped at ``max_std`` per action."""
     if networks.state_dependent_std:
         raise ConfigError("runner.init_from_max_std caps a state-independent std; this actor outputs its std "
                           "(HeteroscedasticGaussianDistribution): leave init_from_max_std at 0")
     cap = max_std if networks.noise_std_type == "scalar" else math.log(max_std)
-    return {**params, "actor": {**params["actor"], "std": jnp.minimum(params["actor"]["std"], cap)}}
+    return params.replace(actor={**params.actor, "std": jnp.minimum(params.actor["std"], cap)})
 
 
 def initialize(state: TrainState, networks: ActorCritic, path: str, mesh, kind: str = "ppo") -> TrainState:
@@ -204,7 +206,7 @@ def initialize(state: TrainState, networks: ActorCritic, path: str, mesh, kind: 
         ConfigError: the file is missing or not a checkpoint, or the config does not describe its networks.
     """
     loaded = _read_run(state, path) if os.path.isdir(path) else _read_rsl_rl(networks, path, kind)
-    params, normalizers = dict(state.params), dict(state.normalizers)
+    params, normalizers = state.params.by_network(), dict(state.normalizers)
     for name, (net_params, normalizer) in loaded.items():
         _check_tree(name, net_params, params[name], path)
         params[name] = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), net_params, params[name])
@@ -212,7 +214,7 @@ def initialize(state: TrainState, networks: ActorCritic, path: str, mesh, kind: 
             _check_tree(f"{name} normaliser", normalizer, normalizers[name], path)
             normalizers[name] = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), normalizer,
                                              normalizers[name])
-    return place_state(state.replace(params=params, normalizers=normalizers), mesh)
+    return place_state(state.replace(params=state.params.replace(**params), normalizers=normalizers), mesh)
 
 
 def rsl_rl_checkpoint_in(load_run: str, load_checkpoint: int, experiment_dir: str) -> str | None:

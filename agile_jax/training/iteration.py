@@ -30,9 +30,11 @@ class TrainState:
     """Everything a run carries from one iteration to the next (and saves in checkpoints).
 
     Attributes:
-        params: ``{"actor": ..., "critic": ...}`` network params.
+        params: network params, a record with one field per network (:mod:`agile_jax.networks.records`:
+            ``params.actor``, ``params.critic`` ...).
         opt_state: optax state; holds the (adaptive) learning rate.
-        normalizers: observation normaliser states of the networks that normalise.
+        normalizers: ``{observation set: state}``, the normaliser states of the networks that normalise (keyed
+            like ``runner.obs_groups``: ``"actor"``, ``"critic"``, ``"privileged"``; an entry only where enabled).
         extensions: ``{name: state}``, each extension's own state (entropy coefficient, reward statistics,
             RND networks and optimiser ...), so schedules and extension statistics resume exactly.
         env_state: batched env state ``[N, ...]`` (sharded over devices).
@@ -40,8 +42,9 @@ class TrainState:
         iteration: number of iterations done.
         num_updates: optimiser steps done.
         episodes: the last 100 finished episodes (returns and lengths), replicated.
-        hidden: the policy's recurrent state between rollouts, ``{"actor": ..., "critic": ...}`` with leaves
-            ``[N, ...]`` (sharded like the env state; empty for feed-forward networks).
+        hidden: the policy's recurrent state between rollouts, with leaves ``[N, ...]`` (sharded like the env
+            state; empty for feed-forward networks): an :class:`~agile_jax.networks.records.ActorCriticHidden`, or a
+            record of :mod:`agile_jax.training.rollout` that adds the extensions' or the teacher's state.
         target_iteration: the iteration the current ``learn`` call stops at (RSL-RL's ``tot_iter = start_iter +
             num_learning_iterations``; ``runner.max_iterations`` until ``learn`` sets it). Schedules measure
             their progress against it; it belongs to the call, not to the run, so checkpoints do not store it.
@@ -173,7 +176,7 @@ class InitialState(NamedTuple):
         params: network params.
         normalizers: observation normaliser states.
         extensions: ``{name: state}`` of the extensions.
-        hidden: recurrent states ``{...}`` with leaves ``[N, ...]`` (empty for feed-forward networks).
+        hidden: recurrent states with leaves ``[N, ...]`` (empty for feed-forward networks).
     """
 
     params: Any

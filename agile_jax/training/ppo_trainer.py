@@ -39,7 +39,7 @@ from agile_jax.training.iteration import (
     all_finite,
     build_trainer,
 )
-from agile_jax.training.rollout import make_stateful_rollout_fn
+from agile_jax.training.rollout import ActingHidden, make_stateful_rollout_fn
 from agile_jax.types import PRNGKey
 
 # The class names a PPO run accepts in ``algorithm.class_name`` (st_rl's and LeggedGym-Ex's names), each with the
@@ -124,7 +124,7 @@ def make_ppo_learn(cfg, networks: ActorCritic, extensions: Chain, tx, axis: str)
                       num_updates=state.num_updates, target_iteration=state.target_iteration)
         ext_states = extensions.schedule(state.extensions, stats)
         # Value of the observation after the last step (the critic's state is read, not advanced).
-        last_values, _ = networks.value_step(state.params, state.normalizers, last_obs, collected.hidden["critic"])
+        last_values, _ = networks.value_step(state.params, state.normalizers, last_obs, collected.hidden.critic)
         # Rewards shaped by the extensions (normalisation, bootstraps, intrinsic rewards), then GAE.
         ext_states, rollout, shape_metrics = extensions.shape(ext_states, Rollout(tr, tr.rewards, last_obs))
         advantages, returns = gae.compute_gae(rollout.rewards, tr.values, tr.dones, last_values, alg.gamma, alg.lam)
@@ -175,7 +175,8 @@ def make_trainer(cfg, env, networks: ActorCritic, extensions: Chain | None = Non
     def init(key: PRNGKey, num_envs: int) -> InitialState:
         hidden = networks.init_hidden(num_envs)
         if acting:  # per-env state of the extensions that act, sharded like the envs
-            hidden = {**hidden, "extensions": extensions.init_carry(jax.random.fold_in(key, 2), num_envs)}
+            hidden = ActingHidden(actor=hidden.actor, critic=hidden.critic,
+                                  extensions=extensions.init_carry(jax.random.fold_in(key, 2), num_envs))
         return InitialState(params=networks.init(key), normalizers=networks.init_normalizers(),
                             extensions=extensions.init(jax.random.fold_in(key, 1), spec), hidden=hidden)
 

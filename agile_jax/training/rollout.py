@@ -4,7 +4,8 @@ The policy's recurrent state rides in the scan carry: each transition stores the
 (what the update replays from), and the state of an env is zeroed right after its episode ends
 (RSL-RL's ``reset(dones)`` in ``process_env_step``). Feed-forward networks carry an empty state.
 Extensions that take part in acting (an :class:`~agile_jax.extensions.base.Actor`, e.g. TPPO's teacher) run
-after the policy sampled and after the env stepped, with their per-env state in ``hidden["extensions"]``.
+after the policy sampled and after the env stepped, with their per-env state in ``hidden.extensions``
+(:class:`ActingHidden`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from agile_jax.extensions.base import ActStep, Chain, named_key
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.records import ActorCriticHidden
 from agile_jax.networks.recurrent import reset_state
 from agile_jax.types import Array, PRNGKey, Transition
 
@@ -34,13 +37,38 @@ class RolloutCarry(NamedTuple):
 
     Attributes:
         env_state: batched env state ``[N, ...]``.
-        hidden: recurrent state ``{"actor": ..., "critic": ...}`` (leaves ``[N, ...]``; empty for MLPs).
+        hidden: recurrent state, an :class:`~agile_jax.networks.records.ActorCriticHidden` (leaves ``[N, ...]``;
+            empty for MLPs), an :class:`ActingHidden` with extensions that act, a :class:`DistillationHidden` when
+            distilling.
         step: control step within the rollout.
     """
 
     env_state: object
     hidden: Any
     step: Array
+
+
+@struct.dataclass
+class ActingHidden(ActorCriticHidden):
+    """The recurrent state of actor and critic, and the per-env state of the extensions that act, ``{name:
+    state}`` (see :class:`~agile_jax.extensions.base.Actor`); fields in alphabetical order, as
+    :mod:`agile_jax.networks.records` explains."""
+
+    extensions: dict
+
+    @property
+    def policy(self) -> ActorCriticHidden:
+        """The actor's and the critic's state alone (what each transition stores)."""
+        return ActorCriticHidden(actor=self.actor, critic=self.critic)
+
+
+@struct.dataclass
+class DistillationHidden:
+    """The recurrent state of a distillation rollout: the student's (the actor of the student's actor-critic) and
+    the teacher's, leaves ``[N, ...]`` (each empty for a feed-forward network); fields in alphabetical order."""
+
+    actor: Any
+    teacher: Any
 
 
 def per_env_keys(key: PRNGKey, env_ids: Array) -> Array:
@@ -56,8 +84,8 @@ def make_stateful_rollout_fn(env, networks: ActorCritic, num_steps: int, extensi
         networks: the actor-critic (feed-forward or recurrent).
         num_steps: ``num_steps_per_env`` (T).
         extensions: the run's extensions; those that act (:attr:`Chain.actors`) run each step, and the rollout
-            then takes their states as a last argument ``ext_states`` and carries their per-env state in
-            ``hidden["extensions"]``. Without actors the rollout runs no extension code.
+            then takes their states as a last argument ``ext_states`` and carries their per-env state in an
+            :class:`ActingHidden`. Without actors the rollout runs no extension code.
 
     Returns:
         ``rollout(...) -> (env_state, hidden, Transition [T, N], StepInfo [T, N])``; the transitions hold the
@@ -68,25 +96,27 @@ def make_stateful_rollout_fn(env, networks: ActorCritic, num_steps: int, extensi
     def step_fn(params, normalizers, key, env_ids, carry: RolloutCarry, _, ext_states=None):
         state, hidden = carry.env_state, carry.hidden
         obs = state.obs
-        policy_hidden = {k: v for k, v in hidden.items() if k != "extensions"} if acting else hidden
+        policy_hidden = hidden.policy if acting else hidden
         # Act: Gaussian sample around the actor mean (std state-independent or from the actor's output).
-        (mean, std), actor_hidden = networks.actor_dist_step(params, normalizers, obs, hidden["actor"])
+        (mean, std), actor_hidden = networks.actor_dist_step(params, normalizers, obs, hidden.actor)
         std = jnp.broadcast_to(std, mean.shape)
         keys = per_env_keys(jax.random.fold_in(key, carry.step), env_ids)
         actions = jax.vmap(distributions.sample)(keys, mean, std)
         if acting:  # extensions may replace actions per env; the executed ones are stored
             act_keys = per_env_keys(jax.random.fold_in(named_key(key, "act"), carry.step), env_ids)
-            ext_carry, actions, records = extensions.act(ext_states, hidden["extensions"],
+            ext_carry, actions, records = extensions.act(ext_states, hidden.extensions,
                                                          ActStep(obs, actions, mean, std, carry.step), act_keys)
         log_probs = distributions.log_prob(mean, std, actions)
-        values, critic_hidden = networks.value_step(params, normalizers, obs, hidden["critic"])
+        values, critic_hidden = networks.value_step(params, normalizers, obs, hidden.critic)
         # Step every env (finished ones auto-reset) and clear the recurrent state of finished episodes.
         next_state, info = env.step(state, actions)
-        next_hidden = reset_state({"actor": actor_hidden, "critic": critic_hidden}, info.done)
+        next_hidden = reset_state(ActorCriticHidden(actor=actor_hidden, critic=critic_hidden), info.done)
         extras = {"bad_termination_sigma": info.bad_termination_sigma,
                   "good_termination_sigma": info.good_termination_sigma}
         if acting:
-            next_hidden["extensions"] = extensions.process_env_step(ext_states, ext_carry, info.done, act_keys)
+            next_hidden = ActingHidden(actor=next_hidden.actor, critic=next_hidden.critic,
+                                       extensions=extensions.process_env_step(ext_states, ext_carry, info.done,
+                                                                              act_keys))
             extras["act"] = records
         transition = Transition(
             obs=obs,
@@ -161,8 +191,7 @@ def make_distill_rollout_fn(env, student: ActorCritic, teacher, num_steps: int):
     """Builds ``rollout(params, normalizers, env_state, hidden, key, env_ids)`` for distillation.
 
     The student (the ``actor`` of ``student``) samples the actions; ``teacher(obs, state) -> (actions, state)``
-    labels them. ``hidden`` is ``{"actor": student state, "teacher": teacher state}``, both zeroed for finished
-    episodes.
+    labels them. ``hidden`` is a :class:`DistillationHidden`, both states zeroed for finished episodes.
 
     Returns:
         ``rollout(...) -> (env_state, hidden, DistillTransition [T, N], StepInfo [T, N])``.
@@ -171,16 +200,16 @@ def make_distill_rollout_fn(env, student: ActorCritic, teacher, num_steps: int):
     def step_fn(params, normalizers, key, env_ids, carry: RolloutCarry, _):
         state, hidden = carry.env_state, carry.hidden
         # The student acts (sampled), the teacher labels (deterministic).
-        (mean, std), student_hidden = student.actor_dist_step(params, normalizers, state.obs, hidden["actor"])
+        (mean, std), student_hidden = student.actor_dist_step(params, normalizers, state.obs, hidden.actor)
         std = jnp.broadcast_to(std, mean.shape)
         keys = per_env_keys(jax.random.fold_in(key, carry.step), env_ids)
         actions = jax.vmap(distributions.sample)(keys, mean, std)
-        teacher_actions, teacher_hidden = teacher(state.obs, hidden["teacher"])
+        teacher_actions, teacher_hidden = teacher(state.obs, hidden.teacher)
         # Step every env and clear the states of finished episodes.
         next_state, info = env.step(state, actions)
-        next_hidden = reset_state({"actor": student_hidden, "teacher": teacher_hidden}, info.done)
+        next_hidden = reset_state(DistillationHidden(actor=student_hidden, teacher=teacher_hidden), info.done)
         transition = DistillTransition(obs=state.obs, actions=actions, teacher_actions=teacher_actions,
-                                       dones=info.done, hidden=hidden["actor"], action_std=std)
+                                       dones=info.done, hidden=hidden.actor, action_std=std)
         return RolloutCarry(next_state, next_hidden, carry.step + 1), (transition, info)
 
     return _scan_steps(step_fn, num_steps)
