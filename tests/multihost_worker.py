@@ -12,6 +12,8 @@ import sys
 import jax
 import numpy as np
 
+PARAM_PREFIX = "params"  # keys of the dumped parameter leaves; the other entries describe the run
+
 
 def main(out_file: str, argv: list[str]) -> None:
     from agile_jax import parallel
@@ -25,7 +27,7 @@ def main(out_file: str, argv: list[str]) -> None:
     leaves = jax.tree_util.tree_flatten_with_path(parallel.to_host(runner.state.params))[0]
     np.savez(out_file.format(process=jax.process_index()), process_count=jax.process_count(),
              device_count=jax.device_count(), log_dir=runner.log_dir, iteration=runner.current_learning_iteration,
-             episodes=runner.episodes.count, **{jax.tree_util.keystr(path): leaf for path, leaf in leaves})
+             episodes=runner.episodes.count, **{PARAM_PREFIX + jax.tree_util.keystr(path): leaf for path, leaf in leaves})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import pytest
 
 from agile_jax.training.distributed import cluster_from_environment
 from tests.helpers import leaves_equal
+from tests.multihost_worker import PARAM_PREFIX
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITERATIONS = 4
@@ -74,7 +75,7 @@ def runs(tmp_path_factory):
 
 
 def _params(dump: dict) -> dict:
-    return {k: v for k, v in dump.items() if k.startswith("[")}
+    return {k[len(PARAM_PREFIX):]: v for k, v in dump.items() if k.startswith(PARAM_PREFIX)}
 
 
 @pytest.mark.slow  # three processes compile and train T1 (about 2 min); CI runs it
