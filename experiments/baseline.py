@@ -6,7 +6,10 @@
 Runs the preset's env (same overrides as ``train.py``) for ``--steps`` control steps per action noise level
 ``std`` (actions ``std * N(0, 1)``, so ``std=0`` holds the default pose) and prints, per level, the mean
 reward per step, how many episodes ended (and how many by a failure), their mean length, and the mean
-per-step value of each reward term. It is the reference line for a learning curve: ``Train/mean_episode_length``
+per-step value of each reward term. With ``--steps`` of at least the time limit it also prints the *mean episode
+length*: the mean over every episode that started early enough to be seen whole (``complete_episode_lengths``),
+which, unlike the mean of the episodes that happened to end, does not favour the short ones; two time limits of
+steps give it a few hundred episodes. It is the reference line for a learning curve: ``Train/mean_episode_length``
 of a policy that learns must rise above these numbers.
 
 ``--policy`` adds the deterministic actions of a trained policy (a run directory or checkpoint of ``train.py``,
@@ -74,20 +77,42 @@ def make_rollout(env, steps: int, policy=None):
     return run
 
 
-def random_action_stats(run, std: float, seed: int = 0) -> dict:
-    """Statistics of one :func:`make_rollout` run at noise level ``std``."""
+def complete_episode_lengths(done: np.ndarray, length: np.ndarray, limit: int) -> np.ndarray:
+    """Lengths of the episodes that started early enough to end inside the ``[T, N]`` window.
+
+    An episode that starts at step ``s`` ends by ``s + limit - 1`` (the time limit), so every episode starting
+    at ``s <= T - limit`` is seen whole, whatever its length: their mean is not biased towards the short ones
+    the way the mean of the episodes that happened to end inside the window is. Empty when ``T < limit``.
+    """
+    steps = done.shape[0]
+    out = []
+    for n in range(done.shape[1]):
+        start = 0
+        for t in np.flatnonzero(done[:, n]):
+            if start + limit <= steps:
+                out.append(length[t, n])
+            start = t + 1
+    return np.asarray(out, np.int64)
+
+
+def random_action_stats(run, std: float, seed: int = 0, limit: int | None = None) -> dict:
+    """Statistics of one :func:`make_rollout` run at noise level ``std`` (``limit``: the episode time limit)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     reward, terms, done, terminated, length = jax.device_get(run(jnp.float32(std), jax.random.PRNGKey(seed)))
     ended = length[done]
+    whole = complete_episode_lengths(done, length, limit) if limit else np.zeros(0, np.int64)
     return {
         "std": std,
         "reward_per_step": float(np.mean(reward)),
         "episodes_ended": int(done.sum()),
         "episodes_failed": int(terminated.sum()),
         "mean_length_of_ended": float(ended.mean()) if ended.size else None,
+        "whole_episodes": int(whole.size),
+        "mean_episode_length": float(whole.mean()) if whole.size else None,
+        "time_limit": limit,
         "reward_terms_per_step": {k: float(np.mean(v)) for k, v in sorted(terms.items())},
     }
 
@@ -138,6 +163,18 @@ def print_audit(audit: dict[str, dict[str, float]]) -> None:
     print("| **sum** | " + " | ".join(f"{sum(audit[r].values()):+.3f}" for r in regimes) + " |")
 
 
+def _rounded(x: float | None) -> float | None:
+    return x if x is None else round(x, 1)
+
+
+def _whole_episode_line(res: dict) -> str:
+    """The unbiased mean episode length, or how many steps it needs (``--steps`` of at least the time limit)."""
+    if not res["whole_episodes"]:
+        return f"; mean episode length needs --steps >= {res['time_limit']} (the time limit)"
+    return (f"; mean episode length {res['mean_episode_length']:.1f} of {res['time_limit']} "
+            f"({res['mean_episode_length'] / res['time_limit']:.0%}, {res['whole_episodes']} whole episodes)")
+
+
 def _load_policy(path: str):
     """The :class:`LoadedPolicy` of ``path``, or exit 2 with the reason in one line."""
     from agile_jax.policies.load import load_policy
@@ -182,11 +219,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return [audit]
     results = []
     for std in args.std:
-        res = random_action_stats(run, std, args.seed)
+        res = random_action_stats(run, std, args.seed, env.max_episode_length)
         results.append(res)
-        length = res["mean_length_of_ended"]
         print(f"std {std:4.2f}: reward/step {res['reward_per_step']:+.4f}, episodes ended {res['episodes_ended']} "
-              f"({res['episodes_failed']} failures), mean length {length if length is None else round(length, 1)}")
+              f"({res['episodes_failed']} failures), mean length {_rounded(res['mean_length_of_ended'])}"
+              + _whole_episode_line(res))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

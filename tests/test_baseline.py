@@ -11,6 +11,8 @@ def test_zero_actions_on_point_mass_only_time_out(tmp_path):
     # 250 steps with a 100-step time limit: every env times out twice and never fails.
     assert zero["episodes_ended"] == 16 and zero["episodes_failed"] == 0
     assert zero["mean_length_of_ended"] == 100.0
+    # episodes starting at steps 0 and 100 are seen whole; the third (from step 200) would end after the window
+    assert zero["whole_episodes"] == 16 and zero["mean_episode_length"] == 100.0 and zero["time_limit"] == 100
     assert set(zero["reward_terms_per_step"]) and out.exists()
     assert zero["reward_per_step"] == pytest.approx(sum(zero["reward_terms_per_step"].values()), rel=1e-5)
 
@@ -36,6 +38,20 @@ def test_audit_regime_masks_by_hand():
     np.testing.assert_array_equal(steps_in_episode(done), [[0, 0], [1, 1], [0, 2], [1, 3]])
     terminated = np.array([[0, 0], [1, 0], [0, 0], [0, 0]], bool)  # env 1's end at t=3 was a time-out
     np.testing.assert_array_equal(steps_before_failure(terminated, 2), [[1, 0], [1, 0], [0, 0], [0, 0]])
+
+
+def test_whole_episodes_by_hand():
+    import numpy as np
+
+    from experiments.baseline import complete_episode_lengths
+
+    # T=6, limit 3. Env 0: ends at t=0 (length 1), t=3 (3), t=5 (2). Env 1: times out at t=2 and t=5.
+    done = np.array([[1, 0], [0, 0], [0, 1], [1, 0], [0, 0], [1, 1]], bool)
+    length = np.array([[1, 1], [1, 2], [2, 3], [3, 1], [1, 2], [2, 3]])
+    # starts allowed up to 6 - 3 = 3: env 0's episodes from 0, 1 and 4 -> the first two (the one from 4 is left
+    # out although it ended: counting it would favour short episodes); env 1's from 0 and 3 -> both.
+    np.testing.assert_array_equal(complete_episode_lengths(done, length, 3), [1, 3, 3, 3])
+    assert complete_episode_lengths(done, length, 7).size == 0  # the window is shorter than the time limit
 
 
 def test_a_trained_policy_acts_in_the_rollout(tmp_path, capsys):
