@@ -158,7 +158,7 @@ def run_directories(cfg) -> tuple[str, str | None]:
     if rsl_rl:
         run.init_from, run.load_run, run.resume = rsl_rl, "", False
     resume_dir = find_resume_dir(cfg, experiment_dir) if (run.resume or run.load_run) else None
-    from agile_jax.training.distributed import broadcast_text
+    from agile_jax.runtime.distributed import broadcast_text
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     name = stamp + (f"_{run.run_name}" if run.run_name else "")
@@ -205,7 +205,7 @@ def config_or_none(build, argv: list[str]):
 def start_processes(cfg) -> bool:
     """Process-wide settings that must precede the first JAX computation, then multi-host start-up."""
     from agile_jax import precision
-    from agile_jax.training import distributed
+    from agile_jax.runtime import distributed
 
     try:
         precision.configure_determinism(cfg.runner.deterministic)
@@ -287,7 +287,7 @@ def main(argv: list[str]) -> int:
         return 2
     cfg, student = built
     from agile_jax.io.checkpoint import CheckpointError
-    from agile_jax.training.signals import TrainingInterrupted
+    from agile_jax.runtime.signals import TrainingInterrupted
 
     try:
         runner = train(cfg, student)

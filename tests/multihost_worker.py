@@ -16,7 +16,7 @@ PARAM_PREFIX = "params"  # keys of the dumped parameter leaves; the other entrie
 
 
 def main(out_file: str, argv: list[str]) -> None:
-    from agile_jax import parallel
+    from agile_jax.runtime import parallel
     from experiments import train as train_script
 
     cfg = train_script.build_config(argv)

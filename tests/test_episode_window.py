@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agile_jax.training import episodes
+from agile_jax.runtime import episodes
 
 
 def test_push_by_hand():

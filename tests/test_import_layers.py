@@ -15,7 +15,7 @@ PACKAGE = ROOT / "agile_jax"
 # hook protocol that PPO's own terms implement, below the algorithms; the other extensions sit above them).
 LAYERS = (
     ("agile_jax", "agile_jax.types", "agile_jax.config", "agile_jax.validation", "agile_jax.platform",
-     "agile_jax.precision", "agile_jax.parallel"),
+     "agile_jax.precision", "agile_jax.runtime"),
     ("agile_jax.networks", "agile_jax.motion"),
     ("agile_jax.extensions.base",),
     ("agile_jax.algorithms",),

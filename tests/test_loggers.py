@@ -19,8 +19,8 @@ import zlib
 import numpy as np
 import pytest
 
-from agile_jax import parallel
 from agile_jax.config import ConfigError
+from agile_jax.runtime import parallel
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import point_mass_config, point_mass_env
 

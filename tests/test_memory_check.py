@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agile_jax.config import ConfigError
-from agile_jax.training import memory
+from agile_jax.runtime import memory
 from experiments import cli, train
 from tests.helpers import point_mass_config, point_mass_env
 

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent(
     """
     import json, jax, numpy as np
-    from agile_jax.parallel import make_mesh
+    from agile_jax.runtime.parallel import make_mesh
     from agile_jax.training.runner import OnPolicyRunner
     from tests.helpers import point_mass_config, point_mass_env
 
@@ -57,7 +57,7 @@ SCRIPT_C = textwrap.dedent(
     """
     import json, jax, numpy as np
     from agile_jax.config import apply_overrides
-    from agile_jax.parallel import make_mesh
+    from agile_jax.runtime.parallel import make_mesh
     from agile_jax.training.runner import OnPolicyRunner
     from experiments.configs import get_preset, make_env
 

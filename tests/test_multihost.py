@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from agile_jax.training.distributed import cluster_from_environment
+from agile_jax.runtime.distributed import cluster_from_environment
 from tests.helpers import leaves_equal
 from tests.multihost_worker import PARAM_PREFIX
 
@@ -96,7 +96,7 @@ def test_parameters_identical_on_both_processes_and_to_one_process(runs):
     assert leaves_equal(first, single)
     assert int(runs["single"]["process_count"]) == 1 and int(runs["single"]["device_count"]) == 2
     # and they trained: the same run's initial parameters differ from them
-    from agile_jax import parallel
+    from agile_jax.runtime import parallel
     from agile_jax.training.runner import OnPolicyRunner
     from experiments import train as train_script
     from experiments.configs import make_env
@@ -125,7 +125,7 @@ def test_only_process_zero_writes_logs_and_exports(runs):
 
 @pytest.mark.slow  # three processes compile and train T1 (about 2 min); CI runs it
 def test_checkpoint_of_two_processes_restores_in_one(runs):
-    from agile_jax import parallel
+    from agile_jax.runtime import parallel
     from agile_jax.training.runner import OnPolicyRunner
     from experiments import train as train_script
     from experiments.configs import make_env

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     platform.enable_compilation_cache(os.environ.get("AGILE_JAX_TEST_CACHE_DIR"))
     from agile_jax.config import DistillationAlgorithmConfig, DistillationConfig, RunnerConfig, StudentTeacherConfig
     from agile_jax.training.distill_runner import DistillationRunner
-    from agile_jax.parallel import make_mesh
+    from agile_jax.runtime.parallel import make_mesh
     from agile_jax.training.runner import OnPolicyRunner
     from tests.helpers import point_mass_config, point_mass_env
 

@@ -337,7 +337,7 @@ def test_t1_preset_trains_end_to_end_from_the_command_line(tmp_path):
 
 TWO_DEVICES = """
 import json, jax, numpy as np
-from agile_jax.parallel import make_mesh
+from agile_jax.runtime.parallel import make_mesh
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import point_mass_env
 from tests.test_teacher_student import _small_ts_config

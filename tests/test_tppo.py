@@ -519,7 +519,7 @@ def test_bad_options_end_in_one_line_and_exit_2(tmp_path, capsys):
 
 MULTIDEVICE = """
 import json, sys, jax, numpy as np
-from agile_jax.parallel import make_mesh
+from agile_jax.runtime.parallel import make_mesh
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import point_mass_config, point_mass_env
 

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agile_jax import parallel
 from agile_jax.export.exporter import export_policy
 from agile_jax.networks.actor_critic import make_inference_fn
 from agile_jax.networks.recurrent import make_recurrent_inference_fn, reset_state
+from agile_jax.runtime import parallel
 from agile_jax.types import PRNGKey
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agile_jax.parallel import AXIS
+from agile_jax.runtime.parallel import AXIS
 
 STAGES = ("first", "rest")
 

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 
 from agile_jax import config as config_lib
-from agile_jax import parallel
 from agile_jax.algorithms import distillation, optim
 from agile_jax.extensions import symmetry
 from agile_jax.extensions.method import env_spec
@@ -33,6 +32,7 @@ from agile_jax.networks.records import ActorParams
 from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
 from agile_jax.policies.load import load_policy
 from agile_jax.policies.loaded import LoadedPolicy
+from agile_jax.runtime import parallel
 from agile_jax.training.iteration import (
     Algorithm,
     Collected,

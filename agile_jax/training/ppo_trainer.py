@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from agile_jax import parallel
 from agile_jax.algorithms import gae, optim, ppo
 from agile_jax.algorithms.recurrent import trajectory_minibatches
 from agile_jax.config import ConfigError
@@ -28,7 +27,7 @@ from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.policies.latents import onnx_estimator_latent
 from agile_jax.policies.load import load_policy
-from agile_jax.training import episodes
+from agile_jax.runtime import episodes, parallel
 from agile_jax.training.iteration import (
     Algorithm,
     Collected,
