@@ -25,9 +25,10 @@ def main(out_file: str, argv: list[str]) -> None:
     if jax.process_index() == 0:
         train_script.export_final_policy(runner)
     leaves = jax.tree_util.tree_flatten_with_path(parallel.to_host(runner.state.params))[0]
+    params = {PARAM_PREFIX + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
     np.savez(out_file.format(process=jax.process_index()), process_count=jax.process_count(),
              device_count=jax.device_count(), log_dir=runner.log_dir, iteration=runner.current_learning_iteration,
-             episodes=runner.episodes.count, **{PARAM_PREFIX + jax.tree_util.keystr(path): leaf for path, leaf in leaves})
+             episodes=runner.episodes.count, **params)
 
 
 if __name__ == "__main__":
