@@ -134,7 +134,7 @@ def test_teacher_matches_runtime(tmp_path, source, kind):
 def test_unsupported_onnx_operators_are_named(tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Unsqueeze", ["obs", "axes"], ["x3"]),
-         helper.make_node("Conv", ["x3", "w"], ["y"]), helper.make_node("Flatten", ["y"], ["h"]),
+         helper.make_node("ConvTranspose", ["x3", "w"], ["y"]), helper.make_node("Flatten", ["y"], ["h"]),
          helper.make_node("Softmax", ["h"], ["actions"])],
         "g", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, [1, 1, D])],
         [helper.make_tensor_value_info("actions", TensorProto.FLOAT, [1, D])],
@@ -142,7 +142,7 @@ def test_unsupported_onnx_operators_are_named(tmp_path):
                      helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
     path = str(tmp_path / "conv.onnx")
     onnx.save_model(helper.make_model_gen_version(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
-    with pytest.raises(UnsupportedOnnxOperatorError, match=r"\['Conv', 'Softmax'\]"):
+    with pytest.raises(UnsupportedOnnxOperatorError, match=r"\['ConvTranspose', 'Softmax'\]"):
         load_policy(path)
 
 

@@ -4,8 +4,8 @@
   only after they reproduce the JAX policy within ``tol`` (report in ``export_report.json``).
 * :mod:`agile_jax.export.onnx`, :mod:`~agile_jax.export.torchscript`, :mod:`~agile_jax.export.io_descriptor`:
   the single formats.
-* :mod:`agile_jax.export.onnx_import`: an ONNX policy (ours or RSL-RL's, MLP or LSTM/GRU) as a JAX function;
-  :mod:`~agile_jax.export.torchscript_import` the same for TorchScript policies (distillation teachers).
+* :mod:`agile_jax.export.onnx_import`: an ONNX policy (ours, CNNs included, or RSL-RL's MLP or LSTM/GRU) as a JAX
+  function; :mod:`~agile_jax.export.torchscript_import` the same for TorchScript policies (distillation teachers).
 * Recurrent policies export with explicit state I/O (ONNX ``h_in``/``c_in`` -> ``h_out``/``c_out``) or internal
   state buffers and ``reset()`` (TorchScript, which also takes AGILE's packed ``hidden`` argument), checked step
   by step (:mod:`~agile_jax.export.sequence`).

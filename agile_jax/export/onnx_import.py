@@ -5,6 +5,11 @@ The graph is walked node by node at trace time: initializers and ``Constant`` ou
 becomes ``jax.numpy``. The result is jittable and differentiable. Weights stored as external data
 (``policy.onnx.data``, as torch 2.13 writes them) are loaded from beside the file. Operators outside
 :data:`SUPPORTED_OPS` are refused up front with their names.
+
+Convolutional graphs (this package's CNN exports) are covered: ``Conv`` (1-3 spatial axes, groups, dilations,
+explicit pads or ``auto_pad``), ``MaxPool`` (no ``ceil_mode``, no ``Indices`` output), ``GlobalMaxPool`` /
+``GlobalAveragePool``, ``Pad`` (constant, reflect, edge, wrap) and ``ReduceMean`` / ``ReduceMax`` / ``ReduceSum``
+(the LayerNorm written out); other attribute values are refused with :class:`UnsupportedOnnxOperatorError`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from agile_jax.export import _jax_layers
 
 
 class UnsupportedOnnxOperatorError(ValueError):
@@ -190,6 +197,103 @@ def _gru(inputs, attrs, opset):
     return ys[:, None], h[None]
 
 
+def _spatial(attrs, x_shape, kernel, name: str) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """``(strides, dilations, pads)`` of a ``Conv`` / ``MaxPool`` node over the spatial axes of ``x_shape``
+    (``pads`` resolved from ``auto_pad`` when it is set)."""
+    n = len(kernel)
+    strides = [int(s) for s in attrs.get("strides", [1] * n)]
+    dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
+    if len(strides) != n or len(dilations) != n:
+        raise UnsupportedOnnxOperatorError(f"{name} with strides {strides} / dilations {dilations} for a "
+                                           f"{n}-D kernel")
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto == "NOTSET":
+        pads = [int(p) for p in attrs.get("pads", [0] * 2 * n)]
+        if len(pads) != 2 * n or min(pads) < 0:
+            raise UnsupportedOnnxOperatorError(f"{name} with pads {pads} for a {n}-D kernel")
+        return strides, dilations, [(pads[i], pads[i + n]) for i in range(n)]
+    if auto == "VALID":
+        return strides, dilations, [(0, 0)] * n
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise UnsupportedOnnxOperatorError(f"{name} with auto_pad={auto!r}")
+    pads = []
+    for size, k, s, d in zip(x_shape[2:], kernel, strides, dilations):
+        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)  # output ceil(size / stride)
+        small = total // 2
+        pads.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+    return strides, dilations, pads
+
+
+def _conv(inputs, attrs, opset):
+    """ONNX ``Conv`` (1-D to 3-D, groups, dilations, explicit or ``auto_pad`` padding)."""
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
+    group = int(attrs.get("group", 1))
+    if x.ndim < 3 or w.ndim != x.ndim or tuple(kernel) != tuple(w.shape[2:]) or x.shape[1] != w.shape[1] * group:
+        raise UnsupportedOnnxOperatorError(f"Conv of input {list(x.shape)} with weights {list(w.shape)}, "
+                                           f"kernel_shape {kernel} and group {group}")
+    strides, dilations, pads = _spatial(attrs, x.shape, kernel, "Conv")
+    return _jax_layers.conv(x, w, b, strides, pads, dilations, group)
+
+
+def _max_pool(inputs, attrs, opset):
+    """ONNX ``MaxPool`` without ``ceil_mode`` (its ``Indices`` output is refused up front)."""
+    x, kernel = inputs[0], [int(k) for k in attrs["kernel_shape"]]
+    if attrs.get("ceil_mode", 0):
+        raise UnsupportedOnnxOperatorError("MaxPool with ceil_mode=1")
+    if x.ndim != len(kernel) + 2:
+        raise UnsupportedOnnxOperatorError(f"MaxPool of input {list(x.shape)} with kernel_shape {kernel}")
+    strides, dilations, pads = _spatial(attrs, x.shape, kernel, "MaxPool")
+    return _jax_layers.max_pool(x, kernel, strides, pads, dilations)
+
+
+def _global_pool(fn_name: str):
+    return lambda i, a, o: getattr(_xp(i[0]), fn_name)(i[0], axis=tuple(range(2, i[0].ndim)), keepdims=True)
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+
+
+def _pad(inputs, attrs, opset):
+    """ONNX ``Pad`` (``pads`` an attribute before opset 11, an input from 11; optional ``axes`` from 18)."""
+    x, mode = inputs[0], attrs.get("mode", "constant")
+    if opset < 11:
+        pads, value, axes = [int(p) for p in attrs["pads"]], attrs.get("value", 0.0), None
+    else:
+        pads = [int(p) for p in _static(inputs[1], "Pad pads")]
+        value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else 0.0
+        axes = _static(inputs[3], "Pad axes") if len(inputs) > 3 and inputs[3] is not None else None
+    axes = list(range(x.ndim)) if axes is None else [int(a) + x.ndim if a < 0 else int(a) for a in axes]
+    if mode not in _PAD_MODES or min(pads, default=0) < 0 or len(pads) != 2 * len(axes):
+        raise UnsupportedOnnxOperatorError(f"Pad with mode={mode!r} and pads {pads} (modes {list(_PAD_MODES)}, "
+                                           "non-negative pads)")
+    widths = [(0, 0)] * x.ndim
+    for i, axis in enumerate(axes):
+        widths[axis] = (pads[i], pads[i + len(axes)])
+    xp = _xp(x, value)
+    if mode == "constant":
+        return xp.pad(x, widths, mode="constant", constant_values=xp.asarray(value, x.dtype).reshape(()))
+    return xp.pad(x, widths, mode=_PAD_MODES[mode])
+
+
+def _reduce(fn_name: str, axes_input_opset: int):
+    """``Reduce<fn>`` with ``axes`` an attribute before ``axes_input_opset`` and an input from it."""
+    def op(inputs, attrs, opset):
+        x = inputs[0]
+        if opset >= axes_input_opset:
+            axes = _static(inputs[1], "Reduce axes") if len(inputs) > 1 and inputs[1] is not None else None
+        else:
+            axes = attrs.get("axes")
+        if axes is None or len(axes) == 0:
+            if attrs.get("noop_with_empty_axes", 0):
+                return x
+            axes = range(x.ndim)
+        return getattr(_xp(x), fn_name)(x, axis=tuple(int(a) for a in axes), keepdims=bool(attrs.get("keepdims", 1)))
+
+    return op
+
+
 _OPS: dict[str, Callable] = {
     "Add": _binary("add"), "Sub": _binary("subtract"), "Mul": _binary("multiply"), "Div": _binary("divide"),
     "Pow": _binary("power"), "MatMul": lambda i, a, o: _xp(*i).matmul(i[0], i[1]), "Gemm": _gemm,
@@ -210,6 +314,9 @@ _OPS: dict[str, Callable] = {
     "Cast": lambda i, a, o: i[0].astype(helper.tensor_dtype_to_np_dtype(a["to"])),
     "Clip": _clip, "LSTM": _lstm, "GRU": _gru,
     "Transpose": lambda i, a, o: _xp(i[0]).transpose(i[0], a.get("perm")),
+    "Conv": _conv, "MaxPool": _max_pool, "GlobalMaxPool": _global_pool("max"),
+    "GlobalAveragePool": _global_pool("mean"), "Pad": _pad, "ReduceMean": _reduce("mean", 18),
+    "ReduceMax": _reduce("max", 18), "ReduceSum": _reduce("sum", 13),
 }
 SUPPORTED_OPS = tuple(sorted([*_OPS, "Constant"]))
 
@@ -234,6 +341,9 @@ def _check_supported(graph: onnx.GraphProto) -> None:
         raise UnsupportedOnnxOperatorError(
             f"the ONNX graph uses operators the JAX importer does not support: {unsupported}; "
             f"supported: {list(SUPPORTED_OPS)}")
+    pools = [n.name or n.output[0] for n in graph.node if n.op_type == "MaxPool" and len(n.output) > 1 and n.output[1]]
+    if pools:
+        raise UnsupportedOnnxOperatorError(f"MaxPool with an Indices output (nodes {pools}) is not supported")
 
 
 class OnnxPolicy:

@@ -7,10 +7,19 @@ Supported layouts are the deployment modules of this package, RSL-RL 5.x (``_Tor
 ``nn.Linear`` and activation modules, then an identity output. Anything else is refused by name. After the
 conversion the JAX function is run against the TorchScript module on random observations (a few steps for
 recurrent ones) and the import fails if they disagree.
+
+CNN policies are read in exactly the layout of this package's export (``CNNPolicy``,
+:mod:`agile_jax.export._torch_cnn`), recognised by its class name and parts: the input reordering and the
+normaliser buffers, the ``columns_1d`` buffer, the ``starts`` / ``image_shapes`` attributes and an ``encoders``
+list of ``Sequential`` CNNs (``Conv2d`` with any padding mode, ``BatchNorm2d`` with running statistics,
+``LayerNorm``, the activations, ``MaxPool2d``, ``AdaptiveMax/AvgPool2d(1)``, ending in ``Flatten``) before the
+MLP. Its forward is that module's: ``mlp(cat([x[:, columns_1d]] + [cnn_k(x[:, start_k:start_k + C*H*W]
+.reshape(-1, C, H, W))]))`` on the normalised ``x``. Other convolutional modules are refused in one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -22,15 +31,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from agile_jax import precision
+from agile_jax.export import _jax_layers
 from agile_jax.networks.recurrent import RNN, rnn_from_torch
 
 IDENTITY_MODULES = ("Identity", "_IdentityDeterministicOutput")
 SEQUENTIAL_MODULES = ("Sequential", "MLP")
 PARITY_TOL = 1e-4
+CNN_POLICY = "CNNPolicy"  # agile_jax.export._torch_cnn.CNNPolicy, the only CNN layout read
 
 
 class UnsupportedTorchScriptError(ValueError):
-    """The TorchScript module is not a (normaliser ->) (RNN ->) Linear/activation chain this importer reads."""
+    """The TorchScript module is not a (normaliser ->) (RNN ->) Linear/activation chain, nor agile_jax's exported
+    ``CNNPolicy``, that this importer reads."""
 
 
 def _elu(x, alpha):
@@ -95,6 +107,9 @@ class ImportedPolicy:
         obs_mean, obs_denominator: normaliser ``(x - mean) / denominator`` (``None``: no normaliser).
         rnn: the recurrent layer (``None`` for an MLP) and ``rnn_params`` its weights.
         source: where it was read from.
+        input_index: the module's first op ``x[..., input_index]`` (``None``: none).
+        columns_1d, encoders: a ``CNNPolicy``'s 1-D columns (``None``: none) and its CNNs
+            (:class:`ImportedEncoder`); the MLP then reads ``[x[..., columns_1d], cnn_0(x), ...]``.
     """
 
     obs_dim: int
@@ -107,6 +122,8 @@ class ImportedPolicy:
     rnn_params: Any = None
     source: str = ""
     input_index: np.ndarray | None = None
+    columns_1d: np.ndarray | None = None
+    encoders: tuple = ()
 
     @property
     def is_recurrent(self) -> bool:
@@ -124,6 +141,9 @@ class ImportedPolicy:
             x = (x - self.obs_mean) / self.obs_denominator
         if self.rnn is not None:
             x, state = self.rnn.step(self.rnn_params, x, state)
+        if self.encoders:  # CNNPolicy: the 1-D columns, then each CNN on its image columns
+            parts = [] if self.columns_1d is None else [x[..., self.columns_1d]]
+            x = jnp.concatenate(parts + [encoder.apply(x) for encoder in self.encoders], axis=-1)
         for (kernel, bias), act in zip(self.layers, self.activations):
             x = act(x @ kernel + bias)
         return x, state
@@ -183,7 +203,8 @@ def _classify(module) -> dict:
         else:
             raise UnsupportedTorchScriptError(
                 f"unsupported submodule '{name}' ({kind}); the importer reads a normaliser, an LSTM/GRU, a "
-                f"Sequential of Linear + activation modules and an identity output")
+                f"Sequential of Linear + activation modules and an identity output (convolutions only in "
+                f"agile_jax's exported {CNN_POLICY} layout)")
         if parts[role] is not None:
             raise UnsupportedTorchScriptError(f"more than one {role} submodule ('{name}')")
         parts[role] = child
@@ -202,6 +223,8 @@ def _rnn(child) -> tuple[RNN, Any]:
 
 def convert_module(module, source: str = "") -> ImportedPolicy:
     """An :class:`ImportedPolicy` from a loaded (scripted) module; raises :class:`UnsupportedTorchScriptError`."""
+    if module.original_name == CNN_POLICY:
+        return _convert_cnn(module, source)
     parts = _classify(module)
     layers, activations = _mlp(parts["mlp"])
     norm = _normalizer(module, parts["normalizer"])
@@ -223,6 +246,177 @@ def _input_index(module) -> np.ndarray | None:
     return _numpy(buffers["input_index"]).astype(np.int64) if "input_index" in buffers else None
 
 
+# -- CNN policies (agile_jax's CNNPolicy) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportedEncoder:
+    """One CNN of a ``CNNPolicy``: columns ``[start, start + C * H * W)`` of the normalised input as ``[C, H, W]``.
+
+    Attributes:
+        start, shape: where the image lies in the flat input, and its ``(C, H, W)``.
+        layers: JAX functions on ``[N, C, H, W]``, one per module of the ``Sequential`` (its order).
+        kinds: the modules' class names; output_dim: width of the flattened output.
+    """
+
+    start: int
+    shape: tuple[int, int, int]
+    layers: tuple
+    kinds: tuple[str, ...]
+    output_dim: int
+
+    def apply(self, x: jax.Array) -> jax.Array:
+        """Features ``[..., output_dim]`` of the image columns of ``x`` ``[..., D]``."""
+        c, h, w = self.shape
+        y = x[..., self.start:self.start + c * h * w].reshape((-1, c, h, w))
+        for layer in self.layers:
+            y = layer(y)
+        return y.reshape((*x.shape[:-1], -1))
+
+
+_TORCH_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_CNN_MODULES = ("Conv2d", "BatchNorm2d", "LayerNorm", "MaxPool2d", "AdaptiveMaxPool2d", "AdaptiveAvgPool2d",
+                "Flatten")
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),) * 2
+
+
+def _conv2d(child, where: str) -> Callable:
+    """``nn.Conv2d`` (any padding, padding mode, stride, dilation, groups) as a JAX function."""
+    params = dict(child.named_parameters())
+    weight, bias = _numpy(params["weight"]), _numpy(params["bias"]) if "bias" in params else None
+    stride, dilation, groups = _pair(child.stride), _pair(child.dilation), int(child.groups)
+    padding, mode = child.padding, str(child.padding_mode)
+    if isinstance(padding, str):  # "valid" | "same" (torch puts the odd extra pixel after)
+        totals = [0, 0] if padding == "valid" else [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+        pads = [(t // 2, t - t // 2) for t in totals]
+    else:
+        pads = [(p, p) for p in _pair(padding)]
+    if mode == "zeros":
+        return functools.partial(_jax_layers.conv, kernel=weight, bias=bias, strides=stride, pads=pads,
+                                 dilations=dilation, groups=groups)
+    if mode not in _TORCH_PAD_MODES:
+        raise UnsupportedTorchScriptError(f"{where}: Conv2d padding_mode '{mode}' is not supported")
+
+    def conv(x):  # padding modes other than zeros pad explicitly first, as torch does
+        x = jnp.pad(x, ((0, 0), (0, 0), *pads), mode=_TORCH_PAD_MODES[mode])
+        return _jax_layers.conv(x, weight, bias, stride, [(0, 0)] * 2, dilation, groups)
+
+    return conv
+
+
+def _affine_norm(child, kind: str, where: str) -> Callable:
+    """``LayerNorm`` over its ``normalized_shape`` (biased variance) or eval-mode ``BatchNorm2d``."""
+    params, buffers, eps = dict(child.named_parameters()), dict(child.named_buffers()), float(child.eps)
+    if kind == "BatchNorm2d":
+        if "running_mean" not in buffers or "running_var" not in buffers:
+            raise UnsupportedTorchScriptError(f"{where}: BatchNorm2d without running statistics is not supported")
+        column = lambda v: _numpy(v)[:, None, None]  # noqa: E731 ([C] -> [C, 1, 1])
+        mean, var = column(buffers["running_mean"]), column(buffers["running_var"])
+        scale = column(params["weight"]) if "weight" in params else np.float32(1.0)
+        shift = column(params["bias"]) if "bias" in params else np.float32(0.0)
+        return lambda x: (x - mean) / jnp.sqrt(var + eps) * scale + shift
+    axes = tuple(range(-len(tuple(child.normalized_shape)), 0))
+    scale = _numpy(params["weight"]) if "weight" in params else np.float32(1.0)
+    shift = _numpy(params["bias"]) if "bias" in params else np.float32(0.0)
+
+    def layer_norm(x):
+        mean = jnp.mean(x, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+        return (x - mean) / jnp.sqrt(var + eps) * scale + shift
+
+    return layer_norm
+
+
+def _image_layer(child, where: str) -> Callable:
+    """The JAX function of one module of a CNN encoder's ``Sequential``."""
+    kind = child.original_name
+    if kind == "Conv2d":
+        return _conv2d(child, where)
+    if kind in ("BatchNorm2d", "LayerNorm"):
+        return _affine_norm(child, kind, where)
+    if kind == "MaxPool2d":
+        if child.ceil_mode or child.return_indices:
+            raise UnsupportedTorchScriptError(f"{where}: MaxPool2d with ceil_mode or return_indices is not supported")
+        padding = _pair(child.padding)
+        return functools.partial(_jax_layers.max_pool, kernel=_pair(child.kernel_size), strides=_pair(child.stride),
+                                 pads=[(p, p) for p in padding], dilations=_pair(child.dilation))
+    if kind in ("AdaptiveMaxPool2d", "AdaptiveAvgPool2d"):
+        size = child.output_size
+        if list(size if isinstance(size, (tuple, list)) else (size, size)) != [1, 1]:
+            raise UnsupportedTorchScriptError(f"{where}: {kind} to {size} is not supported (only to 1 x 1)")
+        reduce = jnp.max if kind == "AdaptiveMaxPool2d" else jnp.mean
+        return lambda x: reduce(x, axis=(-2, -1), keepdims=True)
+    if kind == "Flatten":
+        start, end = int(child.start_dim), int(child.end_dim)
+
+        def flatten(x):
+            s, e = start % x.ndim, end % x.ndim
+            return x.reshape((*x.shape[:s], -1, *x.shape[e + 1:]))
+
+        return flatten
+    if kind in ACTIVATIONS:
+        return _activation(child)
+    raise UnsupportedTorchScriptError(f"{where}: module {kind} is not supported in a CNN encoder; supported: "
+                                      f"{list(_CNN_MODULES)} and the activations {sorted(ACTIVATIONS)}")
+
+
+def _encoder(sequential, index: int, start: int, shape) -> ImportedEncoder:
+    """An :class:`ImportedEncoder` of ``encoders[index]`` (a ``Sequential`` ending in ``Flatten``)."""
+    children = list(sequential.named_children())
+    where = f"CNN encoder {index}"
+    if sequential.original_name != "Sequential" or not children or children[-1][1].original_name != "Flatten":
+        raise UnsupportedTorchScriptError(f"{where} ({sequential.original_name}) is not a Sequential ending in "
+                                          "Flatten")
+    layers = tuple(_image_layer(child, f"{where}, module '{name}'") for name, child in children)
+    shape = tuple(int(n) for n in shape)
+    encoder = ImportedEncoder(int(start), shape, layers, tuple(c.original_name for _, c in children), 0)
+    try:
+        width = encoder.start + int(np.prod(shape))
+        out = jax.eval_shape(encoder.apply, jax.ShapeDtypeStruct((1, width), jnp.float32))
+    except (TypeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UnsupportedTorchScriptError(f"{where} does not run on its image {list(shape)}: {first}") from None
+    return dataclasses.replace(encoder, output_dim=int(out.shape[-1]))
+
+
+def _convert_cnn(module, source: str) -> ImportedPolicy:
+    """An :class:`ImportedPolicy` of agile_jax's exported ``CNNPolicy`` (its parts checked by name)."""
+    children = {name for name, _ in module.named_children()}
+    buffers = dict(module.named_buffers(recurse=False))
+    missing = [n for n in ("mlp", "encoders") if n not in children]
+    missing += [n for n in ("input_index", "obs_mean", "obs_denominator", "columns_1d") if n not in buffers]
+    missing += [n for n in ("reorder", "has_1d", "starts", "image_shapes") if not hasattr(module, n)]
+    extra = sorted(children - {"mlp", "encoders"})
+    if missing or extra:
+        raise UnsupportedTorchScriptError(
+            f"a {CNN_POLICY} module without {missing} or with extra submodules {extra}: only agile_jax's exported "
+            f"CNN layout (agile_jax/export/_torch_cnn.py) is read")
+    layers, activations = _mlp(module.mlp)
+    mean, denominator = _normalizer(module, None)
+    obs_dim = int(mean.shape[0])
+    starts, shapes = list(module.starts), [list(s) for s in module.image_shapes]
+    sequentials = list(module.encoders.children())
+    if not (len(starts) == len(shapes) == len(sequentials)) or any(len(s) != 3 for s in shapes):
+        raise UnsupportedTorchScriptError(f"{CNN_POLICY} with {len(sequentials)} encoders, starts {starts} and "
+                                          f"image shapes {shapes} (one [C, H, W] each)")
+    encoders = tuple(_encoder(seq, k, start, shape) for k, (seq, start, shape) in enumerate(zip(sequentials, starts,
+                                                                                               shapes)))
+    columns = np.asarray(buffers["columns_1d"].cpu().numpy(), np.int64) if module.has_1d else None
+    used = [*(columns if columns is not None else []), *(e.start + int(np.prod(e.shape)) - 1 for e in encoders)]
+    if used and (max(used) >= obs_dim or min(used) < 0):
+        raise UnsupportedTorchScriptError(f"{CNN_POLICY} reads columns outside its {obs_dim} inputs")
+    width = (0 if columns is None else len(columns)) + sum(e.output_dim for e in encoders)
+    if layers[0][0].shape[0] != width:
+        raise UnsupportedTorchScriptError(f"the MLP reads {layers[0][0].shape[0]} features but the 1-D columns and "
+                                          f"the CNN outputs give {width}")
+    return ImportedPolicy(obs_dim=obs_dim, action_dim=int(layers[-1][0].shape[1]), layers=layers,
+                          activations=activations, obs_mean=mean, obs_denominator=denominator, source=source,
+                          input_index=_input_index(module), columns_1d=columns, encoders=encoders)
+
+
 def check_parity(module, policy: ImportedPolicy, steps: int = 6, seed: int = 0, tol: float = PARITY_TOL) -> float:
     """Max-abs difference between the TorchScript module and ``policy`` (batch 1, ``steps`` calls after ``reset``).
 
@@ -237,12 +431,13 @@ def check_parity(module, policy: ImportedPolicy, steps: int = 6, seed: int = 0, 
     if hasattr(module, "reset"):
         module.reset()
     state, worst, scale = policy.init_state(1), 0.0, 1.0
+    apply = jax.jit(policy.apply)  # one program, not one dispatch per op (a CNN has many)
     with torch.no_grad():
         for t in range(steps if policy.is_recurrent else 1):
             rows = x[t] if policy.is_recurrent else x[:, 0]
             ref = module(torch.from_numpy(rows)).numpy()
             with precision.exact():  # float32-exact whatever the training device's default
-                ours, state = policy.apply(jnp.asarray(rows), jax.device_get(state))
+                ours, state = apply(jnp.asarray(rows), jax.device_get(state))
             worst = max(worst, float(np.max(np.abs(np.asarray(ours) - ref))))
             scale = max(scale, float(np.max(np.abs(ref))))
     if hasattr(module, "reset"):
@@ -250,7 +445,7 @@ def check_parity(module, policy: ImportedPolicy, steps: int = 6, seed: int = 0, 
     if not math.isfinite(worst) or worst > tol * scale:
         raise UnsupportedTorchScriptError(
             f"the imported policy differs from the TorchScript module by {worst:.3g} (actions up to {scale:.3g}); "
-            f"its forward() is not the normaliser -> [RNN] -> MLP chain this importer reads:\n{module.code}")
+            f"its forward() is not the normaliser -> [RNN | CNNs] -> MLP chain this importer reads:\n{module.code}")
     return worst
 
 

@@ -1,11 +1,12 @@
 """Any policy source read once into a JAX function (a distillation teacher: AGILE's ``StudentTrainedTeacher``).
 
-``load_policy(path)`` accepts ``policy.onnx`` (this package's export, RSL-RL's ``export_policy_to_onnx`` or
-any ``torch.onnx.export`` of an MLP / single-step RNN, via :mod:`agile_jax.export.onnx_import`) and
-``policy.pt`` TorchScript (ours, RSL-RL's ``export_policy_to_jit``, Isaac Lab / AGILE exporters, via
-:mod:`agile_jax.export.torchscript_import`) and RSL-RL 5.x checkpoints ``model_<it>.pt`` (MLP / RNN models, via
-:mod:`agile_jax.policies.rsl_rl_checkpoint`). The result runs inside the jitted rollout; neither onnxruntime
-nor torch is called after loading. Recurrent teachers keep their state per env (reset at dones).
+``load_policy(path)`` accepts ``policy.onnx`` (this package's export, CNN policies included, RSL-RL's
+``export_policy_to_onnx`` or any ``torch.onnx.export`` of an MLP / single-step RNN / CNN of standard operators, via
+:mod:`agile_jax.export.onnx_import`) and ``policy.pt`` TorchScript (ours, CNN policies included, RSL-RL's
+``export_policy_to_jit``, Isaac Lab / AGILE exporters, via :mod:`agile_jax.export.torchscript_import`) and RSL-RL
+5.x checkpoints ``model_<it>.pt`` (MLP / RNN / CNN models, via :mod:`agile_jax.policies.rsl_rl_checkpoint`).
+The result runs inside the jitted rollout; neither onnxruntime nor torch is called after loading. Recurrent
+teachers keep their state per env (reset at dones).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def from_torchscript(path: str) -> LoadedPolicy:
     policy = load_torchscript_policy(path)
     layout = {"format": "torchscript", "hidden_dims": [int(k.shape[1]) for k, _ in policy.layers[:-1]],
               "rnn": None if policy.rnn is None else policy.rnn.rnn_type, "normalizer": policy.obs_mean is not None}
+    if policy.encoders:
+        layout["cnn"] = [{"start": e.start, "shape": list(e.shape), "modules": list(e.kinds)} for e in policy.encoders]
     return LoadedPolicy(apply=from_env_layout(policy.apply, policy.input_index), init_state=policy.init_state,
                    obs_dim=policy.obs_dim,
                    action_dim=policy.action_dim, is_recurrent=policy.is_recurrent, source=path,
