@@ -15,6 +15,7 @@ from agile_jax.config import ConfigError
 from agile_jax.extensions import estimator
 from agile_jax.extensions.base import Minibatch
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn
+from agile_jax.networks.estimator import EstimatorActorCritic, with_estimator
 from agile_jax.networks.from_config import make_networks
 from agile_jax.training.ppo_trainer import build_context
 from agile_jax.training.runner import OnPolicyRunner
@@ -58,11 +59,11 @@ def test_component_index_follows_the_layouts():
         estimator.component_index(layouts, ["critic"], ["speed"], shapes)
 
 
-def _networks(**policy) -> estimator.EstimatorActorCritic:
+def _networks(**policy) -> EstimatorActorCritic:
     base = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)},
                        obs_groups={"actor": ["policy"], "critic": ["critic"]}, action_size=2,
                        actor_hidden_dims=(8,), critic_hidden_dims=(8,), **policy)
-    return estimator.with_estimator(base, [], 2, (6,))
+    return with_estimator(base, [], 2, (6,))
 
 
 def _dense(p, x):
@@ -134,7 +135,7 @@ def _rollout_obs(runner, steps: int = 30) -> dict:
 
 def test_estimator_loss_falls_and_the_estimate_tracks_the_velocity(trained):
     runner, losses = trained
-    assert isinstance(runner.networks, estimator.EstimatorActorCritic)
+    assert isinstance(runner.networks, EstimatorActorCritic)
     assert losses[-1] < 0.05 * losses[0], losses
     obs = _rollout_obs(runner)
     estimate = np.asarray(runner.networks.estimate(runner.state.params, runner.state.normalizers, obs))
@@ -185,7 +186,7 @@ def test_export_of_an_estimator_on_some_raw_groups(tmp_path):
     base = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)},
                        obs_groups={"actor": ["policy", "critic"], "critic": ["critic"]}, action_size=2,
                        actor_hidden_dims=(8,), critic_hidden_dims=(8,))
-    net = estimator.with_estimator(base, ["critic"], 2, (6,))
+    net = with_estimator(base, ["critic"], 2, (6,))
     assert net.estimator_columns.tolist() == [4, 5, 6, 7, 8]
     params = net.init(jax.random.key(0))
     report = export_policy(net, params, {}, str(tmp_path))

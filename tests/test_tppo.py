@@ -16,9 +16,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from agile_jax.config import TPPOConfig
-from agile_jax.extensions import estimator, tppo
+from agile_jax.extensions import tppo
 from agile_jax.extensions.base import ActStep, Minibatch
 from agile_jax.networks.actor_critic import ActorCritic
+from agile_jax.networks.estimator import with_estimator
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
 
 # -- schedules and distances ------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_dilated_loss_averages_current_and_valid_queued_rows():
 
 
 def test_latent_distillation_pulls_the_student_estimate_towards_the_teacher_latent():
-    net = estimator.with_estimator(_student(), [], 2, (6,))
+    net = with_estimator(_student(), [], 2, (6,))
     params = net.init(jax.random.key(0))
     teacher = _counting_teacher()._replace(latents={"policy": lambda obs: obs["critic"][:, :2]})
     ext = tppo.extension(net, teacher, _options(distill_latent_coef=0.25, distill_latent_target="mse_sum",
@@ -314,7 +315,7 @@ def estimator_teacher(out_dir: str) -> str:
 
     base = ActorCritic(obs_shapes={"policy": (4,), "critic": (5,)}, action_size=2, actor_hidden_dims=(),
                        obs_groups={"actor": ["critic"], "critic": ["critic"]}, critic_hidden_dims=(8,))
-    net = estimator.with_estimator(base, [], 2, ())
+    net = with_estimator(base, [], 2, ())
     params = net.init(jax.random.key(0))
     select = np.zeros((5, 2), np.float32)
     select[2, 0] = select[3, 1] = 1.0  # estimate = vel

@@ -25,13 +25,15 @@ mirrored observation is the mirrored target, and the mirror loss sees the whole 
 Difference from st_rl: st_rl *replaces* target components inside the policy observation (with probability
 ``replace_state_prob``); here the policy observation does not hold them and the estimate is appended, which
 is st_rl's ``replace_state_prob = 1`` with the slot at the end. Feed-forward policies only.
+
+The network (:class:`~agile_jax.networks.estimator.EstimatorActorCritic` and
+:func:`~agile_jax.networks.estimator.with_estimator`) is :mod:`agile_jax.networks.estimator`; this module is the
+loss, its config and the method record.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +42,9 @@ import numpy as np
 from agile_jax.config import ConfigError
 from agile_jax.extensions.base import Extension, Minibatch
 from agile_jax.extensions.method import BuildContext, Method
-from agile_jax.networks.actor_critic import ActorCritic, concat_groups
-from agile_jax.networks.column_encoder import ColumnEncoderActorCritic
-from agile_jax.networks.mlp import MLP
-from agile_jax.types import Array, Observation, Params
+from agile_jax.networks.actor_critic import concat_groups
+from agile_jax.networks.estimator import EstimatorActorCritic, with_estimator
+from agile_jax.types import Array
 
 LossFunc = Callable[[Array, Array], Array]
 
@@ -116,66 +117,6 @@ def component_index(layouts: Mapping[str, Sequence], groups: Sequence[str], comp
         raise ValueError(f"estimator target components {missing or list(components)} are not in the layouts of "
                          f"observation groups {list(groups)}; available: {sorted(offsets)}")
     return np.concatenate([np.arange(offsets[c][0], sum(offsets[c])) for c in components]).astype(np.int32)
-
-
-@dataclasses.dataclass(frozen=True)
-class EstimatorActorCritic(ColumnEncoderActorCritic):
-    """:class:`ActorCritic` whose actor reads its observation groups plus the estimator's estimate, detached
-    (:class:`~agile_jax.networks.column_encoder.ColumnEncoderActorCritic` with the estimator as the encoder).
-
-    Params: :class:`~agile_jax.networks.records.EstimatorParams` (actor ``{"mlp", "std"}``, critic ``{"mlp"}``,
-    estimator ``{"mlp"}``); the actor MLP's input is ``D + estimate_size`` wide.
-
-    Attributes:
-        estimator_groups: the actor's observation groups the estimator reads (in the actor's order).
-        estimate_size: width ``K`` of the estimate.
-        estimator_hidden_dims: the estimator MLP's hidden widths (activation: the policy's).
-    """
-
-    detach_encoder: ClassVar[bool] = True
-    estimator_groups: Sequence[str] = ()
-    estimate_size: int = 0
-    estimator_hidden_dims: Sequence[int] = (256, 128)
-
-    @property
-    def encoder_mlp(self) -> MLP:
-        return MLP(tuple(self.estimator_hidden_dims), self.estimate_size, self.activation)
-
-    @property
-    def estimator_columns(self) -> np.ndarray:
-        """Columns of the actor's (normalised) input the estimator reads ``[D_e]``."""
-        start, columns = 0, []
-        for group in self.obs_groups["actor"]:
-            width = int(np.prod(self.obs_shapes[group]))
-            if group in self.estimator_groups:
-                columns.append(np.arange(start, start + width))
-            start += width
-        return np.concatenate(columns).astype(np.int32)
-
-    def estimate(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
-        """The estimate ``[..., K]`` (st_rl's ``get_estimated_state``)."""
-        return self.encode(params, self.network_input("actor", normalizers, obs))
-
-
-def with_estimator(networks: ActorCritic, groups: Sequence[str], estimate_size: int,
-                   hidden_dims: Sequence[int]) -> EstimatorActorCritic:
-    """``networks`` with an estimator of ``estimate_size`` values reading ``groups`` (empty: all actor groups).
-
-    Raises:
-        ValueError: a recurrent policy, or groups the actor does not read (the exported graph has only the
-            actor's input).
-    """
-    if networks.is_recurrent:
-        raise ValueError("estimator_cfg supports feed-forward policies only; set policy.class_name=ActorCritic")
-    actor_groups = list(networks.obs_groups["actor"])
-    groups = list(groups) or actor_groups
-    unknown = [g for g in groups if g not in actor_groups]
-    if unknown:
-        raise ValueError(f"estimator obs_components {unknown} are not observation groups of the actor "
-                         f"({actor_groups}); the estimator reads the policy observation only")
-    fields = {f.name: getattr(networks, f.name) for f in dataclasses.fields(networks)}
-    return EstimatorActorCritic(**fields, estimator_groups=tuple(groups), estimate_size=int(estimate_size),
-                                estimator_hidden_dims=tuple(hidden_dims))
 
 
 def extension(networks: EstimatorActorCritic, target_groups: Sequence[str], target_index: np.ndarray,

@@ -1,4 +1,5 @@
-"""The actor-critic a config asks for (``policy.class_name`` and its settings) on an env's observation groups."""
+"""The actor-critic a config asks for (``policy.class_name`` and its settings) on an env's observation groups:
+PPO's (:func:`make_networks`) and distillation's student (:func:`make_student`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent", "ActorCriticCNN")
 FINETUNE_CLASS = "StudentFinetuneRecurrent"
 FINETUNE_USAGE = (f"python experiments/train.py config=<preset> policy.class_name={FINETUNE_CLASS} "
                   "student=<distillation run directory>")
+# The students of distillation (``policy.class_name`` of a DistillationConfig): class name -> recurrent.
+STUDENT_CLASSES = {"StudentTrainedTeacher": False, "StudentTrainedTeacherRecurrent": True}
 
 
 def distribution_fields(distribution_cfg, init_noise_std: float, noise_std_type: str, section: str) -> dict:
@@ -57,5 +60,24 @@ def make_networks(cfg, env) -> ActorCritic:
     if cfg.algorithm.symmetry_cfg.enabled:
         raise config_lib.ConfigError("symmetry_cfg is not available for recurrent policies (as in RSL-RL); set "
                                      "algorithm.symmetry_cfg.enabled=false")
+    return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
+                                rnn_num_layers=pol.rnn_num_layers)
+
+
+def make_student(cfg, env, student_groups) -> ActorCritic:
+    """The student as the ``actor`` of an (unused-critic) actor-critic, so PPO fine-tuning can adopt it as is."""
+    pol = cfg.policy
+    if pol.class_name not in STUDENT_CLASSES:
+        raise config_lib.ConfigError(
+            f"unknown policy.class_name '{pol.class_name}'; available: {list(STUDENT_CLASSES)}")
+    common = dict(obs_shapes=dict(env.observation_shapes), action_size=env.action_size,
+                  obs_groups={"actor": student_groups, "critic": student_groups},
+                  actor_hidden_dims=tuple(pol.student_hidden_dims), critic_hidden_dims=(),
+                  activation=pol.activation, actor_obs_normalization=pol.student_obs_normalization,
+                  **distribution_fields(pol.distribution_cfg, pol.init_noise_std, pol.noise_std_type, "policy"))
+    if not STUDENT_CLASSES[pol.class_name]:
+        return ActorCritic(**common)
+    if pol.rnn_type.lower() not in GATES:
+        raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
     return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
                                 rnn_num_layers=pol.rnn_num_layers)

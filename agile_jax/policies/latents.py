@@ -2,7 +2,7 @@
 
 st_rl distils the latent of a teacher's encoder of one observation component into the student's encoder of
 another (``distill_latent_obs_component_mapping``). Here a policy's encoder is its state estimator (st_rl's
-``EstimatorPPO``, :mod:`agile_jax.extensions.estimator`): a policy exported by this package with an estimator
+``EstimatorPPO``, :mod:`agile_jax.networks.estimator`): a policy exported by this package with an estimator
 computes ``estimate = estimator(x[:, columns])`` on its normalised input inside ``policy.onnx``, and that
 estimate is its latent of the observation groups the estimator reads. :func:`onnx_estimator_latent` reads the
 estimate out of the graph (the output of the estimator's last layer, ``estimator.<k>.bias``) and the groups

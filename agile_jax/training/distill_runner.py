@@ -27,9 +27,8 @@ from agile_jax.extensions.method import env_spec
 from agile_jax.io.logger import Logger
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
-from agile_jax.networks.from_config import FINETUNE_CLASS, FINETUNE_USAGE, distribution_fields
+from agile_jax.networks.from_config import FINETUNE_CLASS, FINETUNE_USAGE, make_student
 from agile_jax.networks.records import ActorParams
-from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
 from agile_jax.policies.load import load_policy
 from agile_jax.policies.loaded import LoadedPolicy
 from agile_jax.runtime import parallel
@@ -47,8 +46,6 @@ from agile_jax.training.iteration import (
 from agile_jax.training.rollout import DistillationHidden, make_distill_rollout_fn
 from agile_jax.training.runner import OnPolicyRunner
 
-STUDENT_CLASSES = {"StudentTrainedTeacher": False, "StudentTrainedTeacherRecurrent": True}
-
 
 def distill_obs_groups(cfg, env, teacher: LoadedPolicy) -> tuple[list[str], list[str]]:
     """``(student groups, teacher groups)``: ``runner.obs_groups`` (``student`` / ``teacher``), else the groups
@@ -58,25 +55,6 @@ def distill_obs_groups(cfg, env, teacher: LoadedPolicy) -> tuple[list[str], list
         groups["teacher"] = list(teacher.obs_groups)
     resolved = resolve_obs_groups(groups, list(env.observation_shapes), ("student", "teacher"))
     return resolved["student"], resolved["teacher"]
-
-
-def make_student(cfg, env, student_groups) -> ActorCritic:
-    """The student as the ``actor`` of an (unused-critic) actor-critic, so PPO fine-tuning can adopt it as is."""
-    pol = cfg.policy
-    if pol.class_name not in STUDENT_CLASSES:
-        raise config_lib.ConfigError(
-            f"unknown policy.class_name '{pol.class_name}'; available: {list(STUDENT_CLASSES)}")
-    common = dict(obs_shapes=dict(env.observation_shapes), action_size=env.action_size,
-                  obs_groups={"actor": student_groups, "critic": student_groups},
-                  actor_hidden_dims=tuple(pol.student_hidden_dims), critic_hidden_dims=(),
-                  activation=pol.activation, actor_obs_normalization=pol.student_obs_normalization,
-                  **distribution_fields(pol.distribution_cfg, pol.init_noise_std, pol.noise_std_type, "policy"))
-    if not STUDENT_CLASSES[pol.class_name]:
-        return ActorCritic(**common)
-    if pol.rnn_type.lower() not in GATES:
-        raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
-    return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
-                                rnn_num_layers=pol.rnn_num_layers)
 
 
 def make_distill_learn(cfg, student: ActorCritic, teacher: LoadedPolicy, tx, step_terms, axis: str):
