@@ -252,7 +252,7 @@ def _global_pool(fn_name: str):
     return lambda i, a, o: getattr(_xp(i[0]), fn_name)(i[0], axis=tuple(range(2, i[0].ndim)), keepdims=True)
 
 
-_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")  # ONNX Pad modes, named as numpy / jax.numpy name them
 
 
 def _pad(inputs, attrs, opset):
@@ -274,7 +274,7 @@ def _pad(inputs, attrs, opset):
     xp = _xp(x, value)
     if mode == "constant":
         return xp.pad(x, widths, mode="constant", constant_values=xp.asarray(value, x.dtype).reshape(()))
-    return xp.pad(x, widths, mode=_PAD_MODES[mode])
+    return xp.pad(x, widths, mode=mode)
 
 
 def _reduce(fn_name: str, axes_input_opset: int):
