@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 
 # key -> (test, valid range in words); keys missing from a config (other algorithms) are skipped.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agile_jax.config import AlgorithmConfig, AMPConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
+from agile_jax.config import AlgorithmConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
 from agile_jax.extensions import amp
+from agile_jax.extensions.amp import AMPConfig
 from agile_jax.extensions.base import Batch, Forward, Minibatch, Rollout
 from agile_jax.motion import AMPLoader
 from agile_jax.networks.actor_critic import make_inference_fn
@@ -376,7 +377,7 @@ def test_atppo_dagger_term_pulls_the_policy_to_the_teacher(tmp_path):
 def atppo(tmp_path_factory):
     """An ATPPO run on the point mass (rotation teacher) with PPO's params held (learning rate 0, fixed schedule),
     its initial state and the metrics of its first iteration."""
-    from agile_jax.config import TPPOConfig
+    from agile_jax.extensions.tppo import TPPOConfig
 
     teacher = tmp_path_factory.mktemp("atppo") / "teacher.pt"
     _rotation_teacher(teacher)

@@ -3,10 +3,22 @@ an EnvSpec, and the resume check's per-method keys taken from the records."""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+
+import pytest
+
+from agile_jax import config
 from agile_jax.extensions import METHODS, Extension, Method, env_spec
 from agile_jax.networks.from_config import make_networks
 from agile_jax.training import resume
-from agile_jax.training.ppo_trainer import build_chain, build_context, build_networks
+from agile_jax.training.ppo_trainer import (
+    PPO_CLASSES,
+    build_chain,
+    build_context,
+    build_networks,
+    check_algorithm_class,
+)
 from tests.helpers import point_mass_config, point_mass_env
 
 
@@ -49,3 +61,47 @@ def test_resume_refuses_every_record_key():
     keys = [k for m in METHODS for k in m.fixed_on_resume]
     assert "algorithm.rnd_cfg.enabled" in keys and "algorithm.ts_cfg.num_latent_dims" in keys
     assert set(keys) <= set(resume.FIXED)
+
+
+def test_algorithm_config_has_one_field_per_record_block():
+    """Every record's block is a field of ``AlgorithmConfig`` with the record's default; PPO's settings stay."""
+    algorithm = config.AlgorithmConfig()
+    for method in METHODS:
+        if method.config is not None:
+            expected = method.config() if dataclasses.is_dataclass(method.config) else method.default
+            assert getattr(algorithm, method.field_name) == expected, method.key
+    assert (algorithm.rnd_cfg.learning_rate, algorithm.critic_warmup_steps, algorithm.clip_param) == (1e-3, 0, 0.2)
+
+
+def test_a_new_record_adds_its_block_to_the_command_line():
+    """A method declared outside the library joins the algorithm section through its record alone: the key merges,
+    a typo gets a did-you-mean naming it, and the section's YAML round-trips it."""
+
+    @dataclasses.dataclass
+    class ToyConfig:
+        enabled: bool = False
+        strength: float = 0.5
+
+    toy = Method("toy", "algorithm.toy_cfg", enabled=lambda cfg: cfg.algorithm.toy_cfg.enabled,
+                 build=lambda cfg, ctx, networks: [], config=ToyConfig, class_names=("ToyPPO",))
+    algorithm = config.algorithm_config_for((*METHODS, toy))(clip_param=0.1)  # the "algorithm" section
+    merged = config.apply_overrides(algorithm, ["toy_cfg.strength=2.5", "toy_cfg.enabled=true"])
+    assert merged.toy_cfg == ToyConfig(enabled=True, strength=2.5) and merged.clip_param == 0.1
+    assert toy.enabled(types.SimpleNamespace(algorithm=merged))
+    assert not toy.enabled(types.SimpleNamespace(algorithm=algorithm))
+    with pytest.raises(config.ConfigError, match=r"did you mean 'toy_cfg.strength'"):
+        config.apply_overrides(algorithm, ["toy_cfg.strenght=1"])
+    assert config.from_yaml(config.to_yaml(merged), algorithm).toy_cfg.strength == 2.5
+    assert "toy_cfg" not in {f.name for f in dataclasses.fields(config.AlgorithmConfig)}
+
+
+def test_class_names_come_from_the_records():
+    named = {name for method in METHODS for name in method.class_names}
+    assert set(PPO_CLASSES) == {"PPO"} | named == {"PPO", "EstimatorPPO", "TPPO", "EstimatorTPPO", "APPO", "ATPPO",
+                                                     "PPO_TS"}
+    cfg = point_mass_config()
+    cfg.algorithm.class_name = "PPO_TS"  # names teacher-student while its block is off
+    with pytest.raises(config.ConfigError, match=r"^algorithm.class_name=PPO_TS needs algorithm.ts_cfg.enabled=true"):
+        check_algorithm_class(cfg)
+    cfg.algorithm.ts_cfg.enabled = True
+    check_algorithm_class(cfg)

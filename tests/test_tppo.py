@@ -15,9 +15,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from agile_jax.config import TPPOConfig
 from agile_jax.extensions import tppo
 from agile_jax.extensions.base import ActStep, Minibatch
+from agile_jax.extensions.tppo import TPPOConfig
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.estimator import with_estimator
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env, straight_and_resumed
@@ -498,7 +498,8 @@ def _train(argv, tmp_path, capsys) -> tuple[int, str]:
                                                           "maps 7 observations to 2 actions, but the critic groups"),
     ("algorithm.class_name=TPPO", "error: algorithm.class_name=TPPO needs a teacher: set "
                                   "algorithm.tppo_cfg.teacher_policy="),
-    ("algorithm.class_name=PPO2", "error: unknown algorithm.class_name 'PPO2'; available: ['PPO', 'EstimatorPPO'"),
+    ("algorithm.class_name=PPO2", "error: unknown algorithm.class_name 'PPO2'; available: ['PPO', 'APPO', 'ATPPO', "
+                                  "'EstimatorPPO'"),
     ("algorithm.class_name=PPO_TS", "error: algorithm.class_name=PPO_TS needs algorithm.ts_cfg.enabled=true"),
 ])
 def test_bad_teachers_end_in_one_line_and_exit_2(override, message, tmp_path, capsys):

@@ -38,20 +38,49 @@ Logged: ``Loss/discriminator``, ``Loss/discriminator_expert``, ``Loss/discrimina
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 from agile_jax.extensions.base import Extension, Minibatch, Rollout, Spec
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import concat_groups, resolve_obs_groups
 from agile_jax.networks.mlp import MLP, resolve_activation
 from agile_jax.types import Array, Observation, PRNGKey
+
+
+@dataclass
+class AMPConfig:
+    """st_rl's ``APPO`` / ``ATPPO`` (``algorithm.amp_cfg``, adversarial motion priors): a discriminator on the env's
+    ``amp`` observation group (``runner.obs_groups.amp``) learns to tell it from reference motions
+    (``motion_files``: .npz motion files or shipped sets, see docs/motion_files.md) and rewards the policy with
+    ``style_reward_coef * max(0, 1 - (D - 1)^2 / 4)``, mixed as ``(1 - task_reward_lerp) * style +
+    task_reward_lerp * task``. ``discriminator_grad_pen`` weighs the gradient penalty on expert samples;
+    the discriminator has its own Adam (``learning_rate``) and ``hidden_dims``. ATPPO: ``dagger_loss_coef`` pulls
+    the policy mean towards the teacher policy in ``teacher_ac_path`` (observations: ``runner.obs_groups.teacher``);
+    ``mimic_loss_coef`` weighs st_rl's ``|ref_obs - ref_motion|`` (needs an env ``ref_motion`` group).
+    ``amp_obs_dim``: ``None`` takes the ``amp`` group's size, a number is checked against it."""
+
+    enabled: bool = False
+    motion_files: list[str] = field(default_factory=list)
+    amp_obs_dim: Optional[int] = None  # noqa: UP045 (OmegaConf needs Optional)
+    discriminator_loss_coef: float = 1.0
+    discriminator_grad_pen: float = 5.0
+    style_reward_coef: float = 1.0
+    task_reward_lerp: float = 0.0
+    hidden_dims: list[int] = field(default_factory=lambda: [1024, 512])
+    activation: str = "relu"
+    learning_rate: float = 1e-4
+    mimic_loss_coef: float = 0.0
+    dagger_loss_coef: float = 0.0
+    teacher_ac_path: str = ""
+
 
 UNTIL = 1e8  # st_rl's EmpiricalNormalization limit for the AMP observations
 
@@ -331,4 +360,5 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 
 # Before the reward normaliser, which then sees the mixed task + style reward.
-METHOD = Method("amp", "algorithm.amp_cfg", enabled=enabled, build=build, stage="first")
+METHOD = Method("amp", "algorithm.amp_cfg", enabled=enabled, build=build, stage="first", config=AMPConfig,
+                class_names=AMP_CLASSES)

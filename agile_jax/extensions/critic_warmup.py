@@ -61,4 +61,5 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
     return [extension(cfg.algorithm.critic_warmup_steps)]
 
 
-METHOD = Method("critic_warmup", "algorithm.critic_warmup_steps", enabled=enabled, build=build)
+# AGILE: value-only gradient steps before the policy terms fade in (0: none).
+METHOD = Method("critic_warmup", "algorithm.critic_warmup_steps", enabled=enabled, build=build, config=int, default=0)

@@ -34,17 +34,36 @@ loss, its config and the method record.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 from agile_jax.extensions.base import Extension, Minibatch
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks.actor_critic import concat_groups
 from agile_jax.networks.estimator import EstimatorActorCritic, with_estimator
 from agile_jax.types import Array
+
+
+@dataclass
+class EstimatorConfig:
+    """st_rl's ``EstimatorPPO`` (``algorithm.estimator_cfg``): an estimator MLP fed by observation groups of the
+    actor (``obs_components``; empty: all of them) learns named components of the critic observation
+    (``target_components``, terms of the env's observation layout, e.g. ``base_lin_vel``); its estimate is
+    appended to the actor's input. Trained by the PPO optimiser with ``loss_coef`` times its loss
+    (``loss_func``: mse | l1 | smooth_l1 | huber, options in ``loss_kwargs``)."""
+
+    enabled: bool = False
+    obs_components: list[str] = field(default_factory=list)
+    target_components: list[str] = field(default_factory=list)
+    loss_func: str = "mse"
+    loss_kwargs: dict = field(default_factory=dict)
+    loss_coef: float = 1.0
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
+
 
 LossFunc = Callable[[Array, Array], Array]
 
@@ -178,4 +197,5 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 
 METHOD = Method("estimator", "algorithm.estimator_cfg", enabled=lambda cfg: cfg.algorithm.estimator_cfg.enabled,
-                build=build, networks=wrap_networks)
+                build=build, networks=wrap_networks, config=EstimatorConfig,
+                class_names=("EstimatorPPO", "EstimatorTPPO"))

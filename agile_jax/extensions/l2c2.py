@@ -13,6 +13,7 @@ policies are refused.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -21,6 +22,15 @@ import jax.numpy as jnp
 from agile_jax.extensions.base import Extension, Minibatch
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.types import Array, Observation, Transition
+
+
+@dataclass
+class L2C2Config:
+    """AGILE ``l2c2_cfg``."""
+
+    enabled: bool = False
+    lambda_actor: float = 1.0
+    lambda_critic: float = 0.1
 
 
 class Pairs(NamedTuple):
@@ -95,4 +105,4 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 
 METHOD = Method("l2c2", "algorithm.l2c2_cfg", enabled=lambda cfg: cfg.algorithm.l2c2_cfg.enabled, build=build,
-                fixed_on_resume=("algorithm.l2c2_cfg.enabled",))
+                fixed_on_resume=("algorithm.l2c2_cfg.enabled",), config=L2C2Config)

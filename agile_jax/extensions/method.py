@@ -3,8 +3,10 @@
 Each method file in :mod:`agile_jax.extensions` ends with one ``METHOD = Method(...)``: when the config turns
 it on (``enabled``), how it builds its extensions from the config, the run's :class:`BuildContext` and the
 networks (``build``), an optional wrapper of the networks (a method that changes what the policy computes:
-the state estimator, teacher-student), where it sits in the chain (``stage``) and the config fields a resume
-may not change. ``agile_jax.extensions.METHODS`` lists the records in chain order.
+the state estimator, teacher-student), where it sits in the chain (``stage``), the config fields a resume
+may not change, its config block (``config``: the field ``algorithm.<name>`` that
+:class:`agile_jax.config.AlgorithmConfig` gains from the record) and the ``algorithm.class_name`` values that
+name it. ``agile_jax.extensions.METHODS`` lists the records in chain order.
 
 The context holds what the builders need to know about the env (an :class:`EnvSpec`, read from the env once
 by :func:`env_spec`: no builder probes the env object), the data axis and the policy loaders (which live in
@@ -14,7 +16,7 @@ the training layer and are passed in as callables).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
 from agile_jax.runtime.parallel import AXIS
@@ -96,7 +98,7 @@ class Method:
 
     Attributes:
         key: the method's short name.
-        block: its config block (``algorithm.<name>_cfg``, or the field that turns it on).
+        block: its config block's key (``algorithm.<name>_cfg``, or the one field that turns it on).
         enabled: ``cfg -> bool``: whether the run uses it.
         build: ``(cfg, ctx, networks) -> [Extension, ...]``, called when ``enabled``.
         stage: ``"first"``: among the rollout-side rewards, before the user's extra extensions and the timeout
@@ -104,6 +106,12 @@ class Method:
         networks: ``(cfg, ctx, networks) -> networks``, called when ``enabled`` (before any ``build``), for a
             method that changes what the policy computes; ``None`` otherwise.
         fixed_on_resume: config keys (dotted, from the root) a resumed run may not change.
+        config: the block's type, a dataclass of the method's settings (``RNDConfig``) or a plain type for a
+            one-field block (``int`` for ``algorithm.critic_warmup_steps``); ``None``: no block of its own.
+        default: the value of a plain-typed block (a dataclass block defaults to ``config()``).
+        class_names: the ``algorithm.class_name`` values (st_rl's, LeggedGym-Ex's) that include the method; a run
+            that names one of them while the method is off is refused (``enabled`` decides whether the name alone
+            switches it on).
     """
 
     key: str
@@ -113,7 +121,23 @@ class Method:
     stage: str = "rest"
     networks: Callable[[Any, BuildContext, Any], Any] | None = None
     fixed_on_resume: tuple[str, ...] = ()
+    config: type | None = None
+    default: Any = None
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"Method '{self.key}': stage must be one of {STAGES}, not '{self.stage}'")
+        if self.config is not None and (not self.block.startswith("algorithm.") or self.block.count(".") != 1):
+            raise ValueError(f"Method '{self.key}': block must be 'algorithm.<field>', not '{self.block}'")
+
+    @property
+    def field_name(self) -> str:
+        """The block's field in ``algorithm`` (``rnd_cfg``)."""
+        return self.block.partition(".")[2]
+
+    def config_field(self) -> tuple[str, type, Any]:
+        """``(name, type, dataclasses.field)`` of the block, for :func:`dataclasses.make_dataclass`."""
+        if is_dataclass(self.config):
+            return self.field_name, self.config, field(default_factory=self.config)
+        return self.field_name, self.config, field(default=self.default)

@@ -17,6 +17,8 @@ clipping and ``return_scale_decay=None`` disables the correction, as in AGILE.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,17 @@ from flax import struct
 from agile_jax.extensions.base import Extension, Rollout
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.types import Array
+
+
+@dataclass
+class RewardNormalizationConfig:
+    """AGILE ``reward_normalization_cfg`` (``None`` disables a sub-feature)."""
+
+    enabled: bool = False
+    decay: float = 0.999
+    epsilon: float = 1e-2
+    return_scale_decay: Optional[float] = 0.999  # noqa: UP045 (OmegaConf needs Optional)
+    outlier_threshold: Optional[float] = 10.0  # noqa: UP045
 
 
 @struct.dataclass
@@ -118,4 +131,5 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 METHOD = Method("reward_norm", "algorithm.reward_normalization_cfg",
                 enabled=lambda cfg: cfg.algorithm.reward_normalization_cfg.enabled, build=build, stage="first",
-                fixed_on_resume=("algorithm.reward_normalization_cfg.enabled",))
+                fixed_on_resume=("algorithm.reward_normalization_cfg.enabled",),
+                config=RewardNormalizationConfig)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,24 @@ from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import resolve_obs_groups
 from agile_jax.networks.mlp import MLP
 from agile_jax.types import Array, Observation, PRNGKey
+
+
+@dataclass
+class RNDConfig:
+    """RSL-RL ``rnd_cfg`` (Random Network Distillation); the state is the ``rnd_state`` set of
+    ``runner.obs_groups``. ``weight`` is multiplied by the env's control step ``dt``, as RSL-RL does."""
+
+    enabled: bool = False
+    weight: float = 0.0
+    weight_schedule: Optional[dict] = None  # noqa: UP045 {mode: constant|step|linear, initial_step, final_step, final_value}
+    reward_normalization: bool = False
+    state_normalization: bool = False
+    learning_rate: float = 1e-3
+    num_outputs: int = 1
+    predictor_hidden_dims: list[int] = field(default_factory=lambda: [-1])
+    target_hidden_dims: list[int] = field(default_factory=lambda: [-1])
+    activation: str = "elu"
+
 
 UNTIL = 1e8  # RSL-RL's normaliser limit for RND
 REWARD_GAMMA = 0.99  # discount of the intrinsic-reward normaliser (RSL-RL's default)
@@ -230,4 +249,4 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 
 METHOD = Method("rnd", "algorithm.rnd_cfg", enabled=lambda cfg: cfg.algorithm.rnd_cfg.enabled, build=build,
-                stage="first", fixed_on_resume=("algorithm.rnd_cfg.enabled",))
+                stage="first", fixed_on_resume=("algorithm.rnd_cfg.enabled",), config=RNDConfig)

@@ -18,6 +18,7 @@ replay (:func:`distillation_terms`; AGILE's distillation has no augmentation).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,17 @@ import jax.numpy as jnp
 from agile_jax.extensions.base import Batch, Extension, Minibatch
 from agile_jax.extensions.method import BuildContext, EnvSpec, Method
 from agile_jax.types import Array, Observation
+
+
+@dataclass
+class SymmetryConfig:
+    """AGILE/RSL-RL ``symmetry_cfg``; the mirror functions come from the env (``mirror_obs`` / ``mirror_actions``)."""
+
+    enabled: bool = False
+    use_data_augmentation: bool = True
+    use_mirror_loss: bool = False
+    mirror_loss_coeff: float = 0.0
+
 
 MirrorObs = Callable[[Observation], Observation]
 MirrorActions = Callable[[Array], Array]
@@ -120,7 +132,7 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 
 METHOD = Method("symmetry", "algorithm.symmetry_cfg", enabled=lambda cfg: cfg.algorithm.symmetry_cfg.enabled,
-                build=build, fixed_on_resume=("algorithm.symmetry_cfg.enabled",))
+                build=build, fixed_on_resume=("algorithm.symmetry_cfg.enabled",), config=SymmetryConfig)
 
 
 def distillation_term(networks, mirror_obs: MirrorObs, mirror_actions: MirrorActions, coeff: float):

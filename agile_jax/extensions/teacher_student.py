@@ -24,6 +24,7 @@ only), and the history encoder type is ``MLP`` (no ``TCN``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -31,11 +32,29 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 from agile_jax.extensions.base import Extension, Rollout, Spec
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks.teacher_student import TeacherStudentActorCritic, with_teacher_student
 from agile_jax.types import Array, Params, PRNGKey
+
+
+@dataclass
+class TeacherStudentConfig:
+    """LeggedGym-Ex's ``PPO_TS`` / ``ActorCriticTS`` (``algorithm.ts_cfg``): a privilege encoder on the
+    ``privileged`` set of ``runner.obs_groups`` (default: the critic's groups) gives the teacher's latent of
+    ``num_latent_dims`` values (-1: the privileged width); a history encoder on the ``history`` set (groups of the
+    actor; default: all of them) learns to match it with its own Adam at ``encoder_lr`` (``num_encoder_epochs``
+    steps per minibatch) after PPO's epochs. The teacher acts in training; the student is evaluated and exported."""
+
+    enabled: bool = False
+    num_latent_dims: int = -1
+    privilege_encoder_hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
+    history_encoder_type: str = "MLP"
+    history_encoder_hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
+    encoder_lr: float = 1e-3
+    num_encoder_epochs: int = 1
+
 
 NAME = "teacher_student"
 
@@ -156,7 +175,7 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
 
 
 METHOD = Method("ts", "algorithm.ts_cfg", enabled=lambda cfg: cfg.algorithm.ts_cfg.enabled, build=build,
-                networks=wrap_networks,
+                networks=wrap_networks, config=TeacherStudentConfig, class_names=("PPO_TS",),
                 fixed_on_resume=("algorithm.ts_cfg.enabled", "algorithm.ts_cfg.num_latent_dims",
                                  "algorithm.ts_cfg.history_encoder_type",
                                  "algorithm.ts_cfg.privilege_encoder_hidden_dims",

@@ -36,20 +36,56 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 from agile_jax.extensions.base import Actor, ActStep, Extension, Minibatch, Rollout, Spec, Stats
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import concat_groups
 from agile_jax.networks.recurrent import reset_state
 from agile_jax.types import Array, Observation, PRNGKey
+
+
+@dataclass
+class TPPOConfig:
+    """st_rl's ``TPPO`` (``algorithm.tppo_cfg``, teacher-guided PPO), on when ``teacher_policy`` names a policy file.
+
+    The teacher (``policy.onnx`` / ``policy.pt``, anything :func:`agile_jax.policies.load.load_policy` reads)
+    labels every step with its action on the critic observations (``label_action_with_critic_obs``, else the
+    actor's; ``action_labels_from_sample``: a sample of a teacher that has an action std). Envs whose
+    ``use_teacher_act_mask`` is set execute the label instead of the student's sample; the mask starts all set and
+    is redrawn per env when its episode ends, with ``teacher_act_prob`` (a number in [0, 1] or st_rl's schedule
+    ``linear`` | ``exp`` | ``tanh`` of the iteration, scaled by ``update_times_scale``). The loss adds
+    ``distillation_loss_coef`` (a number or a schedule name) times ``distill_target`` (``real``: L2 norm,
+    ``mse_sum``, ``l1``, ``tanh``: BCE of (x+1)/2, ``scaled_tanh``, ``max_log_prob``) between the student mean and
+    the labels; ``using_ppo=false`` drops PPO's terms (DAgger). ``distill_latent_obs_component_mapping``
+    ``{student component: teacher component}`` adds ``distill_latent_coef`` x ``distill_latent_target`` between the
+    student's and the teacher's state-estimator outputs. ``buffer_dilation_ratio`` > 1 keeps that many rollouts of
+    labelled steps for the distillation losses; ``hidden_state_resample_prob`` redraws stored recurrent states in
+    [-1, 1]; ``clip_min_std`` is the floor of the action std after each update."""
+
+    teacher_policy: str = ""
+    label_action_with_critic_obs: bool = True
+    teacher_act_prob: Any = "exp"  # float in [0, 1] | "linear" | "exp" | "tanh"
+    update_times_scale: float = 100.0
+    using_ppo: bool = True
+    distillation_loss_coef: Any = 1.0  # float | "linear" | "exp" | "tanh"
+    distill_target: str = "real"
+    distill_latent_coef: float = 1.0
+    distill_latent_target: str = "real"
+    distill_latent_obs_component_mapping: Optional[dict] = None  # noqa: UP045 (OmegaConf needs Optional)
+    buffer_dilation_ratio: float = 1.0
+    hidden_state_resample_prob: float = 0.0
+    action_labels_from_sample: bool = False
+    clip_min_std: float = 0.0
+
 
 SCHEDULES = ("linear", "exp", "tanh")
 TARGETS = ("real", "mse_sum", "l1", "tanh", "scaled_tanh", "max_log_prob")
@@ -389,7 +425,7 @@ def extension(networks, teacher: TeacherPolicy, cfg, num_steps: int, axis_name: 
     Args:
         networks: the student actor-critic (an ``EstimatorActorCritic`` for latent distillation).
         teacher: the teacher (see :class:`TeacherPolicy`).
-        cfg: an :class:`agile_jax.config.TPPOConfig` (st_rl's option names).
+        cfg: an :class:`TPPOConfig` (st_rl's option names).
         num_steps: ``num_steps_per_env`` (T), for the queue of ``buffer_dilation_ratio``.
         axis_name: data-parallel axis (metrics are averaged over it).
         name: the extension's name (its state slot).
@@ -505,6 +541,6 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
         raise ConfigError(f"algorithm.tppo_cfg: {err}") from None
 
 
-METHOD = Method("tppo", "algorithm.tppo_cfg", enabled=enabled, build=build,
+METHOD = Method("tppo", "algorithm.tppo_cfg", enabled=enabled, build=build, config=TPPOConfig, class_names=TPPO_CLASSES,
                 fixed_on_resume=("algorithm.tppo_cfg.buffer_dilation_ratio",
                                  "algorithm.tppo_cfg.distill_latent_obs_component_mapping"))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 
 LOGGERS = ("tensorboard", "wandb", "neptune", "none")
 # Logger -> (module it needs, pyproject extra that installs it).

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 
 # Neptune names of the wall-time series (RSL-RL's ``NeptuneLogWriter.name_map``).
 NEPTUNE_NAMES = {"Train/mean_reward/time": "Train/mean_reward_time",

@@ -3,7 +3,7 @@ PPO's (:func:`make_networks`) and distillation's student (:func:`make_student`).
 
 from __future__ import annotations
 
-from agile_jax import config as config_lib
+from agile_jax.config_base import ConfigError
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
 from agile_jax.networks.cnn_actor_critic import make_actor_critic_cnn
@@ -24,17 +24,17 @@ def distribution_fields(distribution_cfg, init_noise_std: float, noise_std_type:
     try:
         return distributions.resolve_distribution_cfg(distribution_cfg, init_noise_std, noise_std_type)
     except ValueError as err:
-        raise config_lib.ConfigError(f"{section}.{err}") from None
+        raise ConfigError(f"{section}.{err}") from None
 
 
 def make_networks(cfg, env) -> ActorCritic:
     """The actor-critic of ``cfg.policy`` for ``env``'s observation groups and action size."""
     pol = cfg.policy
     if pol.class_name == FINETUNE_CLASS:
-        raise config_lib.ConfigError(f"policy.class_name={FINETUNE_CLASS} starts PPO from a distilled student: "
+        raise ConfigError(f"policy.class_name={FINETUNE_CLASS} starts PPO from a distilled student: "
                                      f"{FINETUNE_USAGE} (in Python: distill_runner.finetune_runner)")
     if pol.class_name not in POLICY_CLASSES:
-        raise config_lib.ConfigError(f"unknown policy.class_name '{pol.class_name}'; available: {list(POLICY_CLASSES)}")
+        raise ConfigError(f"unknown policy.class_name '{pol.class_name}'; available: {list(POLICY_CLASSES)}")
     groups = resolve_obs_groups(cfg.runner.obs_groups, list(env.observation_shapes))
     common = dict(
         obs_shapes=dict(env.observation_shapes), obs_groups=groups, action_size=env.action_size,
@@ -48,17 +48,17 @@ def make_networks(cfg, env) -> ActorCritic:
     if pol.class_name == "ActorCriticCNN":
         alg = cfg.algorithm
         if alg.estimator_cfg.enabled or getattr(getattr(alg, "ts_cfg", None), "enabled", False):
-            raise config_lib.ConfigError("policy.class_name=ActorCriticCNN cannot be combined with "
+            raise ConfigError("policy.class_name=ActorCriticCNN cannot be combined with "
                                          "algorithm.estimator_cfg or ts_cfg (they rebuild the actor's input)")
         try:
             return make_actor_critic_cnn(pol.actor_cnn_cfg, pol.critic_cnn_cfg, cfg.algorithm.share_cnn_encoders,
                                          **common)
         except ValueError as err:
-            raise config_lib.ConfigError(f"policy.class_name=ActorCriticCNN: {err}") from None
+            raise ConfigError(f"policy.class_name=ActorCriticCNN: {err}") from None
     if pol.rnn_type.lower() not in GATES:
-        raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
+        raise ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
     if cfg.algorithm.symmetry_cfg.enabled:
-        raise config_lib.ConfigError("symmetry_cfg is not available for recurrent policies (as in RSL-RL); set "
+        raise ConfigError("symmetry_cfg is not available for recurrent policies (as in RSL-RL); set "
                                      "algorithm.symmetry_cfg.enabled=false")
     return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
                                 rnn_num_layers=pol.rnn_num_layers)
@@ -68,7 +68,7 @@ def make_student(cfg, env, student_groups) -> ActorCritic:
     """The student as the ``actor`` of an (unused-critic) actor-critic, so PPO fine-tuning can adopt it as is."""
     pol = cfg.policy
     if pol.class_name not in STUDENT_CLASSES:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"unknown policy.class_name '{pol.class_name}'; available: {list(STUDENT_CLASSES)}")
     common = dict(obs_shapes=dict(env.observation_shapes), action_size=env.action_size,
                   obs_groups={"actor": student_groups, "critic": student_groups},
@@ -78,6 +78,6 @@ def make_student(cfg, env, student_groups) -> ActorCritic:
     if not STUDENT_CLASSES[pol.class_name]:
         return ActorCritic(**common)
     if pol.rnn_type.lower() not in GATES:
-        raise config_lib.ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
+        raise ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
     return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
                                 rnn_num_layers=pol.rnn_num_layers)

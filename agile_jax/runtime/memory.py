@@ -14,7 +14,7 @@ import os
 import jax
 import numpy as np
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 
 STATE_COPIES, BUFFER_COPIES = 3, 3
 PER_STEP_SCALARS = 8  # log-prob, value, reward, done, time-out, terminated, return, advantage

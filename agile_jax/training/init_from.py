@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 from agile_jax.export import rsl_rl
 from agile_jax.export.rsl_rl_models import ModelLayout, read_model
 from agile_jax.networks.actor_critic import ActorCritic

@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 
 from agile_jax.algorithms import gae, optim, ppo
 from agile_jax.algorithms.recurrent import trajectory_minibatches
-from agile_jax.config import ConfigError
+from agile_jax.config_base import ConfigError
 from agile_jax.extensions import METHODS, critic_warmup, entropy, termination, tppo
 from agile_jax.extensions.base import Batch, Chain, Extension, Rollout, Spec, Stats, chain
 from agile_jax.extensions.method import BuildContext, env_spec
@@ -41,21 +41,20 @@ from agile_jax.training.iteration import (
 from agile_jax.training.rollout import ActingHidden, make_stateful_rollout_fn
 from agile_jax.types import PRNGKey
 
-# The class names a PPO run accepts in ``algorithm.class_name`` (st_rl's and LeggedGym-Ex's names), each with the
-# config block that makes it: the name alone switches on TPPO's and AMP's extensions; the others need their block.
-PPO_CLASSES = {"PPO": None, "EstimatorPPO": "estimator_cfg", "TPPO": None, "EstimatorTPPO": "estimator_cfg",
-               "APPO": None, "ATPPO": None, "PPO_TS": "ts_cfg"}
+# The class names a PPO run accepts in ``algorithm.class_name`` (st_rl's and LeggedGym-Ex's names): plain PPO and
+# every name a method's record lists.
+PPO_CLASSES = ("PPO", *dict.fromkeys(name for method in METHODS for name in method.class_names))
 
 
 def check_algorithm_class(cfg) -> None:
-    """One line for an unknown ``algorithm.class_name`` or one whose config block is off."""
+    """One line for an unknown ``algorithm.class_name`` or one that names a method the config leaves off."""
     name = cfg.algorithm.class_name
     if name not in PPO_CLASSES:
         raise ConfigError(f"unknown algorithm.class_name '{name}'; available: {list(PPO_CLASSES)} (distillation: "
                           "experiments/distill.py)")
-    block = PPO_CLASSES[name]
-    if block and not getattr(getattr(cfg.algorithm, block, None), "enabled", False):
-        raise ConfigError(f"algorithm.class_name={name} needs algorithm.{block}.enabled=true (and its settings)")
+    for method in METHODS:
+        if name in method.class_names and not method.enabled(cfg):
+            raise ConfigError(f"algorithm.class_name={name} needs {method.block}.enabled=true (and its settings)")
 
 
 def build_context(env, mirror_obs=None, mirror_actions=None) -> BuildContext:

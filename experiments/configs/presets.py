@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agile_jax.config import AlgorithmConfig, AMPConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
+from agile_jax.config import AlgorithmConfig, ConfigError, PolicyConfig, RunnerConfig, TrainConfig
+from agile_jax.extensions.amp import AMPConfig
 from envs.core import VecEnv
 from envs.tasks.point_mass import PointMass, PointMassConfig
 from envs.tasks.point_mass_amp import PointMassAMP, PointMassAMPConfig
