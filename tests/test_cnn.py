@@ -23,6 +23,7 @@ from agile_jax.networks.actor_critic import make_inference_fn  # noqa: E402
 from agile_jax.networks.cnn import CNN, cnn_params_from_state_dict, cnn_params_to_state_dict  # noqa: E402
 from agile_jax.networks.cnn_actor_critic import ActorCriticCNN, make_actor_critic_cnn, params_from_rsl_rl  # noqa: E402
 from agile_jax.networks.from_config import make_networks  # noqa: E402
+from agile_jax.training.ppo_trainer import build_context, build_networks  # noqa: E402
 from agile_jax.training.runner import OnPolicyRunner  # noqa: E402
 from envs.core import VecEnv  # noqa: E402
 from envs.tasks.point_mass_grid import PointMassGrid, PointMassGridConfig  # noqa: E402
@@ -188,7 +189,7 @@ def test_config_errors_name_the_problem():
     cfg = _cnn_config()
     cfg.algorithm.estimator_cfg.enabled = True
     with pytest.raises(ConfigError, match="cannot be combined with algorithm.estimator_cfg"):
-        make_networks(cfg, env)
+        build_networks(cfg, build_context(env), make_networks(cfg, env))
 
 
 def _evaluate(runner, steps: int = 60) -> float:

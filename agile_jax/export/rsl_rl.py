@@ -31,7 +31,7 @@ from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.mlp import resolve_activation
 from agile_jax.networks.normalization import NormalizerState
 from agile_jax.networks.records import ActorCriticParams
-from agile_jax.networks.recurrent import ActorCriticRecurrent
+from agile_jax.networks.recurrent import make_actor_critic
 from agile_jax.types import Params
 
 
@@ -77,9 +77,7 @@ class RslRlLayout:
                       actor_obs_normalization=self.actor_obs_normalization,
                       critic_obs_normalization=self.critic_obs_normalization,
                       distribution_class=self.distribution_class)
-        net = (ActorCritic(**fields) if self.rnn_type is None else
-               ActorCriticRecurrent(**fields, rnn_type=self.rnn_type, rnn_hidden_dim=self.rnn_hidden_dim,
-                                    rnn_num_layers=self.rnn_num_layers))
+        net = make_actor_critic(self.rnn_type, self.rnn_hidden_dim, self.rnn_num_layers, **fields)
         for name, dim in (("actor", self.actor_obs_dim), ("critic", self.critic_obs_dim)):
             if net.obs_dim(name) != dim:
                 raise ValueError(f"obs_shapes/obs_groups give the {name} {net.obs_dim(name)} inputs, "

@@ -44,6 +44,7 @@ from agile_jax.config_base import ConfigError
 from agile_jax.extensions.base import Extension, Minibatch
 from agile_jax.extensions.method import BuildContext, Method
 from agile_jax.networks.actor_critic import concat_groups
+from agile_jax.networks.cnn_actor_critic import refuse_cnn_policy
 from agile_jax.networks.estimator import EstimatorActorCritic, with_estimator
 from agile_jax.types import Array
 
@@ -175,6 +176,7 @@ def _target(cfg, ctx: BuildContext, networks) -> tuple[list[str], np.ndarray]:
 def wrap_networks(cfg, ctx: BuildContext, networks) -> EstimatorActorCritic:
     """``networks`` with st_rl's state estimator from ``algorithm.estimator_cfg``."""
     ec = cfg.algorithm.estimator_cfg
+    refuse_cnn_policy(networks, "estimator_cfg")
     _, index = _target(cfg, ctx, networks)
     try:
         return with_estimator(networks, ec.obs_components, len(index), ec.hidden_dims)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from agile_jax.config_base import ConfigError
 from agile_jax.extensions.base import Batch, Extension, Minibatch
 from agile_jax.extensions.method import BuildContext, EnvSpec, Method
 from agile_jax.types import Array, Observation
@@ -127,6 +128,9 @@ def mirror_functions(spec: EnvSpec) -> tuple[MirrorObs, MirrorActions]:
 def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
     """Symmetry from ``algorithm.symmetry_cfg`` with the context's mirror functions."""
     sym = cfg.algorithm.symmetry_cfg
+    if networks.is_recurrent:
+        raise ConfigError("symmetry_cfg is not available for recurrent policies (as in RSL-RL); set "
+                          "algorithm.symmetry_cfg.enabled=false")
     m_obs, m_act = mirror_functions(ctx.env)
     return [extension(networks, m_obs, m_act, sym.mirror_loss_coeff, sym.use_mirror_loss, sym.use_data_augmentation)]
 

@@ -35,6 +35,7 @@ from flax import struct
 from agile_jax.config_base import ConfigError
 from agile_jax.extensions.base import Extension, Rollout, Spec
 from agile_jax.extensions.method import BuildContext, Method
+from agile_jax.networks.cnn_actor_critic import refuse_cnn_policy
 from agile_jax.networks.teacher_student import TeacherStudentActorCritic, with_teacher_student
 from agile_jax.types import Array, Params, PRNGKey
 
@@ -149,6 +150,7 @@ def wrap_networks(cfg, ctx: BuildContext, networks) -> TeacherStudentActorCritic
     if tc.history_encoder_type != "MLP":
         raise ConfigError(f"algorithm.ts_cfg.history_encoder_type='{tc.history_encoder_type}' is not available; "
                           "use 'MLP'")
+    refuse_cnn_policy(networks, "ts_cfg")
     if alg.estimator_cfg.enabled:
         raise ConfigError("algorithm.ts_cfg cannot be combined with algorithm.estimator_cfg (both change the actor's "
                           "input); disable one of them")

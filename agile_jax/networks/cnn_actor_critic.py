@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agile_jax.config_base import ConfigError
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
 from agile_jax.networks.cnn import CNN, cnn_params_from_state_dict, resolve_cnn_cfgs
@@ -37,6 +38,14 @@ from agile_jax.networks.records import ActorCriticParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
 Encoders = tuple[tuple[str, CNN], ...]  # (group, CNN) in the network's group order
+
+
+def refuse_cnn_policy(networks, block: str) -> None:
+    """One line when ``networks`` is a CNN actor-critic, for a method whose network wrapper rebuilds the actor's
+    input (``algorithm.<block>``)."""
+    if isinstance(networks, ActorCriticCNN):
+        raise ConfigError(f"policy.class_name=ActorCriticCNN cannot be combined with algorithm.{block} (it rebuilds "
+                          "the actor's input)")
 
 
 def is_2d(shape: Sequence[int]) -> bool:

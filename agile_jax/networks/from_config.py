@@ -7,7 +7,7 @@ from agile_jax.config_base import ConfigError
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic, resolve_obs_groups
 from agile_jax.networks.cnn_actor_critic import make_actor_critic_cnn
-from agile_jax.networks.recurrent import GATES, ActorCriticRecurrent
+from agile_jax.networks.recurrent import GATES, make_actor_critic
 
 POLICY_CLASSES = ("ActorCritic", "ActorCriticRecurrent", "ActorCriticCNN")
 # AGILE's PPO fine-tuning of a distilled recurrent student: selected with ``policy.class_name`` on the training
@@ -44,12 +44,8 @@ def make_networks(cfg, env) -> ActorCritic:
         **distribution_fields(pol.distribution_cfg, pol.init_noise_std, pol.noise_std_type, "policy"),
     )
     if pol.class_name == "ActorCritic":
-        return ActorCritic(**common)
+        return make_actor_critic(**common)
     if pol.class_name == "ActorCriticCNN":
-        alg = cfg.algorithm
-        if alg.estimator_cfg.enabled or getattr(getattr(alg, "ts_cfg", None), "enabled", False):
-            raise ConfigError("policy.class_name=ActorCriticCNN cannot be combined with "
-                                         "algorithm.estimator_cfg or ts_cfg (they rebuild the actor's input)")
         try:
             return make_actor_critic_cnn(pol.actor_cnn_cfg, pol.critic_cnn_cfg, cfg.algorithm.share_cnn_encoders,
                                          **common)
@@ -57,11 +53,7 @@ def make_networks(cfg, env) -> ActorCritic:
             raise ConfigError(f"policy.class_name=ActorCriticCNN: {err}") from None
     if pol.rnn_type.lower() not in GATES:
         raise ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
-    if cfg.algorithm.symmetry_cfg.enabled:
-        raise ConfigError("symmetry_cfg is not available for recurrent policies (as in RSL-RL); set "
-                                     "algorithm.symmetry_cfg.enabled=false")
-    return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
-                                rnn_num_layers=pol.rnn_num_layers)
+    return make_actor_critic(pol.rnn_type.lower(), pol.rnn_hidden_dim, pol.rnn_num_layers, **common)
 
 
 def make_student(cfg, env, student_groups) -> ActorCritic:
@@ -76,8 +68,7 @@ def make_student(cfg, env, student_groups) -> ActorCritic:
                   activation=pol.activation, actor_obs_normalization=pol.student_obs_normalization,
                   **distribution_fields(pol.distribution_cfg, pol.init_noise_std, pol.noise_std_type, "policy"))
     if not STUDENT_CLASSES[pol.class_name]:
-        return ActorCritic(**common)
+        return make_actor_critic(**common)
     if pol.rnn_type.lower() not in GATES:
         raise ConfigError(f"unknown policy.rnn_type '{pol.rnn_type}'; available: {sorted(GATES)}")
-    return ActorCriticRecurrent(**common, rnn_type=pol.rnn_type.lower(), rnn_hidden_dim=pol.rnn_hidden_dim,
-                                rnn_num_layers=pol.rnn_num_layers)
+    return make_actor_critic(pol.rnn_type.lower(), pol.rnn_hidden_dim, pol.rnn_num_layers, **common)

@@ -260,6 +260,16 @@ class ActorCriticRecurrent(ActorCritic):
         raise TypeError("ActorCriticRecurrent has no feed-forward value; use value_step (with its state)")
 
 
+def make_actor_critic(rnn_type: str | None = None, rnn_hidden_dim: int = 0, rnn_num_layers: int = 1,
+                      **fields) -> ActorCritic:
+    """An :class:`ActorCritic` of ``fields``, or with ``rnn_type`` (``lstm`` | ``gru``) an
+    :class:`ActorCriticRecurrent` whose actor and critic read their input through that RNN."""
+    if rnn_type is None:
+        return ActorCritic(**fields)
+    return ActorCriticRecurrent(**fields, rnn_type=rnn_type, rnn_hidden_dim=rnn_hidden_dim,
+                                rnn_num_layers=rnn_num_layers)
+
+
 def make_recurrent_inference_fn(networks: ActorCriticRecurrent):
     """``make_policy(params, normalizers, deterministic=True) -> policy(obs, hidden, key=None) -> (actions, hidden)``.
 

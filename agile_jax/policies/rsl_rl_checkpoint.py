@@ -23,7 +23,7 @@ from agile_jax.export import rsl_rl
 from agile_jax.export.rsl_rl_models import ModelLayout, read_model
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.records import ActorParams
-from agile_jax.networks.recurrent import ActorCriticRecurrent
+from agile_jax.networks.recurrent import make_actor_critic
 from agile_jax.policies.loaded import LoadedPolicy, file_sha256
 
 TEACHER_KEYS = ("teacher_state_dict", "actor_state_dict")  # RSL-RL's order (Distillation.load)
@@ -49,10 +49,7 @@ def teacher_networks(layout: ModelLayout, activation: str) -> ActorCritic:
                   action_size=layout.output_dim, actor_hidden_dims=layout.hidden_dims, critic_hidden_dims=(),
                   activation=activation, noise_std_type=layout.std_type or "scalar",
                   actor_obs_normalization=layout.normalized, distribution_class=layout.distribution_class)
-    if layout.rnn_type is None:
-        return ActorCritic(**fields)
-    return ActorCriticRecurrent(**fields, rnn_type=layout.rnn_type, rnn_hidden_dim=layout.rnn_hidden_dim,
-                                rnn_num_layers=layout.rnn_num_layers)
+    return make_actor_critic(layout.rnn_type, layout.rnn_hidden_dim, layout.rnn_num_layers, **fields)
 
 
 @dataclass(frozen=True)
