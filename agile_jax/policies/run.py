@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from agile_jax import config as config_lib
+from agile_jax.extensions import METHODS
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.networks import distributions
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
@@ -127,17 +128,18 @@ def run_config(text: str, source: str) -> config_lib.TrainConfig:
     if algorithm.get("class_name") == "Distillation":
         raise ValueError(f"teacher run '{source}' is a distillation run; export its student (runner.export()) and "
                          "pass its policy.onnx")
-    for block in ("estimator_cfg", "ts_cfg"):
-        if (algorithm.get(block) or {}).get("enabled"):
-            raise ValueError(f"teacher run '{source}' uses algorithm.{block}, whose actor reads more than its "
-                             "observation groups; export it (experiments/export.py <run>) and pass its policy.onnx")
     sections = {k: v for k, v in saved.items() if k != "env"}
     try:
-        return config_lib.from_yaml(yaml.safe_dump(sections), config_lib.TrainConfig())
+        cfg = config_lib.from_yaml(yaml.safe_dump(sections), config_lib.TrainConfig())
     except Exception as err:  # noqa: BLE001 (OmegaConf: a key or type the current schema does not know)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise ValueError(f"teacher run '{source}': its config does not fit this version of agile_jax "
                          f"({first})") from None
+    for method in METHODS:  # a method that wraps the networks (estimator, teacher-student) widens the actor's input
+        if method.networks is not None and method.enabled(cfg):
+            raise ValueError(f"teacher run '{source}' uses {method.block}, whose actor reads more than its "
+                             "observation groups; export it (experiments/export.py <run>) and pass its policy.onnx")
+    return cfg
 
 
 def actor_groups(cfg) -> tuple[str, ...]:
