@@ -54,6 +54,7 @@ def test_whole_episodes_by_hand():
     assert complete_episode_lengths(done, length, 7).size == 0  # the window is shorter than the time limit
 
 
+@pytest.mark.slow  # default-suite time (tests/README.md); CI's slow step runs it
 def test_a_trained_policy_acts_in_the_rollout(tmp_path, capsys):
     """``--policy <run>`` drives the env with the run's deterministic actions: the reward per step equals a
     step-by-step rollout of ``runner.get_inference_policy()`` on the same env and reset keys."""

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from agile_jax.training.runner import OnPolicyRunner
 from experiments.configs import get_preset, make_env
@@ -22,6 +23,7 @@ def _random_policy_return(env, steps: int = 500) -> float:
     return float(np.mean(returns))
 
 
+@pytest.mark.slow  # default-suite time (tests/README.md); CI's slow step runs it
 def test_cartpole_balance_learns_with_the_real_trainer(tmp_path):
     cfg = get_preset("cartpole_balance")
     cfg.env.num_envs = 128

@@ -158,6 +158,7 @@ def test_descriptor_observation_matches_the_env(exported):
     np.testing.assert_allclose(built, expected, atol=1e-5)
 
 
+@pytest.mark.slow  # default-suite time (tests/README.md); CI's slow step runs it
 def test_mujoco_and_mjx_trajectories_agree(exported, tmp_path):
     """Nominal sim-to-sim: the same exported policy and schedule in CPU MuJoCo and in the MJX env. The MJX reset
     and step of one clean T1 env compile for minutes once; from the compilation cache the test takes about a

@@ -41,6 +41,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # default-suite time (tests/README.md); CI's slow step runs it
 def test_two_devices_match_one_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,

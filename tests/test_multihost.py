@@ -144,6 +144,7 @@ def test_checkpoint_of_two_processes_restores_in_one(runs):
     assert runner.current_learning_iteration == ITERATIONS + 1
 
 
+@pytest.mark.slow  # default-suite time (tests/README.md); CI's slow step runs it
 def test_torchrun_launches_a_two_process_run(tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     if not os.path.exists(torchrun):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent(
@@ -56,6 +58,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # default-suite time (tests/README.md); CI's slow step runs it
 def test_two_devices_match_one_device(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "teacher")], env=env, cwd=ROOT,

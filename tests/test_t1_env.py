@@ -98,6 +98,7 @@ def test_missing_assets_give_clear_error(monkeypatch, tmp_path):
 
 
 # -- determinism and long random rollouts -------------------------------------------------------------------
+@pytest.mark.slow  # default-suite time (tests/README.md); CI's slow step runs it
 def test_reset_backfills_history_and_same_key_gives_identical_trajectory():
     s0 = reset_batch(0)
     hist = np.asarray(s0.obs["policy"])
