@@ -21,7 +21,7 @@ from agile_jax.evaluation.commands import CommandSchedule  # noqa: E402
 from agile_jax.evaluation.policy_io import find_export, load_io, load_policy  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = ["t1_velocity"]
+SHIPPED = ["t1_velocity", "g1_velocity"]
 STAND_S, SETTLE_S, WALK_S, SPEED = 1.0, 1.0, 5.0, 0.4
 
 
