@@ -13,7 +13,7 @@ and estimator (the encoder) ``{"mlp"}``; the actor MLP's input is ``D + encoder 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import jax
@@ -24,6 +24,18 @@ from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.mlp import MLP
 from agile_jax.networks.records import EstimatorParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
+
+
+def group_columns(obs_groups: Mapping[str, Sequence[str]], obs_shapes: Mapping[str, tuple[int, ...]],
+                  picked: Sequence[str]) -> np.ndarray:
+    """Columns of the actor's concatenated input that belong to the ``picked`` groups, in the actor's order ``[H]``."""
+    start, columns = 0, []
+    for group in obs_groups["actor"]:
+        width = int(np.prod(obs_shapes[group]))
+        if group in picked:
+            columns.append(np.arange(start, start + width))
+        start += width
+    return np.concatenate(columns).astype(np.int32)
 
 
 @dataclasses.dataclass(frozen=True)

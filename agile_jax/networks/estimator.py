@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from agile_jax.networks.actor_critic import ActorCritic
-from agile_jax.networks.column_encoder import ColumnEncoderActorCritic
+from agile_jax.networks.column_encoder import ColumnEncoderActorCritic, group_columns
 from agile_jax.networks.mlp import MLP
 from agile_jax.types import Array, Observation, Params
 
@@ -52,13 +52,7 @@ class EstimatorActorCritic(ColumnEncoderActorCritic):
     @property
     def estimator_columns(self) -> np.ndarray:
         """Columns of the actor's (normalised) input the estimator reads ``[D_e]``."""
-        start, columns = 0, []
-        for group in self.obs_groups["actor"]:
-            width = int(np.prod(self.obs_shapes[group]))
-            if group in self.estimator_groups:
-                columns.append(np.arange(start, start + width))
-            start += width
-        return np.concatenate(columns).astype(np.int32)
+        return group_columns(self.obs_groups, self.obs_shapes, self.estimator_groups)
 
     def estimate(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """The estimate ``[..., K]`` (st_rl's ``get_estimated_state``)."""

@@ -36,22 +36,10 @@ import numpy as np
 
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
-from agile_jax.networks.column_encoder import ColumnEncoderActorCritic
+from agile_jax.networks.column_encoder import ColumnEncoderActorCritic, group_columns
 from agile_jax.networks.mlp import MLP
 from agile_jax.networks.records import EstimatorParams, TeacherStudentParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
-
-
-def group_columns(obs_groups: Mapping[str, Sequence[str]], obs_shapes: Mapping[str, tuple[int, ...]],
-                  picked: Sequence[str]) -> np.ndarray:
-    """Columns of the actor's concatenated input that belong to the ``picked`` groups, in the actor's order ``[H]``."""
-    start, columns = 0, []
-    for group in obs_groups["actor"]:
-        width = int(np.prod(obs_shapes[group]))
-        if group in picked:
-            columns.append(np.arange(start, start + width))
-        start += width
-    return np.concatenate(columns).astype(np.int32)
 
 
 @dataclasses.dataclass(frozen=True)
