@@ -118,7 +118,8 @@ class RunnerConfig:
     load_run: str = ""  # run directory name (or path); "" with resume=True: the latest run
     load_checkpoint: int = -1  # iteration to load; -1: the latest
     # Start from a checkpoint's networks and normalisers (fresh optimiser, iteration 0, other env settings
-    # allowed): an RSL-RL 5.x model_<it>.pt or an agile_jax run / checkpoints/<iteration> directory.
+    # allowed): an RSL-RL 5.x model_<it>.pt, an agile_jax run / checkpoints/<iteration> directory, or an exported
+    # MLP policy (policy.onnx or its directory, e.g. policies/t1_velocity): its actor only, critic and std fresh.
     init_from: str = ""
     # With init_from: the actor's state-independent std is capped at this value per action (0: kept as loaded),
     # so a fine-tuning stage can start with less exploration noise than its source ended with.

@@ -14,6 +14,12 @@ CNN layout. The optimiser, the iteration count and every extension start fresh (
 of the RSL-RL run). The config must describe the checkpoint's networks: each difference is refused in one line
 naming the setting to change (a ``params/agent.yaml`` beside the checkpoint is also compared for the activation).
 
+An exported policy (``policy.onnx`` of ``experiments/export.py``, or the directory holding it with its
+``policy.yaml``, such as a shipped ``policies/<name>``) gives the actor's weights alone: the export holds no critic,
+action std, normaliser count or optimiser state, so the critic and the std start fresh (``policy.init_noise_std``)
+and a critic warm-up (``algorithm.critic_warmup_steps``) lets the value function catch up before the policy moves.
+Only plain MLP actors without a normaliser are read this way; the others start from their run directory.
+
 RSL-RL / Isaac Lab users may instead point ``runner.load_run`` at an RSL-RL run folder (or file) and
 ``runner.load_checkpoint`` at an iteration: :func:`rsl_rl_checkpoint_in` finds the ``model_<it>.pt``.
 """
@@ -33,6 +39,7 @@ from agile_jax.export import rsl_rl
 from agile_jax.export.rsl_rl_models import ModelLayout, read_model
 from agile_jax.networks.actor_critic import ActorCritic
 from agile_jax.networks.records import ActorParams
+from agile_jax.policies.exported_weights import export_onnx_path, read_exported_mlp
 from agile_jax.training.iteration import TrainState, place_state
 
 # Which state dict of an RSL-RL checkpoint fills which network, per kind of run.
@@ -176,6 +183,39 @@ def _read_run(state: TrainState, path: str) -> dict:
             for name in names}
 
 
+def _read_export(networks: ActorCritic, onnx_path: str, path: str, kind: str, template: Mapping) -> dict:
+    """``{"actor": (params, None)}`` of an exported MLP policy, checked against the config; the actor's std
+    parameter is the fresh one of ``template``."""
+    where = f"runner.init_from '{path}'"
+    if kind != "ppo":
+        raise ConfigError(f"{where} is an exported policy: a distillation student starts from a distillation run "
+                          "(runner.init_from=<run>/checkpoints/<iteration>)")
+    try:
+        exported = read_exported_mlp(onnx_path)
+    except ValueError as err:
+        raise ConfigError(f"runner.init_from: {err}; start from the run that trained it "
+                          "(runner.init_from=<run>/checkpoints/<iteration>)") from None
+    net = exported.network
+    if _expected_class(networks) != "MLPModel" or networks.state_dependent_std:
+        raise ConfigError(f"{where} is an exported MLP with a state-independent std; set policy.class_name="
+                          "ActorCritic and policy.distribution_cfg.class_name=GaussianDistribution")
+    hidden_key, norm_key = SETTINGS[kind]["actor"]
+    if tuple(net["hidden_dims"]) != tuple(networks.actor_hidden_dims):
+        raise ConfigError(f"{where}: the exported actor has hidden dims {net['hidden_dims']}, the config "
+                          f"{list(networks.actor_hidden_dims)}; set {hidden_key}={net['hidden_dims']}")
+    if str(net.get("activation", "")).lower() != networks.activation.lower():
+        raise ConfigError(f"{where}: the exported actor uses activation '{net.get('activation')}', the config "
+                          f"'{networks.activation}'; set policy.activation={net.get('activation')}")
+    if networks.actor_obs_normalization:
+        raise ConfigError(f"{where}: the exported actor has no observation normaliser; set {norm_key}=false")
+    groups = list(networks.obs_groups["actor"])
+    if list(net.get("obs_groups", groups)) != groups:
+        raise ConfigError(f"{where}: the exported actor reads the observation groups {net['obs_groups']}, the "
+                          f"config's actor {groups}; set runner.obs_groups.actor={net['obs_groups']}")
+    params = {"mlp": exported.flax_params(), "std": template["std"]}
+    return {"actor": (params, None)}
+
+
 def _as_template(saved: Mapping | None, template):
     """A saved normaliser (a dict of its fields) as the template's record; ``None`` where either is missing."""
     if saved is None or template is None:
@@ -198,14 +238,21 @@ def initialize(state: TrainState, networks: ActorCritic, path: str, mesh, kind: 
     Args:
         state: a freshly initialised train state (its params are the template).
         networks: the run's networks.
-        path: an RSL-RL ``model_<it>.pt`` or an agile_jax run / checkpoint directory.
+        path: an RSL-RL ``model_<it>.pt``, an agile_jax run / checkpoint directory, or an exported MLP policy
+            (``policy.onnx`` or its directory): its actor only.
         mesh: the trainer's device mesh (the new state is placed on it).
         kind: ``"ppo"`` or ``"distillation"`` (which state dicts fill which network).
 
     Raises:
         ConfigError: the file is missing or not a checkpoint, or the config does not describe its networks.
     """
-    loaded = _read_run(state, path) if os.path.isdir(path) else _read_rsl_rl(networks, path, kind)
+    onnx_path = export_onnx_path(path)
+    if onnx_path is not None:
+        loaded = _read_export(networks, onnx_path, path, kind, state.params.actor)
+    elif os.path.isdir(path):
+        loaded = _read_run(state, path)
+    else:
+        loaded = _read_rsl_rl(networks, path, kind)
     params, normalizers = state.params.by_network(), dict(state.normalizers)
     for name, (net_params, normalizer) in loaded.items():
         _check_tree(name, net_params, params[name], path)
