@@ -279,9 +279,13 @@ def test_critic_warmup_scale_and_learning_rate():
     assert lrs == [np.float32(3e-3), np.float32(1e-5), np.float32(1e-5), np.float32(3e-3)]
 
 
-def test_critic_warmup_freezes_the_actor_during_the_value_phase():
+@pytest.mark.parametrize("mirror_loss", [False, True])
+def test_critic_warmup_freezes_the_actor_during_the_value_phase(mirror_loss):
     cfg = point_mass_config()
     cfg.algorithm.critic_warmup_steps = 8  # 2 epochs x 2 minibatches = 4 steps per iteration
+    # A method's loss is off in the value phase too (AGILE: loss = value_loss); else Adam moves the actor on it.
+    cfg.algorithm.symmetry_cfg.enabled = cfg.algorithm.symmetry_cfg.use_mirror_loss = mirror_loss
+    cfg.algorithm.symmetry_cfg.mirror_loss_coeff = 1.0
     runner = OnPolicyRunner(point_mass_env(cfg), cfg)
     actor0 = jax.tree.map(np.asarray, runner.state.params.actor)
     critic0 = jax.tree.map(np.asarray, runner.state.params.critic)

@@ -73,13 +73,10 @@ def build_networks(cfg, ctx: BuildContext, networks: ActorCritic) -> ActorCritic
 
 
 def ppo_terms(cfg, max_episode_length: int) -> list[Extension]:
-    """PPO's own extensions with the entropy annealing and critic warm-up of ``cfg`` applied."""
+    """PPO's own extensions (timeout bootstrap, surrogate, value, entropy) with the entropy annealing of ``cfg``."""
     alg = cfg.algorithm
     schedule = entropy.make_schedule(alg.entropy_coef, cfg.runner.max_iterations, max_episode_length, cfg.runner)
-    timeout, surrogate, value, ent = ppo.default_extensions(alg, schedule)
-    if alg.critic_warmup_steps > 0:
-        surrogate, ent = (critic_warmup.scale_loss(e, alg.critic_warmup_steps) for e in (surrogate, ent))
-    return [timeout, surrogate, value, ent]
+    return list(ppo.default_extensions(alg, schedule))
 
 
 def build_chain(cfg, ctx: BuildContext, networks: ActorCritic, extra: Sequence[Extension] = ()) -> Chain:
@@ -91,15 +88,19 @@ def build_chain(cfg, ctx: BuildContext, networks: ActorCritic, extra: Sequence[E
     rewards as RSL-RL adds RND's (before bootstrapping), and their losses are summed before PPO's.
     """
     check_algorithm_class(cfg)
-    timeout, *policy = ppo_terms(cfg, ctx.env.max_episode_length)
+    timeout, surrogate, value, ent = ppo_terms(cfg, ctx.env.max_episode_length)
+    policy = [surrogate, value, ent]
     if tppo.replaces_ppo_terms(cfg):  # TPPO as DAgger: no surrogate, value or entropy term
         policy = []
     built = {stage: [] for stage in ("first", "rest")}
     for method in METHODS:
         if method.enabled(cfg):
             built[method.stage].extend(method.build(cfg, ctx, networks))
-    rest = [termination.extension(cfg.algorithm.gamma), *policy, *built["rest"]]
-    return chain(built["first"], list(extra), [timeout], rest)
+    parts = [built["first"], list(extra), [timeout], [termination.extension(cfg.algorithm.gamma), *policy,
+                                                      *built["rest"]]]
+    if cfg.algorithm.critic_warmup_steps > 0:  # the value phase trains the critic alone
+        parts = [critic_warmup.value_only(part, cfg.algorithm.critic_warmup_steps, value) for part in parts]
+    return chain(*parts)
 
 
 def _batch(rollout: Rollout, advantages, returns, extras: dict) -> Batch:
