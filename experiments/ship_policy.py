@@ -6,7 +6,8 @@
 The first run directory is the one whose ``exported/`` policy is shipped (or ``--export``); every run directory
 given (a resumed run and the runs it continued, or the stages it was started from with ``init_from``) adds its
 env steps and training wall time; ``<run dir>@<iteration>`` counts a run only up to that iteration (the checkpoint
-a later stage started from). ``provenance.json`` records the
+a later stage started from); an earlier shipped policy directory (a stage started from its export with
+``runner.init_from=policies/<name>``) adds the totals of its ``provenance.json``. ``provenance.json`` records the
 command, the commit, the env steps, the training wall time and the machine; ``walk_all.mp4`` and
 ``walk_all_strip.png`` show one plain-MuJoCo episode of ``experiments/scenarios/walk_all.yaml``.
 """
@@ -50,6 +51,10 @@ def training_totals(run_dirs: list[str], through: int | None = None) -> dict:
     wall, steps = 0.0, 0
     for index, arg in enumerate(run_dirs):
         run, last = split_run(arg)
+        shipped = shipped_provenance(run)
+        if index > 0 and shipped is not None:  # a shipped policy a stage started from: its own lineage's totals
+            wall, steps = wall + shipped["train_wall_time_s"], steps + shipped["env_steps"]
+            continue
         if index == 0 and through is not None:
             last = through
         times = read_scalars(run).get("Perf/iteration_time", [])
@@ -62,8 +67,20 @@ def training_totals(run_dirs: list[str], through: int | None = None) -> dict:
     return {"env_steps": int(steps), "train_wall_time_s": round(wall, 1)}
 
 
+def shipped_provenance(path: str) -> dict | None:
+    """The ``provenance.json`` of a shipped policy directory, ``None`` for a run directory."""
+    file = os.path.join(path, "provenance.json")
+    if not os.path.isfile(file):
+        return None
+    with open(file) as f:
+        return json.load(f)
+
+
 def _run_name(arg: str) -> str:
     run, through = split_run(arg)
+    shipped = shipped_provenance(run)
+    if shipped is not None:
+        return f"{os.path.normpath(run)} ({', '.join(shipped.get('runs', []))})"
     name = os.path.basename(os.path.normpath(run))
     return name if through is None else f"{name}@{through}"
 

@@ -39,6 +39,18 @@ def test_a_chain_of_runs_counts_every_stage(tmp_path):
     assert stage["train_wall_time_s"] == pytest.approx(walls[1] + first_two, abs=0.1) and first_two < walls[0]
 
 
+def test_a_stage_started_from_a_shipped_policy_adds_its_provenance(tmp_path):
+    shipped = tmp_path / "policies" / "walker"
+    os.makedirs(shipped)
+    (shipped / "provenance.json").write_text('{"env_steps": 1000, "train_wall_time_s": 60.5, "runs": ["a", "b@7"]}')
+    stage = _train(str(tmp_path / "stage"), 2, init_from="")
+    wall = sum(v for _, _, v in read_scalars(stage)["Perf/iteration_time"])
+    totals = ship_policy.training_totals([stage, str(shipped)])
+    assert totals["env_steps"] == 1000 + 2 * 8 * 8
+    assert totals["train_wall_time_s"] == pytest.approx(60.5 + wall, abs=0.1)
+    assert ship_policy._run_name(str(shipped)).endswith("walker (a, b@7)")
+
+
 def test_a_run_without_an_export_is_refused(tmp_path, capsys):
     run = tmp_path / "run"
     os.makedirs(run / "exported")
