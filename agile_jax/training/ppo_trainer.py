@@ -73,10 +73,18 @@ def build_networks(cfg, ctx: BuildContext, networks: ActorCritic) -> ActorCritic
 
 
 def ppo_terms(cfg, max_episode_length: int) -> list[Extension]:
-    """PPO's own extensions (timeout bootstrap, surrogate, value, entropy) with the entropy annealing of ``cfg``."""
+    """PPO's own extensions (timeout bootstrap, surrogate, value, entropy) with the entropy annealing and the critic
+    warm-up of ``cfg`` applied (the surrogate and entropy terms wait for the value phase to end)."""
     alg = cfg.algorithm
     schedule = entropy.make_schedule(alg.entropy_coef, cfg.runner.max_iterations, max_episode_length, cfg.runner)
-    return list(ppo.default_extensions(alg, schedule))
+    timeout, surrogate, value, ent = ppo.default_extensions(alg, schedule)
+    return [timeout, *_value_phase(cfg, [surrogate, value, ent], value)]
+
+
+def _value_phase(cfg, extensions: Sequence[Extension], value: Extension) -> list[Extension]:
+    """``extensions`` with their losses off in the critic warm-up's value phase, ``value``'s excepted."""
+    warmup = cfg.algorithm.critic_warmup_steps
+    return critic_warmup.value_only(extensions, warmup, value) if warmup > 0 else list(extensions)
 
 
 def build_chain(cfg, ctx: BuildContext, networks: ActorCritic, extra: Sequence[Extension] = ()) -> Chain:
@@ -96,11 +104,9 @@ def build_chain(cfg, ctx: BuildContext, networks: ActorCritic, extra: Sequence[E
     for method in METHODS:
         if method.enabled(cfg):
             built[method.stage].extend(method.build(cfg, ctx, networks))
-    parts = [built["first"], list(extra), [timeout], [termination.extension(cfg.algorithm.gamma), *policy,
-                                                      *built["rest"]]]
-    if cfg.algorithm.critic_warmup_steps > 0:  # the value phase trains the critic alone
-        parts = [critic_warmup.value_only(part, cfg.algorithm.critic_warmup_steps, value) for part in parts]
-    return chain(*parts)
+    # The value phase of a critic warm-up trains the critic alone: the methods' losses wait too.
+    first, extra, rest = (_value_phase(cfg, part, value) for part in (built["first"], extra, built["rest"]))
+    return chain(first, extra, [timeout], [termination.extension(cfg.algorithm.gamma), *policy, *rest])
 
 
 def _batch(rollout: Rollout, advantages, returns, extras: dict) -> Batch:
