@@ -64,10 +64,12 @@ def term_values(robot: Robot, qpos: Array, qvel: Array, command: Array, last_act
     }
 
 
-def obs_mirrors(robot: Robot, extra: tuple[tuple[int, Callable[[Array], Array]], ...] = ()
+def obs_mirrors(robot: Robot, extra: tuple[tuple[int, Callable[[Array], Array]], ...] = (),
+                critic_extra: tuple[tuple[int, Callable[[Array], Array]], ...] = ()
                 ) -> dict[str, Callable[[Array], Array]]:
     """Last-axis mirror functions of the ``policy`` frame and the ``critic`` group (AGILE's OBS_TO_MIRROR);
-    ``extra``: ``(size, mirror)`` of terms appended to both layouts (e.g. the gait clock)."""
+    ``extra``: ``(size, mirror)`` of terms appended to both layouts (e.g. the gait clock); ``critic_extra``: of
+    terms appended after them to the critic's alone (the privileged term)."""
     na, nj = len(robot.action_idx), robot.num_joints
     act, full = robot.mirror_action, robot.mirror_all
     policy = symmetry.concat_mirror([
@@ -76,7 +78,7 @@ def obs_mirrors(robot: Robot, extra: tuple[tuple[int, Callable[[Array], Array]],
     ])
     critic = symmetry.concat_mirror([
         (3, symmetry.VELOCITY_COMMANDS), (3, symmetry.BASE_LIN_VEL), (3, symmetry.BASE_ANG_VEL),
-        (3, symmetry.PROJECTED_GRAVITY), (nj, full), (nj, full), (na, act), *extra,
+        (3, symmetry.PROJECTED_GRAVITY), (nj, full), (nj, full), (na, act), *extra, *critic_extra,
     ])
     return {"policy": policy, "critic": critic}
 

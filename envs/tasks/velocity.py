@@ -56,6 +56,7 @@ from envs.mdp import actuators, commands, curriculum, events, gait, height_scan,
 from envs.mdp import amp as amp_obs
 from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
+from envs.mdp import privileged as privileged_obs
 from envs.mdp.rewards import Signals
 from envs.mdp.terms import RewardTerm, WeightRamp
 from envs.robots import assets, g1, registry, t1
@@ -198,6 +199,8 @@ class T1VelocityConfig:
             root, so that no foot starts inside a bump (rough terrain only).
         height_scanner: adds the observation group ``height_scan`` ``[1, ny, nx]`` (Isaac Lab's height scanner,
             :mod:`envs.mdp.height_scan`; noisy when ``obs_noise``); ``None``: no scan.
+        privileged_critic: the critic also reads the per-env randomised parameters and the external wrench on
+            the root (:mod:`envs.mdp.privileged`, appended last); the policy's observations do not change.
         only_positive_rewards: clip the reward sum (all terms but the termination penalty) at 0 each step, then add
             the termination penalty (legged_gym's ``only_positive_rewards``); the per-term episode sums are unclipped.
         gait_clock: a gait clock (:mod:`envs.mdp.gait`) whose ``(sin, cos)`` phase ends every policy frame and the
@@ -244,6 +247,7 @@ class T1VelocityConfig:
     amp_history_length: int = 0
     gait_clock: gait.GaitClockConfig | None = None
     only_positive_rewards: bool = False
+    privileged_critic: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,8 +317,10 @@ class VelocityEnv:
         self.action_size = len(robot.action_idx)
         clock = (obs_terms.ObsTerm("gait_clock", 2),) if cfg.gait_clock is not None else ()
         self.policy_layout = loco.policy_layout(self.action_size) + clock
-        self.critic_layout = loco.critic_layout(self.action_size, robot.num_joints) + clock
-        mirrors = loco.obs_mirrors(robot, ((2, gait.mirror_clock),) if clock else ())
+        privileged_term = (obs_terms.ObsTerm("privileged", privileged_obs.SIZE),) if cfg.privileged_critic else ()
+        self.critic_layout = loco.critic_layout(self.action_size, robot.num_joints) + clock + privileged_term
+        mirrors = loco.obs_mirrors(robot, ((2, gait.mirror_clock),) if clock else (),
+                                   ((privileged_obs.SIZE, privileged_obs.mirror),) if privileged_term else ())
         self.observation_shapes = {
             "policy": (cfg.history_length, obs_terms.layout_size(self.policy_layout)),
             "critic": (obs_terms.layout_size(self.critic_layout),),
@@ -698,6 +704,8 @@ class VelocityEnv:
                                   loco.root_com_offset(self.robot, info))
         if self.cfg.gait_clock is not None:
             values["gait_clock"] = gait.gated_clock_observation(info["gait_time"], info["command"], self.cfg.gait_clock)
+        if self.cfg.privileged_critic:
+            values["privileged"] = privileged_obs.values(self.robot, info["domain"], info["wrench"][0], self.cfg.domain)
         return values
 
     def _policy_frame(self, key: PRNGKey, data: mjx.Data, info: dict) -> Array:
@@ -706,7 +714,7 @@ class VelocityEnv:
         return obs_terms.assemble(self._term_values(data, info), self.policy_layout, key)
 
     def _critic_obs(self, data: mjx.Data, info: dict) -> Array:
-        """Noise-free critic observation ``[70]``."""
+        """Noise-free critic observation ``[70]`` (plus the clock's 2 and the privileged term's 14 when on)."""
         return obs_terms.assemble(self._term_values(data, info), self.critic_layout, None)
 
     def _with_height_scan(self, obs: dict, key: PRNGKey, data: mjx.Data) -> dict:

@@ -51,6 +51,8 @@ class VelocityEnvConfig:
             policy can tell standing from stepping (Booster Gym stops its clock at a zero command); 0: never.
         only_positive_rewards: each step's reward sum without the termination penalty is clipped at 0, then the
             penalty is added (legged_gym's rule; Booster Gym and MuJoCo Playground clip too).
+        privileged_critic: the critic also reads the randomised model parameters and the external wrench on the
+            root (``envs.mdp.privileged``; legged_gym's privileged observations); the policy's do not change.
     """
 
     robot: str = "t1"
@@ -75,6 +77,7 @@ class VelocityEnvConfig:
     gait_clock_hz: float = 0.0
     gait_clock_stand_below: float = 0.0
     only_positive_rewards: bool = False
+    privileged_critic: bool = False
 
     def __post_init__(self):
         if self.impl not in ("jax", "auto"):  # the check imports MJX; these need none of it (auto always runs)
@@ -500,6 +503,7 @@ def _velocity_env(cfg: VelocityEnvConfig):
         if cfg.gait_clock_hz > 0 else None
     task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl,
                                only_positive_rewards=cfg.only_positive_rewards,
+                               privileged_critic=cfg.privileged_critic,
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
