@@ -25,7 +25,8 @@ def test_the_term_is_zero_at_the_nominal_model_and_reads_each_drawn_parameter(ro
     friction = nominal.geom_friction.at[robot.foot_geoms[0], 0].set(0.3).at[robot.foot_geoms[1], 0].set(0.8)
     domain = nominal.replace(geom_friction=friction, body_mass=nominal.body_mass.at[root].add(2.0),
                              body_ipos=nominal.body_ipos.at[root, 0].add(0.1),
-                             kp_scale=jnp.full_like(nominal.kp_scale, 1.1), kd_scale=jnp.full_like(nominal.kd_scale, 1.5))
+                             kp_scale=jnp.full_like(nominal.kp_scale, 1.1),
+                             kd_scale=jnp.full_like(nominal.kd_scale, 1.5))
     wrench = jnp.array([5.0, 0.0, -10.0, 0.0, 0.0, 2.5])  # root_force 10 N, root_torque 5 N m
     expected = [-0.7, -0.2, 2.0, 0.1, 0.0, 0.0, 0.1, 0.5, 0.5, 0.0, -1.0, 0.0, 0.0, 0.5]
     np.testing.assert_allclose(privileged.values(robot, domain, wrench, cfg), expected, atol=1e-5)
@@ -46,8 +47,8 @@ def test_the_env_appends_it_to_the_critic_group_only():
     state = jax.jit(env.reset)(jax.random.key(3))
     critic = np.asarray(state.obs["critic"])
     info = state.info
-    np.testing.assert_allclose(critic[-privileged.SIZE:],
-                               privileged.values(env.robot, info["domain"], info["wrench"][0], env.cfg.domain), atol=1e-6)
+    expected = privileged.values(env.robot, info["domain"], info["wrench"][0], env.cfg.domain)
+    np.testing.assert_allclose(critic[-privileged.SIZE:], expected, atol=1e-6)
     assert np.abs(critic[-privileged.SIZE:-6]).max() > 0.01  # the randomised model shows
     # The critic group's mirror ends with the privileged term's own.
     mirrored = np.asarray(env.mirror_obs({"critic": state.obs["critic"]})["critic"])

@@ -513,7 +513,9 @@ def test_bad_teachers_end_in_one_line_and_exit_2(override, message, tmp_path, ca
 def test_bad_options_end_in_one_line_and_exit_2(tmp_path, capsys):
     teacher = linear_teacher(str(tmp_path / "teacher.onnx"), PD)
     for extra, message in ((["algorithm.tppo_cfg.teacher_act_prob=cosine"], "teacher_act_prob='cosine'"),
-                           (["algorithm.tppo_cfg.using_ppo=false"], "set algorithm.schedule=fixed")):
+                           (["algorithm.tppo_cfg.using_ppo=false"], "set algorithm.schedule=fixed"),
+                           (["algorithm.tppo_cfg.using_ppo=false", "algorithm.schedule=fixed",
+                             "algorithm.critic_warmup_steps=10"], "set algorithm.critic_warmup_steps=0")):
         code, err = _train(["config=point_mass", f"algorithm.tppo_cfg.teacher_policy={teacher}", *extra],
                            tmp_path / "logs", capsys)
         assert code == 2 and len(err.splitlines()) == 1 and message in err, err

@@ -99,6 +99,9 @@ def build_chain(cfg, ctx: BuildContext, networks: ActorCritic, extra: Sequence[E
     timeout, surrogate, value, ent = ppo_terms(cfg, ctx.env.max_episode_length)
     policy = [surrogate, value, ent]
     if tppo.replaces_ppo_terms(cfg):  # TPPO as DAgger: no surrogate, value or entropy term
+        if cfg.algorithm.critic_warmup_steps > 0:
+            raise ConfigError("algorithm.critic_warmup_steps trains PPO's value term alone first, and TPPO without "
+                              "PPO (tppo_cfg.using_ppo=false) has none; set algorithm.critic_warmup_steps=0")
         policy = []
     built = {stage: [] for stage in ("first", "rest")}
     for method in METHODS:
