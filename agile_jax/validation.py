@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from agile_jax.config_base import ConfigError
+from agile_jax.extensions import METHODS
 
-# key -> (test, valid range in words); keys missing from a config (other algorithms) are skipped.
+# key -> (test, valid range in words); keys missing from a config (other algorithms) are skipped. A method's own
+# settings are ranged in its record (``Method.ranges``).
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "env.num_envs": (lambda v: v >= 1, "an integer >= 1"),
     "runner.num_steps_per_env": (lambda v: v >= 1, "an integer >= 1"),
@@ -34,10 +36,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algorithm.entropy_coef": (lambda v: v >= 0, "a number >= 0"),
     "algorithm.value_loss_coef": (lambda v: v >= 0, "a number >= 0"),
     "policy.init_noise_std": (lambda v: v > 0, "a number > 0"),
-    "algorithm.ts_cfg.encoder_lr": (lambda v: v > 0, "a number > 0"),
-    "algorithm.ts_cfg.num_encoder_epochs": (lambda v: v >= 1, "an integer >= 1"),
-    "algorithm.ts_cfg.num_latent_dims": (lambda v: v == -1 or v >= 1, "an integer >= 1 (-1: the privileged width)"),
 }
+
+
+def all_rules() -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """:data:`RULES` and the ranges each method's record declares for its own block."""
+    return {**RULES, **{key: rule for method in METHODS for key, rule in method.ranges.items()}}
 
 
 def _get(cfg: Any, key: str) -> tuple[bool, Any]:
@@ -51,7 +55,7 @@ def _get(cfg: Any, key: str) -> tuple[bool, Any]:
 
 def check_ranges(cfg: Any) -> None:
     """Refuses the first out-of-range setting of ``cfg``, and a minibatch split that leaves minibatches empty."""
-    for key, (valid, words) in RULES.items():
+    for key, (valid, words) in all_rules().items():
         present, value = _get(cfg, key)
         if present and not valid(value):
             raise ConfigError(f"{key}={value!r} is out of range: use {words}")

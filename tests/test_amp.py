@@ -31,7 +31,7 @@ EPS = 1.01  # a fresh normaliser divides by std + 0.01 = 1.01
 
 
 def build_extensions(cfg, env, networks):
-    return build_chain(cfg, build_context(env), networks)
+    return build_chain(cfg, build_context(env, cfg), networks)
 
 
 def _dense(kernel, bias) -> dict:

@@ -189,7 +189,7 @@ def test_config_errors_name_the_problem():
     cfg = _cnn_config()
     cfg.algorithm.estimator_cfg.enabled = True
     with pytest.raises(ConfigError, match="cannot be combined with algorithm.estimator_cfg"):
-        build_networks(cfg, build_context(env), make_networks(cfg, env))
+        build_networks(cfg, build_context(env, cfg), make_networks(cfg, env))
 
 
 def _evaluate(runner, steps: int = 60) -> float:

@@ -26,7 +26,7 @@ TARGET = np.array([[0.0, 0.0], [3.0, 0.5]], np.float32)  # differences [[1, 2], 
 
 
 def estimator_networks(cfg, env, networks):
-    return estimator.METHOD.networks(cfg, build_context(env), networks)
+    return estimator.METHOD.networks(cfg, build_context(env, cfg), networks)
 
 
 @pytest.mark.parametrize("name, kwargs, expected", [

@@ -1,40 +1,49 @@
-"""The package's import graph: no circles, and each layer imports only its own layer and those below it.
+"""The import graph of ``agile_jax``, the envs and the experiments: no circles, and each layer imports only its own
+layer and those below it.
 
-Every ``import`` of every module under ``agile_jax/`` counts, wherever it stands (module level, inside a function,
-under ``TYPE_CHECKING``). Importing ``a.b.c`` also runs ``a/b/__init__.py``: for the circle check an import into
-another package counts as an import of that package's ``__init__`` too.
+Every ``import`` of every module under ``agile_jax/``, ``envs/`` and ``experiments/`` counts, wherever it stands
+(module level, inside a function, under ``TYPE_CHECKING``). Importing ``a.b.c`` also runs ``a/b/__init__.py``: for
+the circle check an import into another package counts as an import of that package's ``__init__`` too.
 """
 
 import ast
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "agile_jax"
+import pytest
 
-# Lowest first. A module's layer is that of the longest prefix listed here. The extensions (the hook protocol that
-# PPO's own terms implement, and the training methods) sit below the algorithms: a method file reads the config,
-# the networks and the env spec, never PPO; :mod:`agile_jax.config` composes its schema from the methods' records.
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("agile_jax", "envs", "experiments")
+
+# Lowest first. A module's layer is that of the longest prefix listed here (the root ``agile_jax`` stands for its
+# ``__init__`` alone, :data:`INIT_ONLY`, so a new subpackage must be placed here).
+# The envs read only the base types. The extensions (the hook protocol that PPO's own terms implement, and the
+# training methods) sit below the algorithms: a method file reads the config, the networks and the env spec, never
+# PPO; :mod:`agile_jax.config` composes its schema, and :mod:`agile_jax.validation` its range rules, from the
+# methods' records. The command-line tools and presets (``experiments``) sit on top.
 LAYERS = (
-    ("agile_jax", "agile_jax.types", "agile_jax.config_base", "agile_jax.validation", "agile_jax.platform",
-     "agile_jax.precision", "agile_jax.runtime"),
-    ("agile_jax.networks", "agile_jax.motion"),
+    ("agile_jax", "agile_jax.types", "agile_jax.config_base", "agile_jax.platform", "agile_jax.precision",
+     "agile_jax.runtime"),
+    ("envs", "agile_jax.networks", "agile_jax.motion"),
     ("agile_jax.extensions",),
-    ("agile_jax.config",),
+    ("agile_jax.config", "agile_jax.validation"),
     ("agile_jax.algorithms",),
     ("agile_jax.export", "agile_jax.io"),
     ("agile_jax.policies",),
     ("agile_jax.training",),
     ("agile_jax.evaluation",),
+    ("experiments",),
 )
+# Entries that name only a package's own ``__init__``, not its submodules.
+INIT_ONLY = ("agile_jax",)
 
 # (importer, imported) edges allowed although they close a circle or point upwards, each with its reason.
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_files() -> dict[str, pathlib.Path]:
-    """Dotted module name -> file, for every module of the package (a package is its ``__init__.py``)."""
+    """Dotted module name -> file, for every module of :data:`PACKAGES` (a package is its ``__init__.py``)."""
     modules = {}
-    for path in PACKAGE.rglob("*.py"):
+    for path in (p for package in PACKAGES for p in (ROOT / package).rglob("*.py")):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
@@ -115,7 +124,8 @@ def layer_of(module: str) -> int:
     best, layer = "", None
     for i, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+            below = module.startswith(prefix + ".") and prefix not in INIT_ONLY
+            if (module == prefix or below) and len(prefix) > len(best):
                 best, layer = prefix, i
     assert layer is not None, f"{module} is in no layer; add it to LAYERS"
     return layer
@@ -157,3 +167,10 @@ def test_the_checks_see_a_lazy_circle(tmp_path):
     graph = direct_imports(modules)
     assert circles(graph) == [["agile_jax.networks.a", "agile_jax.training.b"]]
     assert layer_of("agile_jax.training.b") > layer_of("agile_jax.networks.a")
+
+
+def test_a_new_subpackage_must_be_placed():
+    """The root ``agile_jax`` names its ``__init__`` only: a subpackage missing from :data:`LAYERS` is refused."""
+    assert layer_of("agile_jax") == 0 and layer_of("envs.robots.t1") == 1
+    with pytest.raises(AssertionError, match="agile_jax.newpackage.module is in no layer"):
+        layer_of("agile_jax.newpackage.module")

@@ -37,7 +37,7 @@ def test_chain_order_first_stage_extra_bootstraps_policy_terms_rest():
         block.enabled = True
     alg.estimator_cfg.target_components = ["vel"]
     env = point_mass_env(cfg)
-    ctx = build_context(env)
+    ctx = build_context(env, cfg)
     networks = build_networks(cfg, ctx, make_networks(cfg, env))
     assert networks.estimate_size == 2
     chain = build_chain(cfg, ctx, networks, extra=[Extension("mine")])

@@ -27,7 +27,7 @@ from tests.ts_hidden_gain import HiddenGainPointMass
 
 
 def ts_networks(cfg, env, networks):
-    return ts.METHOD.networks(cfg, build_context(env), networks)
+    return ts.METHOD.networks(cfg, build_context(env, cfg), networks)
 
 
 def test_latent_matching_loss_is_leggedgym_ex_masked_mse():

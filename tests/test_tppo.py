@@ -159,7 +159,7 @@ def test_sampled_labels_from_an_rsl_rl_checkpoint_teacher(tmp_path):
     cfg.algorithm.tppo_cfg.action_labels_from_sample = True
     env = point_mass_env(cfg)
     # The checkpoint read by load_policy, on the critic obs.
-    (ext,) = tppo.METHOD.build(cfg, build_context(env), make_networks(cfg, env))
+    (ext,) = tppo.METHOD.build(cfg, build_context(env, cfg), make_networks(cfg, env))
     n = 20000
     obs = {"policy": jnp.ones((n, 4)), "critic": jnp.ones((n, 5))}
     step = ActStep(obs=obs, actions=jnp.zeros((n, 2)), mean=jnp.zeros((n, 2)), std=jnp.ones((n, 2)), t=jnp.int32(0))

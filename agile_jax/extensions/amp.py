@@ -335,7 +335,7 @@ def _teacher(cfg, ctx: BuildContext):
 
 def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
     """st_rl's APPO / ATPPO from ``algorithm.amp_cfg``."""
-    ac, alg, shapes = cfg.algorithm.amp_cfg, cfg.algorithm, ctx.env.observation_shapes
+    ac, ppo, shapes = cfg.algorithm.amp_cfg, ctx.ppo, ctx.env.observation_shapes
     if not 0.0 <= ac.task_reward_lerp <= 1.0 or min(ac.style_reward_coef, ac.discriminator_grad_pen,
                                                       ac.discriminator_loss_coef, ac.learning_rate) < 0:
         raise ConfigError("algorithm.amp_cfg: task_reward_lerp must lie in [0, 1] and style_reward_coef, "
@@ -354,7 +354,7 @@ def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
     except ValueError as err:
         raise ConfigError(f"algorithm.amp_cfg: {err}") from None
     teacher = _teacher(cfg, ctx) if ac.dagger_loss_coef else None
-    return [extension(disc, loader.sample, groups, dict(shapes), alg.num_learning_epochs, alg.num_mini_batches,
+    return [extension(disc, loader.sample, groups, dict(shapes), ppo.num_learning_epochs, ppo.num_mini_batches,
                       ac.style_reward_coef, ac.task_reward_lerp, ac.mimic_loss_coef, ref_groups, ac.dagger_loss_coef,
                       teacher)]
 

@@ -9,8 +9,8 @@ may not change, its config block (``config``: the field ``algorithm.<name>`` tha
 name it. ``agile_jax.extensions.METHODS`` lists the records in chain order.
 
 The context holds what the builders need to know about the env (an :class:`EnvSpec`, read from the env once
-by :func:`env_spec`: no builder probes the env object), the data axis and the policy loaders (which live in
-the training layer and are passed in as callables).
+by :func:`env_spec`: no builder probes the env object), the run's shared PPO settings, the data axis and the
+policy loaders (which live in the training layer and are passed in as callables).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
+from agile_jax.config_base import PPOSettings
 from agile_jax.runtime.parallel import AXIS
 
 STAGES = ("first", "rest")
@@ -79,6 +80,8 @@ class BuildContext:
 
     Attributes:
         env: the env's :class:`EnvSpec`.
+        ppo: the run's shared PPO settings (``cfg.algorithm``: epochs, minibatches, gradient clip ...), which a
+            method with its own optimiser follows (RND's predictor, AMP's discriminator, the history encoder).
         axis: the name of the data axis the extensions reduce over.
         load_policy: ``path -> LoadedPolicy``: reads an exported policy, run directory or RSL-RL checkpoint
             (``agile_jax.policies.load.load_policy``); ``None`` where no teacher can be read.
@@ -87,6 +90,7 @@ class BuildContext:
     """
 
     env: EnvSpec
+    ppo: PPOSettings
     axis: str = AXIS
     load_policy: Callable[[str], Any] | None = None
     load_estimator_latent: Callable[[str], Any] | None = None
@@ -112,6 +116,8 @@ class Method:
         class_names: the ``algorithm.class_name`` values (st_rl's, LeggedGym-Ex's) that include the method; a run
             that names one of them while the method is off is refused (``enabled`` decides whether the name alone
             switches it on).
+        ranges: ``{dotted key: (test, valid range in words)}`` of the block's settings that
+            :func:`agile_jax.validation.check_ranges` refuses out of range, before anything is built.
     """
 
     key: str
@@ -124,6 +130,7 @@ class Method:
     config: type | None = None
     default: Any = None
     class_names: tuple[str, ...] = ()
+    ranges: Mapping[str, tuple[Callable[[Any], bool], str]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.stage not in STAGES:

@@ -239,13 +239,13 @@ def _step(rnd: RND, state: RNDState, obs: Observation):
 
 def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
     """RSL-RL's RND from ``algorithm.rnd_cfg`` on the ``rnd_state`` observation set (weight times the env ``dt``)."""
-    rc, alg = cfg.algorithm.rnd_cfg, cfg.algorithm
+    rc, ppo = cfg.algorithm.rnd_cfg, ctx.ppo
     groups = resolve_obs_groups(cfg.runner.obs_groups, list(ctx.env.observation_shapes), ("rnd_state",))["rnd_state"]
     dt = 1.0 if ctx.env.dt is None else ctx.env.dt
     net = RND(groups, rc.num_outputs, rc.predictor_hidden_dims, rc.target_hidden_dims, rc.activation,
               rc.state_normalization, rc.reward_normalization, rc.weight * dt,
               dict(rc.weight_schedule) if rc.weight_schedule else None, rc.learning_rate, ctx.axis)
-    return [extension(net, alg.num_learning_epochs, alg.num_mini_batches)]
+    return [extension(net, ppo.num_learning_epochs, ppo.num_mini_batches)]
 
 
 METHOD = Method("rnd", "algorithm.rnd_cfg", enabled=lambda cfg: cfg.algorithm.rnd_cfg.enabled, build=build,

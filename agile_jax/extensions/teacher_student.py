@@ -168,16 +168,20 @@ def wrap_networks(cfg, ctx: BuildContext, networks) -> TeacherStudentActorCritic
 
 def build(cfg, ctx: BuildContext, networks) -> list[Extension]:
     """The history encoder's latent matching (``algorithm.ts_cfg``) with its own optimiser."""
-    tc, alg = cfg.algorithm.ts_cfg, cfg.algorithm
+    tc, ppo = cfg.algorithm.ts_cfg, ctx.ppo
     if not isinstance(networks, TeacherStudentActorCritic):
         raise ConfigError("algorithm.ts_cfg is enabled but the policy has no history encoder; build the networks "
                           "with agile_jax.extensions.teacher_student.METHOD.networks")
-    return [extension(networks, alg.num_learning_epochs, alg.num_mini_batches, tc.encoder_lr, tc.num_encoder_epochs,
-                      alg.max_grad_norm, ctx.axis)]
+    return [extension(networks, ppo.num_learning_epochs, ppo.num_mini_batches, tc.encoder_lr, tc.num_encoder_epochs,
+                      ppo.max_grad_norm, ctx.axis)]
 
 
 METHOD = Method("ts", "algorithm.ts_cfg", enabled=lambda cfg: cfg.algorithm.ts_cfg.enabled, build=build,
                 networks=wrap_networks, config=TeacherStudentConfig, class_names=("PPO_TS",),
+                ranges={"algorithm.ts_cfg.encoder_lr": (lambda v: v > 0, "a number > 0"),
+                        "algorithm.ts_cfg.num_encoder_epochs": (lambda v: v >= 1, "an integer >= 1"),
+                        "algorithm.ts_cfg.num_latent_dims": (lambda v: v == -1 or v >= 1,
+                                                             "an integer >= 1 (-1: the privileged width)")},
                 fixed_on_resume=("algorithm.ts_cfg.enabled", "algorithm.ts_cfg.num_latent_dims",
                                  "algorithm.ts_cfg.history_encoder_type",
                                  "algorithm.ts_cfg.privilege_encoder_hidden_dims",

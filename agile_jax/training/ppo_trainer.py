@@ -57,11 +57,12 @@ def check_algorithm_class(cfg) -> None:
             raise ConfigError(f"algorithm.class_name={name} needs {method.block}.enabled=true (and its settings)")
 
 
-def build_context(env, mirror_obs=None, mirror_actions=None) -> BuildContext:
-    """The methods' :class:`BuildContext` for ``env``: its spec (mirror functions: the user's, else the env's),
-    the data axis and the policy loaders of the training layer."""
-    return BuildContext(env=env_spec(env, mirror_obs, mirror_actions), axis=parallel.AXIS, load_policy=load_policy,
-                        load_estimator_latent=onnx_estimator_latent)
+def build_context(env, cfg, mirror_obs=None, mirror_actions=None) -> BuildContext:
+    """The methods' :class:`BuildContext` for ``env`` under ``cfg``: the env's spec (mirror functions: the user's,
+    else the env's), the shared PPO settings (``cfg.algorithm``), the data axis and the policy loaders of the
+    training layer."""
+    return BuildContext(env=env_spec(env, mirror_obs, mirror_actions), ppo=cfg.algorithm, axis=parallel.AXIS,
+                        load_policy=load_policy, load_estimator_latent=onnx_estimator_latent)
 
 
 def build_networks(cfg, ctx: BuildContext, networks: ActorCritic) -> ActorCritic:
@@ -173,7 +174,7 @@ def make_trainer(cfg, env, networks: ActorCritic, extensions: Chain | None = Non
         mesh: device mesh (default: :func:`parallel.make_mesh` with ``runner.num_devices``).
     """
     alg = cfg.algorithm
-    extensions = extensions if extensions is not None else build_chain(cfg, build_context(env), networks)
+    extensions = extensions if extensions is not None else build_chain(cfg, build_context(env, cfg), networks)
     tx = optim.optimizer_from(alg)
     spec = Spec(obs_shapes=dict(env.observation_shapes), action_size=env.action_size, num_envs=env.num_envs,
                 networks=networks)

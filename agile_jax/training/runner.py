@@ -70,7 +70,7 @@ class OnPolicyRunner:
     def __init__(self, env, cfg, log_dir: str | None = None, mirror_obs=None, mirror_actions=None,
                  extensions: Chain | Sequence[Extension] = (), mesh=None):
         check_runner_settings(cfg)
-        ctx = build_context(env, mirror_obs, mirror_actions)
+        ctx = build_context(env, cfg, mirror_obs, mirror_actions)
         networks = build_networks(cfg, ctx, make_networks(cfg, env))
         if not isinstance(extensions, Chain):
             extensions = build_chain(cfg, ctx, networks, extra=extensions)
