@@ -1,6 +1,10 @@
-"""An actor that reads its input followed by an encoder's output on some of its columns.
+"""Actors that read their input followed by a latent, and the one whose latent encodes some of its input's columns.
 
-``actor_mlp(concat(x, encoder(x[..., estimator_columns])))``, with ``x`` the actor's normalised input. st_rl's
+:class:`LatentActorCritic` is ``actor_mlp(concat(x, latent))``, with ``x`` the actor's normalised input: the shape
+of the estimator, the deployed student and the teacher-student policy (whose teacher's latent encodes the
+privileged observation, :mod:`agile_jax.networks.teacher_student`).
+
+:class:`ColumnEncoderActorCritic` is ``actor_mlp(concat(x, encoder(x[..., estimator_columns])))``. st_rl's
 estimator (the encoder estimates privileged state, detached from the actor's gradient) and LeggedGym-Ex's deployed
 student (the encoder is the history encoder) share this shape, and so do their exports: the encoder takes the
 exporters' ``estimator`` slot (:mod:`agile_jax.export.spec`), so ONNX, TorchScript and ``policy.yaml`` need
@@ -39,12 +43,35 @@ def group_columns(obs_groups: Mapping[str, Sequence[str]], obs_shapes: Mapping[s
 
 
 @dataclasses.dataclass(frozen=True)
-class ColumnEncoderActorCritic(ActorCritic):
-    """The shared base; a subclass names its encoder (:attr:`encoder_mlp`) and the columns it reads
-    (:attr:`estimator_columns`), and whether the actor's gradient stops at the encoder's output
-    (:attr:`detach_encoder`)."""
+class LatentActorCritic(ActorCritic):
+    """The shared base: an actor whose MLP reads its normalised input followed by a latent of
+    :attr:`latent_width` values (the critic is :class:`ActorCritic`'s)."""
+
+    @property
+    def latent_width(self) -> int:
+        raise NotImplementedError
+
+    def init_actor_and_critic(self, key_critic: PRNGKey, key_actor: PRNGKey) -> tuple[Params, Params]:
+        """Fresh ``(actor, critic)`` params, the actor's input widened by the latent."""
+        critic = ActorCritic.init(self, key_critic).critic
+        return self.init_actor(key_actor, self.obs_dim("actor") + self.latent_width), critic
+
+    def actor_on(self, params: Params, x: Array, latent: Array) -> Array:
+        """Raw actor output ``actor_mlp(concat(x, latent))`` on the normalised actor input ``x``."""
+        return self.actor_mlp.apply(params.actor["mlp"], jnp.concatenate([x, latent], axis=-1))
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnEncoderActorCritic(LatentActorCritic):
+    """The latent is an encoder's output on some of the input's columns; a subclass names its encoder
+    (:attr:`encoder_mlp`) and the columns it reads (:attr:`estimator_columns`), and whether the actor's gradient
+    stops at the encoder's output (:attr:`detach_encoder`)."""
 
     detach_encoder: ClassVar[bool] = False
+
+    @property
+    def latent_width(self) -> int:
+        return self.encoder_mlp.output_dim
 
     @property
     def encoder_mlp(self) -> MLP:
@@ -58,8 +85,7 @@ class ColumnEncoderActorCritic(ActorCritic):
     def init(self, key: PRNGKey) -> EstimatorParams:
         """Fresh params: the actor's input widened by the encoder's output, and the encoder."""
         key_base, key_actor, key_encoder = jax.random.split(key, 3)
-        critic = super().init(key_base).critic
-        actor = self.init_actor(key_actor, self.obs_dim("actor") + self.encoder_mlp.output_dim)
+        actor, critic = self.init_actor_and_critic(key_base, key_actor)
         encoder = self.encoder_mlp.init(key_encoder, jnp.zeros((1, len(self.estimator_columns))))
         return EstimatorParams(actor=actor, critic=critic, estimator={"mlp": encoder})
 
@@ -74,4 +100,4 @@ class ColumnEncoderActorCritic(ActorCritic):
         encoded = self.encode(params, x)
         if self.detach_encoder:
             encoded = jax.lax.stop_gradient(encoded)
-        return self.actor_mlp.apply(params.actor["mlp"], jnp.concatenate([x, encoded], axis=-1))
+        return self.actor_on(params, x, encoded)

@@ -36,15 +36,16 @@ import numpy as np
 
 from agile_jax.networks import normalization
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups
-from agile_jax.networks.column_encoder import ColumnEncoderActorCritic, group_columns
+from agile_jax.networks.column_encoder import ColumnEncoderActorCritic, LatentActorCritic, group_columns
 from agile_jax.networks.mlp import MLP
 from agile_jax.networks.records import EstimatorParams, TeacherStudentParams
 from agile_jax.types import Array, Observation, Params, PRNGKey
 
 
 @dataclasses.dataclass(frozen=True)
-class TeacherStudentActorCritic(ActorCritic):
-    """The teacher-student policy (see the module docstring).
+class TeacherStudentActorCritic(LatentActorCritic):
+    """The teacher-student policy (see the module docstring): a
+    :class:`~agile_jax.networks.column_encoder.LatentActorCritic` whose latent is the teacher's or the student's.
 
     ``obs_groups`` holds, besides ``"actor"`` and ``"critic"``, the ``"privileged"`` groups the privilege encoder
     reads and the ``"history"`` groups (groups of the actor) the history encoder reads.
@@ -60,6 +61,10 @@ class TeacherStudentActorCritic(ActorCritic):
     history_encoder_hidden_dims: Sequence[int] = (256, 128)
 
     # -- structure ----------------------------------------------------------------------------------
+    @property
+    def latent_width(self) -> int:
+        return self.num_latent_dims
+
     @property
     def privilege_encoder_mlp(self) -> MLP:
         return MLP(tuple(self.privilege_encoder_hidden_dims), self.num_latent_dims, self.activation)
@@ -77,8 +82,7 @@ class TeacherStudentActorCritic(ActorCritic):
     def init(self, key: PRNGKey) -> TeacherStudentParams:
         """Fresh params: the actor's input widened by the latent, the two encoders."""
         key_base, key_actor, key_privileged, key_history = jax.random.split(key, 4)
-        critic = super().init(key_base).critic
-        actor = self.init_actor(key_actor, self.obs_dim("actor") + self.num_latent_dims)
+        actor, critic = self.init_actor_and_critic(key_base, key_actor)
         privileged = self.privilege_encoder_mlp.init(key_privileged, jnp.zeros((1, self.obs_dim("privileged"))))
         return TeacherStudentParams(actor={**actor, "privilege_encoder": privileged}, critic=critic,
                                     history_encoder=self.init_history_encoder(key_history))
@@ -116,8 +120,7 @@ class TeacherStudentActorCritic(ActorCritic):
         return self.history_encoder_mlp.apply(params.history_encoder["mlp"], self.history_input(normalizers, obs))
 
     def _actor_on(self, params: Params, normalizers: Mapping, obs: Observation, latent: Array) -> Array:
-        x = self.network_input("actor", normalizers, obs)
-        return self.actor_mlp.apply(params.actor["mlp"], jnp.concatenate([x, latent], axis=-1))
+        return self.actor_on(params, self.network_input("actor", normalizers, obs), latent)
 
     def actor_output(self, params: Params, normalizers: Mapping, obs: Observation) -> Array:
         """The teacher's raw actor output ``[..., A]`` (LeggedGym-Ex's ``act``: the privileged latent)."""
