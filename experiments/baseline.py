@@ -38,7 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from agile_jax import platform  # noqa: E402
+from agile_jax.runtime import platform  # noqa: E402
 from experiments.train import build_config, config_or_none  # noqa: E402
 
 

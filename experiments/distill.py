@@ -29,7 +29,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from agile_jax import config as config_lib  # noqa: E402
-from agile_jax import platform  # noqa: E402
+from agile_jax.runtime import platform  # noqa: E402
 from experiments import cli  # noqa: E402
 from experiments.train import (  # noqa: E402
     config_or_none,

@@ -32,7 +32,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from agile_jax import config as config_lib  # noqa: E402
-from agile_jax import platform  # noqa: E402
+from agile_jax.runtime import platform  # noqa: E402
 
 DEFAULTS = {"ckpt": "", "out": "", "format": "onnx,torchscript", "opset": "11", "dynamic_batch": "false", "tol": "1e-5",
             "checkpoint": "-1", "rollout_steps": "16", "config": ""}

@@ -35,7 +35,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from agile_jax import config as config_lib  # noqa: E402
-from agile_jax import platform  # noqa: E402
+from agile_jax.runtime import platform  # noqa: E402
 from agile_jax.validation import check_ranges  # noqa: E402
 from experiments import cli  # noqa: E402
 
@@ -204,8 +204,7 @@ def config_or_none(build, argv: list[str]):
 
 def start_processes(cfg) -> bool:
     """Process-wide settings that must precede the first JAX computation, then multi-host start-up."""
-    from agile_jax import precision
-    from agile_jax.runtime import distributed
+    from agile_jax.runtime import distributed, precision
 
     try:
         precision.configure_determinism(cfg.runner.deterministic)

@@ -4,7 +4,7 @@ seconds (default 45) in its set-up or call is named at the end of the run, to be
 
 import os
 
-from agile_jax import platform
+from agile_jax.runtime import platform
 
 platform.enable_compilation_cache(os.environ.get("AGILE_JAX_TEST_CACHE_DIR"))
 

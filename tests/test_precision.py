@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agile_jax import precision
 from agile_jax.config import ConfigError
 from agile_jax.networks.actor_critic import ActorCritic, make_inference_fn
+from agile_jax.runtime import precision
 from agile_jax.training.runner import OnPolicyRunner
 from tests.helpers import leaves_equal, point_mass_config, point_mass_env
 

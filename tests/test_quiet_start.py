@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from agile_jax import platform
+from agile_jax.runtime import platform
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = ("Failed to import", "cpu_aot_loader", "SIGILL", "Traceback", "W0", "W1", "E0", "E1")
@@ -53,7 +53,7 @@ def test_cache_is_kept_per_cpu(tmp_path):
 
 PROGRAM = """
 import jax, jax.numpy as jnp
-from agile_jax import platform
+from agile_jax.runtime import platform
 platform.enable_compilation_cache({cache!r})
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 print(float(jax.jit(lambda x: jnp.sin(x) * 2.0 + 1.0)(jnp.ones(3))[0]))

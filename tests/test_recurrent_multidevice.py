@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent(
     """
     import json, os, sys, jax, numpy as np
-    from agile_jax import platform
+    from agile_jax.runtime import platform
     platform.enable_compilation_cache(os.environ.get("AGILE_JAX_TEST_CACHE_DIR"))
     from agile_jax.config import DistillationAlgorithmConfig, DistillationConfig, RunnerConfig, StudentTeacherConfig
     from agile_jax.training.distill_runner import DistillationRunner

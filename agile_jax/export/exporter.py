@@ -21,10 +21,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from agile_jax import precision
 from agile_jax.export import io_descriptor, onnx, sequence, torchscript
 from agile_jax.export.spec import PolicySpec, policy_spec
 from agile_jax.networks.actor_critic import ActorCritic, concat_groups, deployed_policy, make_inference_fn
+from agile_jax.runtime import precision
 from agile_jax.types import Observation, Params
 
 FILES = {"onnx": "policy.onnx", "torchscript": "policy.pt"}

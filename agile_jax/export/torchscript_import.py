@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agile_jax import precision
 from agile_jax.export import _jax_layers
 from agile_jax.networks.recurrent import RNN, rnn_from_torch
+from agile_jax.runtime import precision
 
 IDENTITY_MODULES = ("Identity", "_IdentityDeterministicOutput")
 SEQUENTIAL_MODULES = ("Sequential", "MLP")

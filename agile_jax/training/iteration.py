@@ -20,8 +20,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from agile_jax import precision
-from agile_jax.runtime import episodes, parallel
+from agile_jax.runtime import episodes, parallel, precision
 from agile_jax.types import Array, PRNGKey
 
 

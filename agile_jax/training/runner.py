@@ -17,14 +17,13 @@ import jax
 import jax.numpy as jnp
 
 from agile_jax import config as config_lib
-from agile_jax import precision
 from agile_jax.extensions.base import Chain, Extension
 from agile_jax.io import checkpoint as ckpt
 from agile_jax.io.logger import Logger, check_logger, iteration_scalars
 from agile_jax.networks.actor_critic import make_inference_fn
 from agile_jax.networks.from_config import make_networks
 from agile_jax.networks.recurrent import StatefulPolicy
-from agile_jax.runtime import episodes, memory, parallel, signals
+from agile_jax.runtime import episodes, memory, parallel, precision, signals
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
 from agile_jax.training.ppo_trainer import build_chain, build_context, build_networks, make_trainer
 
