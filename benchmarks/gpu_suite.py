@@ -52,10 +52,7 @@ import jax  # noqa: E402
 import ppo_update  # noqa: E402
 from suite_report import Phase, Report, environment, memory_record  # noqa: E402
 
-from agile_jax.runtime import (
-    parallel,  # noqa: E402
-    platform,  # noqa: E402
-)
+from agile_jax.runtime import parallel, platform  # noqa: E402
 from agile_jax.training.runner import OnPolicyRunner  # noqa: E402
 from experiments.configs import make_env  # noqa: E402
 from experiments.train import build_config, run_directories  # noqa: E402
