@@ -21,7 +21,7 @@ PACKAGES = ("agile_jax", "envs", "experiments")
 # PPO; :mod:`agile_jax.config` composes its schema, and :mod:`agile_jax.validation` its range rules, from the
 # methods' records. The command-line tools and presets (``experiments``) sit on top.
 LAYERS = (
-    ("agile_jax", "agile_jax.types", "agile_jax.config_base", "agile_jax.runtime"),
+    ("agile_jax", "agile_jax.types", "agile_jax.config_base", "agile_jax.runtime", "agile_jax.platform"),
     ("envs", "agile_jax.networks", "agile_jax.motion"),
     ("agile_jax.extensions",),
     ("agile_jax.config", "agile_jax.validation"),
