@@ -252,7 +252,12 @@ class ObservationBuilder:
 
 
 def load_policy(path: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``obs [D] -> actions [A]`` of an exported ``.onnx`` (onnxruntime) or ``.pt`` (TorchScript) policy."""
+    """``obs [D] -> actions [A]`` of an exported ``.onnx`` (onnxruntime) or ``.pt`` (TorchScript) policy.
+
+    The file runs in the runtimes a robot runs it in, not through :func:`agile_jax.policies.load_policy` (whose
+    JAX readers serve as teachers in training): the evaluation checks the export as deployed, so a fault of our
+    own ONNX/TorchScript readers cannot hide a fault of the export.
+    """
     if path.endswith(".pt"):
         import torch
 
