@@ -67,6 +67,18 @@ def test_feet_swing_pays_a_lifted_foot_inside_its_window_only():
     assert reward(0.0, (False, True), command=(0.0, 0.0, 0.05)) == 0.0
 
 
+def test_feet_swing_with_min_command_zero_still_pays_nothing_at_a_zero_command():
+    """The one-run presets set ``min_command`` 0: the gate is a strict ``|command| > 0``, so a zero command is not
+    paid, and the smallest non-zero training command (the sampler zeroes norms under 0.1) is."""
+    def reward(command):
+        sig = signals([0.0, 0.0], 0.0, command=command, contact=(False, True))
+        return float(rewards.feet_swing(sig, swing_period=0.2, min_command=0.0))
+
+    assert reward((0.0, 0.0, 0.0)) == 0.0
+    assert reward((0.1, 0.0, 0.0)) == 1.0
+    assert reward((0.0, 0.0, 0.05)) == 1.0  # below the 0.1 gate, paid only with min_command 0
+
+
 def test_clock_stops_at_a_standing_command_in_the_env_and_the_evaluator():
     """With ``stand_below`` the clock observation is zero for a command of norm at most that (Booster Gym's
     stopped clock) and the running clock otherwise; the evaluator's term computes the same from ``policy.yaml``."""

@@ -192,10 +192,11 @@ def t1_velocity() -> TrainConfig:
     pushes, terminations) and PPO settings with a 1.5 Hz gait clock whose phase joins the observations and Booster
     Gym's swing reward, folded from the staged runs that first walked (``docs/walking_recipe.md``):
 
-    - stepping first: ``feet_swing`` 30, paid at every command (the clock never stops, so the robot steps in place
-      when told to stand and can step to catch itself), termination penalty -10, action-rate penalties a tenth of
-      AGILE's, only positive rewards, initial noise 0.3 with AGILE's entropy coefficient 0.005 (noise 0.5 with
-      0.01, the staged swing run's, balanced more slowly);
+    - stepping first: ``feet_swing`` 30, paid at every non-zero command (``min_command`` 0; the sampler zeroes
+      commands under 0.1, so in training this is Booster Gym's gate, and a zero command is never paid), a clock that
+      never stops (so the policy can step to catch itself while told to stand), termination penalty -10, action-rate
+      penalties a tenth of AGILE's, only positive rewards, initial noise 0.3 with AGILE's entropy coefficient
+      0.005 (noise 0.5 with 0.01, the staged swing run's, balanced more slowly);
     - then following the command: from control step 24 000 (iteration 1000 at 24 steps per env) to 36 000 the
       swing weight falls to 10 and the action-rate penalties rise to AGILE's (-0.5, -0.05);
     - all along: linear-velocity tracking at width 0.25 and weight 10, yaw-rate tracking at width 1.0, and a
