@@ -26,9 +26,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from agile_jax.runtime import platform  # noqa: E402
+from envs.mdp.commands import CommandConfig  # noqa: E402
 from experiments.train import build_config, config_or_none  # noqa: E402
 
-MIN_VEL_NORM = 0.1  # the command sampler zeroes commands with a smaller norm (AGILE's ``min_vel_norm``)
+MIN_VEL_NORM = CommandConfig.min_vel_norm  # the sampler zeroes commands with a smaller norm (AGILE's)
 
 
 def command_overrides(command: tuple[float, float, float]) -> list[str]:
