@@ -51,6 +51,7 @@ def test_reward_weights_ramps_and_parameters_may_change_but_not_the_set_of_terms
         "env.reward_weights.track_lin_vel_xy_exp": (10.0, 15.0),  # retuned: allowed
         "env.reward_ramps.track_lin_vel_xy_exp.weight": (None, 15.0),  # a new ramp: allowed
         "env.reward_params.track_ang_vel.std": (1.0, 0.5),  # allowed
+        "env.reward_param_steps.track_ang_vel.start_step": (None, 60_000),  # a new parameter step: allowed
         "env.reward_weights.feet_air_time": (3.0, 0.0),  # the term would disappear from the env state
         "env.reward_weights.jumping": (None, -20.0),  # left to the reward set before: it may have been zero
         "env.num_envs": (256, 128),

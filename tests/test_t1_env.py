@@ -233,6 +233,20 @@ def test_weighted_terms_are_scaled_by_dt_and_curriculum_ramps():
     np.testing.assert_array_equal(state.info["common_step"], [123_456] * NUM_ENVS)
 
 
+def test_a_parameter_step_switches_the_env_reward_at_its_control_step():
+    from envs.mdp.terms import ParamStep
+
+    env = VelocityEnv(T1VelocityConfig(param_steps={"track_ang_vel": ParamStep(1000, {"std": 0.25})}))
+    w = env.cfg.rewards["track_ang_vel"].weight
+    sig = make_signals(command=jnp.asarray([0.0, 0.0, 0.5]), ang_vel_b=jnp.asarray([0.0, 0.0, 0.3]))
+    std = env.cfg.rewards["track_ang_vel"].params["std"]
+    for step, width in ((999, std), (1000, 0.25)):
+        out = env.weighted_reward_terms(sig, jnp.asarray(step))
+        assert float(out["track_ang_vel"]) == pytest.approx(w * np.exp(-0.04 / width**2) * env.ctrl_dt, rel=1e-5)
+        assert float(out["track_lin_vel_xy_exp"]) == pytest.approx(  # other terms are left alone
+            env.cfg.rewards["track_lin_vel_xy_exp"].weight * env.ctrl_dt, rel=1e-6)
+
+
 # -- actuator ---------------------------------------------------------------------------------------------
 def test_pd_dc_motor_and_delay_match_hand_computation():
     p = actuators.MotorParams(kp=jnp.asarray([100.0, 20.0]), kd=jnp.asarray([2.5, 1.0]),

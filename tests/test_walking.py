@@ -1,5 +1,7 @@
 """The walking recipe's pieces: the air-time term and its timers, the reward-set overrides, the walking verdict."""
 
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -172,6 +174,49 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
 def test_reward_ramp_overrides_are_checked(ramp, message):
     with pytest.raises(ConfigError, match=message):
         _reward_tables(apply_overrides(get_preset("t1_velocity"), [ramp]).env)
+
+
+def yaw_signals(command_wz: float, wz: float) -> rewards.Signals:
+    empty = {name: jnp.zeros(0) for name in rewards.Signals._fields}
+    empty.update(command=jnp.asarray([0.0, 0.0, command_wz]), ang_vel_b=jnp.asarray([0.0, 0.0, wz]))
+    return rewards.Signals(**empty)
+
+
+def test_a_parameter_step_switches_the_term_at_its_control_step():
+    from envs.mdp import terms
+
+    table = {"track_ang_vel": terms.RewardTerm("track_ang_vel_z_exp", 5.0, {"std": 1.0})}
+    steps = terms.resolve_param_steps(table, {"track_ang_vel": terms.ParamStep(100, {"std": 0.5})}, ())
+    fns = terms.resolve_rewards(table, ())
+    sig = yaw_signals(0.5, 0.25)  # 0.25 rad/s short of the command
+    for step, expected in ((0, np.exp(-0.0625)), (99, np.exp(-0.0625)), (100, np.exp(-0.25)), (10**6, np.exp(-0.25))):
+        value = terms.stepped_rewards(fns, steps, jnp.asarray(step))["track_ang_vel"](sig)
+        assert float(value) == pytest.approx(expected, rel=1e-6)
+    batched = jnp.asarray([99, 100])  # per-env step counts select per env
+    values = [terms.stepped_rewards(fns, steps, c)["track_ang_vel"](sig) for c in batched]
+    np.testing.assert_allclose(values, [np.exp(-0.0625), np.exp(-0.25)], rtol=1e-6)
+
+
+def test_a_parameter_step_override_reaches_the_task_config():
+    from experiments.configs.presets import _velocity_env
+
+    cfg = apply_overrides(get_preset("t1_velocity"), ["env.num_envs=4", "env.reward_param_steps.track_lin_vel_xy_exp="
+                                                      "{start_step: 1000, params: {std: 0.2}}"])
+    step = _velocity_env(cfg.env).cfg.param_steps["track_lin_vel_xy_exp"]
+    assert (step.start_step, dict(step.params)) == (1000, {"std": 0.2})
+
+
+@pytest.mark.parametrize("step, message", [
+    ("env.reward_param_steps.feet_swim={start_step: 0, params: {std: 0.5}}", "no reward term 'feet_swim'"),
+    ("env.reward_param_steps.track_ang_vel={start_step: 0}", "exactly start_step"),
+    ("env.reward_param_steps.track_ang_vel={start_step: -1, params: {std: 0.5}}", "an integer >= 0"),
+    ("env.reward_param_steps.track_ang_vel={start_step: 0, params: {sigma: 0.5}}", "unknown parameter(s) ['sigma']"),
+])
+def test_parameter_step_overrides_are_checked(step, message):
+    from experiments.configs.presets import _velocity_env
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _velocity_env(apply_overrides(get_preset("t1_velocity"), ["env.num_envs=4", step]).env)
 
 
 def test_a_reward_ramp_override_replaces_the_preset_ramp_of_that_term():

@@ -36,6 +36,15 @@ class WeightRamp:
     terminal_weight: float
 
 
+@dataclasses.dataclass(frozen=True)
+class ParamStep:
+    """Isaac Lab's ``modify_term_cfg`` curriculum: from the global control step ``start_step`` on, a reward term is
+    computed with ``params`` merged over its own (e.g. a narrower tracking width)."""
+
+    start_step: int
+    params: Mapping[str, Any]
+
+
 def resolve_rewards(
     table: Mapping[str, RewardTerm], joint_names: tuple[str, ...]
 ) -> dict[str, Callable[[rewards.Signals], Array]]:
@@ -59,6 +68,31 @@ def resolve_rewards(
             params["joints"] = np.asarray([joint_names.index(j) for j in picked], np.int32)
         out[name] = functools.partial(fn, **params)
     return out
+
+
+def resolve_param_steps(
+    table: Mapping[str, RewardTerm], steps: Mapping[str, ParamStep], joint_names: tuple[str, ...]
+) -> dict[str, tuple[int, Callable[[rewards.Signals], Array]]]:
+    """``name -> (start_step, the term bound to its stepped parameters)`` for the non-zero terms of ``steps``."""
+    stepped = {name: dataclasses.replace(table[name], params={**table[name].params, **step.params})
+               for name, step in steps.items()}
+    return {name: (steps[name].start_step, fn) for name, fn in resolve_rewards(stepped, joint_names).items()}
+
+
+def stepped_rewards(
+    fns: Mapping[str, Callable[[rewards.Signals], Array]],
+    steps: Mapping[str, tuple[int, Callable[[rewards.Signals], Array]]], common_step: Array,
+) -> dict[str, Callable[[rewards.Signals], Array]]:
+    """The reward functions at the global control step ``common_step``: each stepped term switches to its stepped
+    parameters once ``common_step >= start_step``."""
+    out = dict(fns)
+    for name, (start_step, after) in steps.items():
+        out[name] = functools.partial(_switch, fns[name], after, common_step >= start_step)
+    return out
+
+
+def _switch(before: Callable, after: Callable, stepped: Array, sig: rewards.Signals) -> Array:
+    return jnp.where(stepped, after(sig), before(sig))
 
 
 def reward_weights(

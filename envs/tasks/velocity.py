@@ -58,7 +58,7 @@ from envs.mdp import locomotion as loco
 from envs.mdp import observations as obs_terms
 from envs.mdp import privileged as privileged_obs
 from envs.mdp.rewards import Signals
-from envs.mdp.terms import RewardTerm, WeightRamp
+from envs.mdp.terms import ParamStep, RewardTerm, WeightRamp
 from envs.robots import assets, g1, registry, t1
 from envs.robots.robot import Robot
 
@@ -185,6 +185,7 @@ class T1VelocityConfig:
         random_arm_motion: move the non-policy joints (arms, head) to random targets.
         history_length / obs_noise: policy history frames and observation corruption.
         rewards / curricula: reward table (weights before x dt) and weight ramps by global control step.
+        param_steps: per-term parameter switches by global control step (:class:`envs.mdp.terms.ParamStep`).
         termination_types: ``term -> (type, sigma)`` of :class:`envs.core.TerminationSpec` (time_out excluded).
         limit_angle / base_height_threshold / illegal_contact_min_height: termination thresholds.
         contact_margin: geometric contact distance (m) for feet and trunk probes.
@@ -230,6 +231,7 @@ class T1VelocityConfig:
     random_motion: random_motion.RandomMotionConfig = random_motion.RandomMotionConfig()
     rewards: Mapping[str, RewardTerm] = dataclasses.field(default_factory=lambda: dict(T1_REWARDS))
     curricula: Mapping[str, WeightRamp] = dataclasses.field(default_factory=lambda: dict(T1_CURRICULA))
+    param_steps: Mapping[str, ParamStep] = dataclasses.field(default_factory=dict)
     termination_types: Mapping[str, tuple[str, float]] = dataclasses.field(
         default_factory=lambda: {k: ("neutral", 5.0) for k in ("base_orientation", "illegal_contacts",
                                                                "illegal_base_height")})
@@ -327,6 +329,7 @@ class VelocityEnv:
         }
         self._reward_fns = terms.resolve_rewards(cfg.rewards, robot.joint_names)
         self.reward_names = tuple(self._reward_fns)
+        self._stepped_fns = terms.resolve_param_steps(cfg.rewards, cfg.param_steps, robot.joint_names)
         self.termination_names = ("time_out", "base_orientation", "illegal_contacts", "illegal_base_height")
         self.termination_specs = {"time_out": TerminationSpec("time_out")}
         self.termination_specs.update({k: TerminationSpec(*v) for k, v in cfg.termination_types.items()})
@@ -503,8 +506,7 @@ class VelocityEnv:
         terminated = term_terms["base_orientation"] | term_terms["illegal_contacts"] | term_terms["illegal_base_height"]
         sig = self._signals(data, info, action, computed, applied, terminated, ground)
         sig, info = self._advance_gait_timers(sig, info)
-        weights = terms.reward_weights(self.cfg.rewards, self.cfg.curricula, info["common_step"])
-        reward_terms = terms.weighted_rewards(self._reward_fns, weights, sig, self.ctrl_dt)
+        reward_terms = self.weighted_reward_terms(sig, info["common_step"])
         # Bookkeeping for the next step's rate terms and accelerations.
         info.update(
             prev_action_rate=action - info["last_action"], last_action=action, root_vel=self._root_vel_w(data, info),
@@ -607,6 +609,13 @@ class VelocityEnv:
         ground = self._ground(data) if ground is None else ground
         return loco.terminations(self.robot, data, c.limit_angle, c.base_height_threshold,
                                  c.illegal_contact_min_height, c.contact_margin, ground)
+
+    def weighted_reward_terms(self, sig: Signals, common_step: Array) -> dict[str, Array]:
+        """``weight * term * dt`` per term at the global control step ``common_step`` (weight ramps and parameter
+        steps applied)."""
+        weights = terms.reward_weights(self.cfg.rewards, self.cfg.curricula, common_step)
+        fns = terms.stepped_rewards(self._reward_fns, self._stepped_fns, common_step)
+        return terms.weighted_rewards(fns, weights, sig, self.ctrl_dt)
 
     def _signals(self, data, info, action, computed, applied, terminated, ground=None) -> Signals:
         """Reward signals; ``ground`` defaults to :meth:`_ground` of ``data``."""

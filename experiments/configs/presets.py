@@ -45,6 +45,9 @@ class VelocityEnvConfig:
             until the global control step ``start_step`` (iterations x ``num_steps_per_env``), then moves linearly
             to ``weight`` over ``num_steps`` control steps, e.g.
             ``'env.reward_ramps.feet_swing={start_step: 24000, num_steps: 12000, weight: 10.0}'``.
+        reward_param_steps: per-term parameter switches (Isaac Lab's ``modify_term_cfg``): from the global control
+            step ``start_step`` on, the term is computed with ``params`` merged over its own, e.g.
+            ``'env.reward_param_steps.track_ang_vel={start_step: 60000, params: {std: 0.5}}'``.
         gait_clock_hz: a gait clock of this frequency (Hz) in the observations (``envs.mdp.gait``; needed by
             ``reward_set=walk_clock`` and ``walk_swing``); 0: none (AGILE's observations).
         gait_clock_stand_below: the clock observation is zero while the command's norm is at most this, so the
@@ -74,6 +77,7 @@ class VelocityEnvConfig:
     reward_weights: dict[str, float] = field(default_factory=dict)
     reward_params: dict[str, Any] = field(default_factory=dict)
     reward_ramps: dict[str, Any] = field(default_factory=dict)
+    reward_param_steps: dict[str, Any] = field(default_factory=dict)
     gait_clock_hz: float = 0.0
     gait_clock_stand_below: float = 0.0
     only_positive_rewards: bool = False
@@ -493,6 +497,7 @@ def _velocity_env(cfg: VelocityEnvConfig):
         raise ConfigError(f"env.termination_type='{cfg.termination_type}', expected 'neutral', 'bad' or 'good'")
     terminations = {name: (cfg.termination_type, cfg.termination_sigma) for name in base.termination_types}
     rewards, curricula = _reward_tables(cfg)
+    param_steps = {name: _param_step(name, step, rewards) for name, step in cfg.reward_param_steps.items()}
     if bool(set(rewards) & {"feet_phase", "feet_swing"}) != (cfg.gait_clock_hz > 0):
         raise ConfigError(f"env.reward_set='{cfg.reward_set}' with env.gait_clock_hz={cfg.gait_clock_hz}: the "
                           "gait-clock rewards (feet_phase, feet_swing) and the gait clock go together "
@@ -502,7 +507,7 @@ def _velocity_env(cfg: VelocityEnvConfig):
                           "norm >= 0 (0.1: the clock stops at a zero command)")
     clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz, stand_below=cfg.gait_clock_stand_below) \
         if cfg.gait_clock_hz > 0 else None
-    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, gait_clock=clock, impl=cfg.impl,
+    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, param_steps=param_steps, gait_clock=clock, impl=cfg.impl,
                                only_positive_rewards=cfg.only_positive_rewards,
                                privileged_critic=cfg.privileged_critic,
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
@@ -564,6 +569,26 @@ def _weight_ramp(name: str, ramp: Any, table: dict):
         raise ConfigError(f"env.reward_ramps.{name}: the term's weight is 0, which removes it; give it a starting "
                           f"weight with env.reward_weights.{name}")
     return WeightRamp(int(ramp["start_step"]), int(ramp["num_steps"]), float(ramp["weight"]))
+
+
+def _param_step(name: str, step: Any, table: dict):
+    """``env.reward_param_steps.<name>`` as a :class:`envs.mdp.terms.ParamStep`, checked."""
+    from envs.mdp.terms import ParamStep
+
+    fix = f"e.g. 'env.reward_param_steps.{name}={{start_step: 60000, params: {{std: 0.5}}}}'"
+    if name not in table:
+        raise ConfigError(f"env.reward_param_steps.{name}: no reward term '{name}' in this reward set; "
+                          f"terms: {sorted(table)}")
+    start = step.get("start_step") if isinstance(step, dict) else None
+    if (not isinstance(step, dict) or set(step) != {"start_step", "params"} or not isinstance(step["params"], dict)
+            or not isinstance(start, int) or isinstance(start, bool) or start < 0):
+        raise ConfigError(f"env.reward_param_steps.{name}={step!r}: give exactly start_step (an integer >= 0) and "
+                          f"params (a mapping); {fix}")
+    unknown = set(step["params"]) - set(table[name].params)
+    if unknown:
+        raise ConfigError(f"env.reward_param_steps.{name}: unknown parameter(s) {sorted(unknown)}; "
+                          f"'{name}' takes {sorted(table[name].params)}")
+    return ParamStep(start, dict(step["params"]))
 
 
 def _terrain(cfg: VelocityEnvConfig):
