@@ -24,9 +24,9 @@ from agile_jax.training.iteration import place_state
 # the run's own, then each method's (its record's ``fixed_on_resume``).
 FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "runner.obs_groups",
          *(key for method in METHODS for key in method.fixed_on_resume))
-# Reward weights, ramps, parameters and parameter steps scale or shape the reward only: no restored array depends on them, so they
-# may change (legged_gym's and Isaac Lab's habit of resuming with a retuned reward). A weight to or from zero adds
-# or drops a term, and with it arrays of the env state, so that stays fixed.
+# Reward weights, ramps, parameters and parameter steps scale or shape the reward only: no restored array depends
+# on them, so they may change (legged_gym's and Isaac Lab's habit of resuming with a retuned reward). A weight to or
+# from zero adds or drops a term, and with it arrays of the env state, so that stays fixed.
 REWARD_SETTINGS = ("env.reward_weights.", "env.reward_ramps.", "env.reward_params.", "env.reward_param_steps.")
 # Bookkeeping that differs on every resume by design.
 IGNORED = ("runner.resume", "runner.load_run", "runner.load_checkpoint", "runner.run_name",

@@ -507,7 +507,8 @@ def _velocity_env(cfg: VelocityEnvConfig):
                           "norm >= 0 (0.1: the clock stops at a zero command)")
     clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz, stand_below=cfg.gait_clock_stand_below) \
         if cfg.gait_clock_hz > 0 else None
-    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, param_steps=param_steps, gait_clock=clock, impl=cfg.impl,
+    task = dataclasses.replace(base, rewards=rewards, curricula=curricula, param_steps=param_steps,
+                               gait_clock=clock, impl=cfg.impl,
                                only_positive_rewards=cfg.only_positive_rewards,
                                privileged_critic=cfg.privileged_critic,
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
