@@ -155,14 +155,26 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
     assert cfg.algorithm.symmetry_cfg.use_mirror_loss and cfg.algorithm.entropy_coef == 0.005
     assert cfg.policy.init_noise_std == 0.3
     # Weights before the ramp, halfway through it (control step 30 000) and after it: linear, 30 -> 10 etc.; the
-    # linear tracking weight steps from 10 to 15 after control step 60 000 (iteration 2500).
-    expected = {0: (30.0, -0.05, -0.005, 10.0), 24_000: (30.0, -0.05, -0.005, 10.0),
-                30_000: (20.0, -0.275, -0.0275, 10.0), 36_000: (10.0, -0.5, -0.05, 10.0),
-                60_000: (10.0, -0.5, -0.05, 10.0), 60_001: (10.0, -0.5, -0.05, 15.0), 90_000: (10.0, -0.5, -0.05, 15.0)}
+    # linear tracking weight steps from 10 to 15 and the yaw-rate weight from 5 to 10 after control step 60 000
+    # (iteration 2500).
+    expected = {0: (30.0, -0.05, -0.005, 10.0, 5.0), 24_000: (30.0, -0.05, -0.005, 10.0, 5.0),
+                30_000: (20.0, -0.275, -0.0275, 10.0, 5.0), 36_000: (10.0, -0.5, -0.05, 10.0, 5.0),
+                60_000: (10.0, -0.5, -0.05, 10.0, 5.0), 60_001: (10.0, -0.5, -0.05, 15.0, 10.0),
+                90_000: (10.0, -0.5, -0.05, 15.0, 10.0)}
     for step, weights in expected.items():
         w = terms.reward_weights(table, ramps, jnp.asarray(step))
-        names = ("feet_swing", "action_rate", "action_rate_rate", "track_lin_vel_xy_exp")
+        names = ("feet_swing", "action_rate", "action_rate_rate", "track_lin_vel_xy_exp", "track_ang_vel")
         np.testing.assert_allclose([w[name] for name in names], weights, rtol=1e-6)
+    # At the same step the yaw-rate width narrows from 1.0 to 0.5: 0.3 rad/s short of the command pays
+    # exp(-0.09) before and exp(-0.36) after.
+    steps = terms.resolve_param_steps(table, {name: terms.ParamStep(step["start_step"], step["params"])
+                                              for name, step in cfg.env.reward_param_steps.items()}, ())
+    fns = terms.resolve_rewards({"track_ang_vel": table["track_ang_vel"]}, ())
+    sig = yaw_signals(0.6, 0.3)
+    for step, expected_value in ((59_999, np.exp(-0.09)), (60_000, np.exp(-0.36))):
+        value = terms.stepped_rewards(fns, steps, jnp.asarray(step))["track_ang_vel"](sig)
+        assert float(value) == pytest.approx(expected_value, rel=1e-6)
+    assert get_preset("g1_velocity").env.reward_param_steps == {}  # the G1's recipe keeps width 1.0
 
 
 @pytest.mark.parametrize("ramp, message", [
@@ -208,9 +220,9 @@ def test_a_parameter_step_override_reaches_the_task_config():
 
 @pytest.mark.parametrize("step, message", [
     ("env.reward_param_steps.feet_swim={start_step: 0, params: {std: 0.5}}", "no reward term 'feet_swim'"),
-    ("env.reward_param_steps.track_ang_vel={start_step: 0}", "exactly start_step"),
-    ("env.reward_param_steps.track_ang_vel={start_step: -1, params: {std: 0.5}}", "an integer >= 0"),
-    ("env.reward_param_steps.track_ang_vel={start_step: 0, params: {sigma: 0.5}}", "unknown parameter(s) ['sigma']"),
+    ("env.reward_param_steps.track_lin_vel_xy_exp={start_step: 0}", "exactly start_step"),
+    ("env.reward_param_steps.track_lin_vel_xy_exp={start_step: -1, params: {std: 0.5}}", "an integer >= 0"),
+    ("env.reward_param_steps.track_lin_vel_xy_exp={start_step: 0, params: {sigma: 0.5}}", "unknown parameter(s) ['sigma']"),
 ])
 def test_parameter_step_overrides_are_checked(step, message):
     from experiments.configs.presets import _velocity_env
@@ -231,7 +243,7 @@ def test_the_readme_command_picks_its_cpu_defaults_unless_given(capsys):
     from experiments import train
 
     base = get_preset("t1_velocity")
-    assert train.cpu_defaults("t1_velocity", base, []) == ["num_envs=256", "runner.max_iterations=2750"]
+    assert train.cpu_defaults("t1_velocity", base, []) == ["num_envs=256", "runner.max_iterations=2700"]
     assert "no accelerator: t1_velocity uses its CPU defaults num_envs=256" in capsys.readouterr().out
-    assert train.cpu_defaults("t1_velocity", base, ["env.num_envs=64"]) == ["runner.max_iterations=2750"]
+    assert train.cpu_defaults("t1_velocity", base, ["env.num_envs=64"]) == ["runner.max_iterations=2700"]
     assert train.cpu_defaults("t1_velocity_agile", get_preset("t1_velocity_agile"), []) == []

@@ -205,8 +205,9 @@ def t1_velocity() -> TrainConfig:
       swing weight falls to 10 and the action-rate penalties rise to AGILE's (-0.5, -0.05);
     - all along: linear-velocity tracking at width 0.25 and weight 10, yaw-rate tracking at width 1.0, and a
       mirror loss that keeps the policy left-right symmetric;
-    - from control step 60 000 (iteration 2500) the linear tracking weight is 15: it takes the forward drift out
-      of the gait (standing still, walking backward).
+    - from control step 60 000 (iteration 2500) the linear tracking weight is 15, which takes the forward drift out
+      of the gait (standing still, walking backward), and the yaw-rate term narrows to width 0.5 at weight 10, which
+      keeps the turning that the heavier linear term would otherwise starve.
     """
     cfg = t1_velocity_airtime()
     cfg.env.reward_set, cfg.env.gait_clock_hz, cfg.env.gait_clock_stand_below = "walk_swing", 1.5, 0.0
@@ -215,7 +216,9 @@ def t1_velocity() -> TrainConfig:
     ramp = {"start_step": WALK_RAMP_START, "num_steps": WALK_RAMP_STEPS}
     cfg.env.reward_ramps = {"feet_swing": {**ramp, "weight": 10.0}, "action_rate": {**ramp, "weight": -0.5},
                             "action_rate_rate": {**ramp, "weight": -0.05},
-                            "track_lin_vel_xy_exp": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 15.0}}
+                            "track_lin_vel_xy_exp": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 15.0},
+                            "track_ang_vel": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 10.0}}
+    cfg.env.reward_param_steps = {"track_ang_vel": {"start_step": TRACK_STEP_START, "params": {"std": 0.5}}}
     cfg.policy.init_noise_std = 0.3
     _follow_commands(cfg)
     cfg.runner.experiment_name = "t1_velocity"
@@ -341,6 +344,7 @@ def g1_velocity() -> TrainConfig:
     cfg.policy.init_noise_std = 0.6
     cfg.env.reward_ramps = {**cfg.env.reward_ramps,
                             "track_ang_vel": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 7.5}}
+    cfg.env.reward_param_steps = {}  # the G1's recipe was measured with the yaw-rate width at 1.0 all along
     cfg.runner.experiment_name = "g1_velocity"
     return cfg
 
@@ -472,7 +476,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
 # Overrides a preset takes when JAX has no accelerator (``experiments/train.py`` prints them; the user's own
 # overrides win): the walking recipe on a 2-core CPU (``benchmarks/learning_t1.md``).
 CPU_DEFAULTS: dict[str, list[str]] = {
-    "t1_velocity": ["num_envs=256", "runner.max_iterations=2750"],  # where one run came closest (walking_recipe.md)
+    "t1_velocity": ["num_envs=256", "runner.max_iterations=2700"],  # where the run walked (walking_recipe.md)
     "t1_velocity_airtime": ["num_envs=256", "runner.max_iterations=3000"],
     "g1_velocity": ["num_envs=256", "runner.max_iterations=2750"],  # the T1's budget (benchmarks/learning_g1.md)
     "t1_velocity_swing": ["num_envs=256", "runner.max_iterations=3000"],
