@@ -222,7 +222,8 @@ def test_a_parameter_step_override_reaches_the_task_config():
     ("env.reward_param_steps.feet_swim={start_step: 0, params: {std: 0.5}}", "no reward term 'feet_swim'"),
     ("env.reward_param_steps.track_lin_vel_xy_exp={start_step: 0}", "exactly start_step"),
     ("env.reward_param_steps.track_lin_vel_xy_exp={start_step: -1, params: {std: 0.5}}", "an integer >= 0"),
-    ("env.reward_param_steps.track_lin_vel_xy_exp={start_step: 0, params: {sigma: 0.5}}", "unknown parameter(s) ['sigma']"),
+    ("env.reward_param_steps.track_lin_vel_xy_exp={start_step: 0, params: {sigma: 0.5}}",
+     "unknown parameter(s) ['sigma']"),
 ])
 def test_parameter_step_overrides_are_checked(step, message):
     from experiments.configs.presets import _velocity_env
