@@ -10,7 +10,7 @@ from agile_jax.config import ConfigError, apply_overrides
 from agile_jax.evaluation import walking
 from envs.mdp import rewards
 from experiments.configs import get_preset
-from experiments.configs.presets import _reward_tables
+from experiments.configs.presets import _param_step, _reward_tables
 
 
 def stance(contact, air, contact_time, command=(0.5, 0.0, 0.0)) -> rewards.Signals:
@@ -167,7 +167,7 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
         np.testing.assert_allclose([w[name] for name in names], weights, rtol=1e-6)
     # At the same step the yaw-rate width narrows from 1.0 to 0.5: 0.3 rad/s short of the command pays
     # exp(-0.09) before and exp(-0.36) after.
-    steps = terms.resolve_param_steps(table, {name: terms.ParamStep(step["start_step"], step["params"])
+    steps = terms.resolve_param_steps(table, {name: _param_step(name, step, table)
                                               for name, step in cfg.env.reward_param_steps.items()}, ())
     fns = terms.resolve_rewards({"track_ang_vel": table["track_ang_vel"]}, ())
     sig = yaw_signals(0.6, 0.3)
@@ -204,8 +204,8 @@ def test_a_parameter_step_switches_the_term_at_its_control_step():
     for step, expected in ((0, np.exp(-0.0625)), (99, np.exp(-0.0625)), (100, np.exp(-0.25)), (10**6, np.exp(-0.25))):
         value = terms.stepped_rewards(fns, steps, jnp.asarray(step))["track_ang_vel"](sig)
         assert float(value) == pytest.approx(expected, rel=1e-6)
-    batched = jnp.asarray([99, 100])  # per-env step counts select per env
-    values = [terms.stepped_rewards(fns, steps, c)["track_ang_vel"](sig) for c in batched]
+    per_env = jnp.asarray([99, 100])  # one step count per env: each env switches on its own count
+    values = terms.stepped_rewards(fns, steps, per_env)["track_ang_vel"](sig)
     np.testing.assert_allclose(values, [np.exp(-0.0625), np.exp(-0.25)], rtol=1e-6)
 
 
