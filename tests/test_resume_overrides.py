@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from omegaconf import OmegaConf
 
 from agile_jax.algorithms import optim
 from agile_jax.training import resume
 from experiments import train
+from experiments.configs import presets
 
 BASE = ["config=point_mass", "num_envs=16", "max_iterations=2", "save_interval=1", "progress_bar=false",
         "algorithm.schedule=fixed"]
@@ -59,3 +61,17 @@ def test_reward_weights_ramps_and_parameters_may_change_but_not_the_set_of_terms
     }
     assert set(resume.refused_changes(changes)) == {
         "env.reward_weights.feet_air_time", "env.reward_weights.jumping", "env.num_envs"}
+
+
+def test_a_setting_added_after_the_checkpoint_compares_with_its_class_default():
+    cfg = presets.t1_velocity()
+    saved = OmegaConf.to_container(OmegaConf.structured(cfg))
+    del saved["env"]["privileged_critic"], saved["env"]["reward_param_steps"]  # a run from before they existed
+    changes = resume.changed_settings(OmegaConf.to_yaml(saved), cfg)
+    # privileged_critic's default (False) is what that run did; the preset's parameter step is new to it
+    assert changes == {"env.reward_param_steps.track_ang_vel.params.std": (None, 0.5),
+                       "env.reward_param_steps.track_ang_vel.start_step": (None, 60_000)}
+    assert resume.refused_changes(changes) == {}
+    cfg.env.privileged_critic = True  # not the default: a real change of the critic's inputs, refused
+    changes = resume.changed_settings(OmegaConf.to_yaml(saved), cfg)
+    assert resume.refused_changes(changes) == {"env.privileged_critic": (False, True)}

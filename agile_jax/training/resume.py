@@ -10,6 +10,7 @@ reward's weights, ramps and parameters can (a weight must be set and non-zero be
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
@@ -42,9 +43,40 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def _settings(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``path -> value`` of every config field whose value is not itself a config section (a dict stays whole)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_settings(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def _defaults_of_unnamed(cfg: Any, saved: dict[str, Any]) -> dict[str, Any]:
+    """The class defaults (flattened) of the fields ``saved`` does not name at all: settings added since it ran."""
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    defaults = {name: _settings(type(section)()) for name, section in sections.items()
+                if dataclasses.is_dataclass(section)}
+    out: dict[str, Any] = {}
+    for name, fields in defaults.items():
+        for path, value in fields.items():
+            key = f"{name}.{path}"
+            if not any(k == key or k.startswith(key + ".") for k in saved):
+                out.update(_flat(value, key + ".") if isinstance(value, dict) else {key: value})
+    return out
+
+
 def changed_settings(saved_yaml: str, cfg: Any) -> dict[str, tuple[Any, Any]]:
-    """``key -> (checkpoint's value, new value)`` for every setting that differs (bookkeeping keys left out)."""
+    """``key -> (checkpoint's value, new value)`` for every setting that differs (bookkeeping keys left out).
+
+    A setting the checkpoint's config does not name was added to the config after that run started; the run
+    trained with what the setting's default (its config class's, not a preset's) does, so that is its old value.
+    """
     saved = _flat(OmegaConf.to_container(OmegaConf.create(saved_yaml)))
+    saved = {**_defaults_of_unnamed(cfg, saved), **saved}
     current = _flat(OmegaConf.to_container(OmegaConf.structured(cfg)))
     return {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
             if saved.get(k) != current.get(k) and not k.startswith(IGNORED)}
