@@ -224,10 +224,19 @@ def say(message: str) -> None:
 
 
 def report_changes(changes: dict) -> None:
-    """Prints the settings a resumed run changed (and applied)."""
-    if changes:
-        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
-        say(f"[agile_jax] settings changed since the checkpoint (applied): {listed}")
+    """Prints the settings a resumed run changed and applied, and those its restored state overrides."""
+    from agile_jax.training.resume import NOT_APPLIED
+
+    def listed(keys: list[str]) -> str:
+        return ", ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in keys)
+
+    applied = [k for k in changes if k not in NOT_APPLIED]
+    kept = [k for k in changes if k in NOT_APPLIED]
+    if applied:
+        say(f"[agile_jax] settings changed since the checkpoint (applied): {listed(applied)}")
+    if kept:
+        say(f"[agile_jax] not applied on resume: {listed(kept)}; the run continues the checkpoint's random stream "
+            "(its PRNG key)")
 
 
 def resumed_line(resume_dir: str, iteration: int, max_iterations: int) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -75,3 +77,20 @@ def test_a_setting_added_after_the_checkpoint_compares_with_its_class_default():
     cfg.env.privileged_critic = True  # not the default: a real change of the critic's inputs, refused
     changes = resume.changed_settings(OmegaConf.to_yaml(saved), cfg)
     assert resume.refused_changes(changes) == {"env.privileged_critic": (False, True)}
+
+
+def test_a_resumed_run_continues_its_checkpoints_random_stream_whatever_the_seed(first_run, capsys):
+    original = os.path.join(first_run, "point_mass", sorted(os.listdir(os.path.join(first_run, "point_mass")))[0])
+    saved_seed = train.build_config(BASE).runner.seed
+    states = []
+    for seed in (saved_seed + 5, saved_seed + 6):
+        cfg = train.build_config([*BASE, f"log_root={first_run}", "max_iterations=1", "--resume",
+                                  f"load_run={original}", f"runner.seed={seed}"])
+        capsys.readouterr()
+        states.append(train.train(cfg).state)
+    out = capsys.readouterr().out
+    assert f"not applied on resume: runner.seed {saved_seed} -> {saved_seed + 6}; the run continues" in out
+    first, second = states
+    assert (jax.random.key_data(first.key) == jax.random.key_data(second.key)).all()
+    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -29,6 +29,9 @@ FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "runn
 # on them, so they may change (legged_gym's and Isaac Lab's habit of resuming with a retuned reward). A weight to or
 # from zero adds or drops a term, and with it arrays of the env state, so that stays fixed.
 REWARD_SETTINGS = ("env.reward_weights.", "env.reward_ramps.", "env.reward_params.", "env.reward_param_steps.")
+# Settings a restored state overrides: the PRNG key of the next iteration is part of the checkpoint, so a resumed
+# run continues its own random stream whatever seed the new config names (a resume equals an uninterrupted run).
+NOT_APPLIED = ("runner.seed",)
 # Bookkeeping that differs on every resume by design.
 IGNORED = ("runner.resume", "runner.load_run", "runner.load_checkpoint", "runner.run_name",
            "runner.init_from", "runner.init_from_max_std")  # a restored state replaces what init_from loaded
