@@ -68,7 +68,7 @@ def _defaults_of_unnamed(cfg: Any, saved: dict[str, Any]) -> dict[str, Any]:
         for path, value in fields.items():
             key = f"{name}.{path}"
             if not any(k == key or k.startswith(key + ".") for k in saved):
-                out.update(_flat(value, key + ".") if isinstance(value, dict) else {key: value})
+                out.update(_flat(value, key + "."))  # a dict flattens to its entries, a value to ``key``
     return out
 
 
