@@ -60,6 +60,7 @@ def test_reward_weights_ramps_and_parameters_may_change_but_not_the_set_of_terms
         "env.reward_weights.jumping": (None, -20.0),  # left to the reward set before: it may have been zero
         "env.num_envs": (256, 128),
         "algorithm.learning_rate": (1e-3, 1e-4),  # not a layout setting
+        "env.tilt_limit_deg": (30.0, 25.0),  # a termination threshold: allowed
     }
     assert set(resume.refused_changes(changes)) == {
         "env.reward_weights.feet_air_time", "env.reward_weights.jumping", "env.num_envs"}

@@ -5,7 +5,8 @@ changed settings (clip, epochs, minibatches, schedule, max iterations, save inte
 construction; two live in the restored train state and are written into it here: the learning rate (in the
 optimiser state, where the adaptive schedule keeps it) and the entropy coefficient (the entropy term's
 state). Settings that shape the restored arrays (env, network and extension layout) cannot change; the
-reward's weights, ramps and parameters can (a weight must be set and non-zero before and after).
+reward's weights, ramps and parameters can (a weight must be set and non-zero before and after), and so can the
+fall's tilt threshold.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "runn
 # on them, so they may change (legged_gym's and Isaac Lab's habit of resuming with a retuned reward). A weight to or
 # from zero adds or drops a term, and with it arrays of the env state, so that stays fixed.
 REWARD_SETTINGS = ("env.reward_weights.", "env.reward_ramps.", "env.reward_params.", "env.reward_param_steps.")
+# A termination threshold decides when an episode ends, and no restored array depends on it.
+THRESHOLD_SETTINGS = ("env.tilt_limit_deg",)
 # Settings a restored state overrides: the PRNG key of the next iteration is part of the checkpoint, so a resumed
 # run continues its own random stream whatever seed the new config names (a resume equals an uninterrupted run).
 NOT_APPLIED = ("runner.seed",)
@@ -89,7 +92,7 @@ def _is_fixed(key: str, old: Any, new: Any) -> bool:
     """Whether changing ``key`` from ``old`` to ``new`` would change the layout of the restored state."""
     if key.startswith("env.reward_weights."):
         return not (old and new)  # zero (or left to the reward set, which may be zero): a term may appear or go
-    return key.startswith(FIXED) and not key.startswith(REWARD_SETTINGS)
+    return key.startswith(FIXED) and not key.startswith(REWARD_SETTINGS + THRESHOLD_SETTINGS)
 
 
 def refused_changes(changes: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:

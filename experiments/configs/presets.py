@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class VelocityEnvConfig:
             policy can tell standing from stepping (Booster Gym stops its clock at a zero command); 0: never.
         only_positive_rewards: each step's reward sum without the termination penalty is clipped at 0, then the
             penalty is added (legged_gym's rule; Booster Gym and MuJoCo Playground clip too).
+        tilt_limit_deg: the trunk tilt (degrees from upright) that ends an episode as a fall; AGILE's 30.
         privileged_critic: the critic also reads the randomised model parameters and the external wrench on the
             root (``envs.mdp.privileged``; legged_gym's privileged observations); the policy's do not change.
     """
@@ -82,6 +84,7 @@ class VelocityEnvConfig:
     gait_clock_stand_below: float = 0.0
     only_positive_rewards: bool = False
     privileged_critic: bool = False
+    tilt_limit_deg: float = 30.0
 
     def __post_init__(self):
         if self.impl not in ("jax", "auto"):  # the check imports MJX; these need none of it (auto always runs)
@@ -509,12 +512,16 @@ def _velocity_env(cfg: VelocityEnvConfig):
     if cfg.gait_clock_stand_below < 0:
         raise ConfigError(f"env.gait_clock_stand_below={cfg.gait_clock_stand_below} is out of range: use a command "
                           "norm >= 0 (0.1: the clock stops at a zero command)")
+    if not 0.0 < cfg.tilt_limit_deg <= 180.0:
+        raise ConfigError(f"env.tilt_limit_deg={cfg.tilt_limit_deg} is out of range: use degrees in (0, 180] "
+                          "(AGILE: 30)")
     clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz, stand_below=cfg.gait_clock_stand_below) \
         if cfg.gait_clock_hz > 0 else None
     task = dataclasses.replace(base, rewards=rewards, curricula=curricula, param_steps=param_steps,
                                gait_clock=clock, impl=cfg.impl,
                                only_positive_rewards=cfg.only_positive_rewards,
                                privileged_critic=cfg.privileged_critic,
+                               limit_angle=math.radians(cfg.tilt_limit_deg),
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
                                termination_types=terminations, terrain=_terrain(cfg))
