@@ -1,5 +1,6 @@
 """``env.tilt_limit_deg``: the trunk tilt that ends an episode as a fall (AGILE's 30 degrees), set from the command
-line, written into the env's termination, refused out of range, and changeable on resume."""
+line, written into the env's termination and refused out of range. That a resume may change it is in
+``tests/test_resume_overrides.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import jax.numpy as jnp
 import pytest
 
 from agile_jax.config import ConfigError, apply_overrides
-from agile_jax.training import resume
 from envs.mdp import math as mmath
 from envs.mdp import terminations
 from experiments.configs import get_preset
@@ -38,7 +38,3 @@ def test_an_angle_out_of_range_is_refused_by_name(value):
     with pytest.raises(ConfigError, match=rf"env.tilt_limit_deg={value}.* out of range: use degrees in \(0, 180\]"):
         _velocity_env(apply_overrides(get_preset("t1_velocity"), [f"env.tilt_limit_deg={value}"]).env)
 
-
-def test_a_resume_may_change_it():
-    changes = {"env.tilt_limit_deg": (30.0, 25.0), "env.lin_vel_x": ([-0.5, 0.5], [-1.0, 1.0])}
-    assert set(resume.refused_changes(changes)) == {"env.lin_vel_x"}
