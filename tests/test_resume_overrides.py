@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import types
 
 import jax
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from agile_jax import config as config_lib
 from agile_jax.algorithms import optim
 from agile_jax.training import resume
 from experiments import train
@@ -64,6 +66,20 @@ def test_reward_weights_ramps_and_parameters_may_change_but_not_the_set_of_terms
     }
     assert set(resume.refused_changes(changes)) == {
         "env.reward_weights.feet_air_time", "env.reward_weights.jumping", "env.num_envs"}
+
+
+def test_a_weight_left_to_the_reward_set_is_refused_with_the_ramp_that_retunes_it():
+    cfg = presets.t1_velocity()
+    saved = OmegaConf.to_yaml(OmegaConf.structured(cfg))  # base_height: the reward set's weight, not named
+    cfg.env.reward_weights = {**cfg.env.reward_weights, "base_height": 15.0}
+    with pytest.raises(config_lib.ConfigError) as err:
+        resume.apply_overrides(types.SimpleNamespace(cfg=cfg), saved)
+    ramp = "env.reward_ramps.base_height={start_step: 0, num_steps: 1, weight: 15.0}"
+    assert "env.reward_weights.base_height (None -> 15.0)" in str(err.value) and ramp in str(err.value)
+    # the suggested override is one a resume takes
+    fixed = config_lib.apply_overrides(presets.t1_velocity(), [ramp])
+    assert resume.refused_changes(resume.changed_settings(saved, fixed)) == {}
+    assert fixed.env.reward_ramps["base_height"] == {"start_step": 0, "num_steps": 1, "weight": 15.0}
 
 
 def test_a_setting_added_after_the_checkpoint_compares_with_its_class_default():

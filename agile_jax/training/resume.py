@@ -100,6 +100,18 @@ def refused_changes(changes: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any,
     return {k: v for k, v in changes.items() if _is_fixed(k, *v)}
 
 
+def _refusal_fix(fixed: dict[str, tuple[Any, Any]]) -> str:
+    """What to do instead. A weight the checkpoint's run left to its reward set may be a live term's: a ramp retunes
+    it without naming a weight (``_is_fixed`` cannot tell it from a zero one)."""
+    prefix = "env.reward_weights."
+    unnamed = [k[len(prefix):] for k, (old, new) in fixed.items() if k.startswith(prefix) and old is None and new]
+    if unnamed and len(unnamed) == len(fixed):
+        name, weight = unnamed[0], fixed[prefix + unnamed[0]][1]
+        return ("if the reward set already has the term, retune it with a ramp that starts at once, e.g. "
+                f"'env.reward_ramps.{name}={{start_step: 0, num_steps: 1, weight: {weight}}}'")
+    return "start a new run (or use init from a checkpoint) instead"
+
+
 def apply_overrides(runner: Any, saved_yaml: str) -> dict[str, tuple[Any, Any]]:
     """Writes the changed learning rate / entropy coefficient into the restored state; returns every change.
 
@@ -111,7 +123,7 @@ def apply_overrides(runner: Any, saved_yaml: str) -> dict[str, tuple[Any, Any]]:
     if fixed:
         listed = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in fixed.items())
         raise config_lib.ConfigError(f"cannot resume with changed {listed}: the checkpoint's state was built with "
-                                     "the old values; start a new run (or use init from a checkpoint) instead")
+                                     f"the old values; {_refusal_fix(fixed)}")
     state = runner.state
     if "algorithm.learning_rate" in changes:
         lr = jnp.float32(changes["algorithm.learning_rate"][1])
