@@ -223,15 +223,17 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
-def report_changes(changes: dict) -> None:
+def report_changes(changes: dict, cfg) -> None:
     """Prints the settings a resumed run changed and applied, and those its restored state overrides."""
-    from agile_jax.training.resume import NOT_APPLIED
+    from agile_jax.training.resume import NOT_APPLIED, described_changes
+
+    described = described_changes(changes, cfg)
 
     def listed(keys: list[str]) -> str:
-        return ", ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in keys)
+        return ", ".join(f"{k} {described[k]}" for k in keys)
 
-    applied = [k for k in changes if k not in NOT_APPLIED]
-    kept = [k for k in changes if k in NOT_APPLIED]
+    applied = [k for k in described if k not in NOT_APPLIED]
+    kept = [k for k in described if k in NOT_APPLIED]
     if applied:
         say(f"[agile_jax] settings changed since the checkpoint (applied): {listed(applied)}")
     if kept:
@@ -273,7 +275,7 @@ def train(cfg, student: str = ""):
         if resume_dir:
             meta = runner.load(resume_dir, None if run.load_checkpoint < 0 else run.load_checkpoint)
             say(resumed_line(resume_dir, meta["iteration"], run.max_iterations))
-            report_changes(resume.apply_overrides(runner, meta["config"]))
+            report_changes(resume.apply_overrides(runner, meta["config"]), runner.cfg)
     except BaseException:
         discard_if_empty(log_dir)  # nothing of this run was saved: leave no empty folder behind
         raise

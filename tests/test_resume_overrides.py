@@ -82,6 +82,24 @@ def test_a_weight_left_to_the_reward_set_is_refused_with_the_ramp_that_retunes_i
     assert fixed.env.reward_ramps["base_height"] == {"start_step": 0, "num_steps": 1, "weight": 15.0}
 
 
+def test_a_dict_entry_added_or_removed_on_resume_reads_as_one_change():
+    saved_cfg = presets.t1_velocity()
+    saved = OmegaConf.to_yaml(OmegaConf.structured(saved_cfg))
+    cfg = presets.t1_velocity()
+    cfg.env.reward_param_steps = {}  # the yaw-rate step removed
+    cfg.env.reward_ramps = {**cfg.env.reward_ramps, "base_height": {"start_step": 0, "num_steps": 1, "weight": 15.0}}
+    cfg.env.reward_ramps["feet_swing"] = {**cfg.env.reward_ramps["feet_swing"], "weight": 5.0}  # one leaf retuned
+    cfg.algorithm.gamma = 0.995
+    changes = resume.changed_settings(saved, cfg)
+    assert len(changes) == 7  # 2 leaves of the step, 3 of the new ramp, 1 of the swing ramp, gamma
+    assert resume.described_changes(changes, cfg) == {
+        "algorithm.gamma": "0.99 -> 0.995",
+        "env.reward_param_steps.track_ang_vel": "(removed)",
+        "env.reward_ramps.base_height": "(added: {'start_step': 0, 'num_steps': 1, 'weight': 15.0})",
+        "env.reward_ramps.feet_swing.weight": "10.0 -> 5.0",
+    }
+
+
 def test_a_setting_added_after_the_checkpoint_compares_with_its_class_default():
     cfg = presets.t1_velocity()
     saved = OmegaConf.to_container(OmegaConf.structured(cfg))

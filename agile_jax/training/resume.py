@@ -88,6 +88,28 @@ def changed_settings(saved_yaml: str, cfg: Any) -> dict[str, tuple[Any, Any]]:
             if saved.get(k) != current.get(k) and not k.startswith(IGNORED)}
 
 
+def described_changes(changes: dict[str, tuple[Any, Any]], cfg: Any) -> dict[str, str]:
+    """``key -> "old -> new"`` for a report. The leaves of an entry added to or removed from a dict-valued setting
+    (a reward ramp, a parameter step) read as one: ``env.reward_ramps.base_height (added: {...})``."""
+    current = _settings(cfg)
+    out: dict[str, str] = {}
+    for key, (old, new) in changes.items():
+        field = next((f for f, v in current.items() if isinstance(v, dict) and key.startswith(f + ".")), None)
+        if field is None:
+            out[key] = f"{old!r} -> {new!r}"
+            continue
+        name = key[len(field) + 1:].split(".")[0]
+        entry = f"{field}.{name}"
+        members = [changes[k] for k in changes if k == entry or k.startswith(entry + ".")]
+        if name not in current[field] and all(n is None for _, n in members):
+            out.setdefault(entry, "(removed)")
+        elif name in current[field] and all(o is None for o, _ in members):
+            out.setdefault(entry, f"(added: {current[field][name]!r})")
+        else:
+            out[key] = f"{old!r} -> {new!r}"
+    return out
+
+
 def _is_fixed(key: str, old: Any, new: Any) -> bool:
     """Whether changing ``key`` from ``old`` to ``new`` would change the layout of the restored state."""
     if key.startswith("env.reward_weights."):
