@@ -83,8 +83,7 @@ def test_a_weight_left_to_the_reward_set_is_refused_with_the_ramp_that_retunes_i
 
 
 def test_a_dict_entry_added_or_removed_on_resume_reads_as_one_change():
-    saved_cfg = presets.t1_velocity()
-    saved = OmegaConf.to_yaml(OmegaConf.structured(saved_cfg))
+    saved = OmegaConf.to_yaml(OmegaConf.structured(presets.t1_velocity()))
     cfg = presets.t1_velocity()
     cfg.env.reward_param_steps = {}  # the yaw-rate step removed
     cfg.env.reward_ramps = {**cfg.env.reward_ramps, "base_height": {"start_step": 0, "num_steps": 1, "weight": 15.0}}

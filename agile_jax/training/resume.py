@@ -126,11 +126,10 @@ def _refusal_fix(fixed: dict[str, tuple[Any, Any]]) -> str:
     """What to do instead. A weight the checkpoint's run left to its reward set may be a live term's: a ramp retunes
     it without naming a weight (``_is_fixed`` cannot tell it from a zero one)."""
     prefix = "env.reward_weights."
-    unnamed = [k[len(prefix):] for k, (old, new) in fixed.items() if k.startswith(prefix) and old is None and new]
-    if unnamed and len(unnamed) == len(fixed):
-        name, weight = unnamed[0], fixed[prefix + unnamed[0]][1]
-        return ("if the reward set already has the term, retune it with a ramp that starts at once, e.g. "
-                f"'env.reward_ramps.{name}={{start_step: 0, num_steps: 1, weight: {weight}}}'")
+    ramps = [f"'env.reward_ramps.{k[len(prefix):]}={{start_step: 0, num_steps: 1, weight: {new}}}'"
+             for k, (old, new) in fixed.items() if k.startswith(prefix) and old is None and new]
+    if ramps and len(ramps) == len(fixed):
+        return f"if the reward set already has the term, retune it with a ramp that starts at once: {' '.join(ramps)}"
     return "start a new run (or use init from a checkpoint) instead"
 
 
