@@ -10,6 +10,9 @@ time per call), the time relative to ``raw`` and the compile time of the first c
 
 ``--threads 1 2`` runs ``c`` once per thread count (labelled ``c1``, ``c2``; ``$AGILE_JAX_C_THREADS`` per env).
 
+``--solver-iterations 4 10`` times the task with each cap on the Newton solver's iterations (the task default:
+``envs.robots.assets.SolverOptions.iterations``) in one round-robin, as ``--terrain flat rough`` does the grounds.
+
 ``--terrain rough`` runs the task on the default rough terrain (``envs.terrain.TerrainConfig()``, a heightfield
 instead of the floor plane); ``--terrain flat rough`` times both in one round-robin per batch size;
 ``--max-contact-points 16`` caps MJX's contacts on the rough terrain (``TerrainConfig.max_contact_points``).
@@ -29,6 +32,7 @@ import numpy as np
 from mujoco import rollout as mj_rollout
 
 from envs.core import VecEnv
+from envs.robots.assets import SolverOptions
 from envs.tasks.velocity import G1VelocityConfig, T1VelocityConfig, VelocityEnv
 from envs.terrain import TerrainConfig
 
@@ -136,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--what", nargs="+", default=["env", "env_reset", "step", "raw", "native"], help="rows to run")
     parser.add_argument("--terrain", nargs="+", choices=("flat", "rough"), default=["flat"],
                         help="ground: the floor plane and/or the default rough heightfield (timed round-robin)")
+    parser.add_argument("--solver-iterations", type=int, nargs="+", default=[SolverOptions().iterations],
+                        help="caps on the Newton solver's iterations to time (round-robin, like --terrain)")
     parser.add_argument("--max-contact-points", type=int, default=None, help="MJX contact cap on rough terrain")
     parser.add_argument("--out", default=None, help="write the results as JSON")
     return parser
@@ -157,8 +163,8 @@ def main() -> None:
     base = T1VelocityConfig() if args.robot == "t1" else G1VelocityConfig()
     results = []
     print(f"jax {jax.__version__} backend={jax.default_backend()} cores={os.cpu_count()}")
-    print(f"{'ground':6} {'impl':5} {'batch':>6} {'what':9} {'ctrl steps/s':>13} {'vs raw':>7} {'compile s':>10} "
-          f"{'resets':>7}")
+    print(f"{'ground':6} {'iters':>5} {'impl':5} {'batch':>6} {'what':9} {'ctrl steps/s':>13} {'vs raw':>7} "
+          f"{'compile s':>10} {'resets':>7}")
     for label, impl, threads in _variants(args.impl, args.threads):
         domain = dataclasses.replace(base.domain, randomize=not args.no_dr and impl != "warp")
         envs = {}
@@ -166,36 +172,39 @@ def main() -> None:
             terrain = TerrainConfig(max_contact_points=args.max_contact_points) if ground == "rough" else None
             if threads:
                 os.environ["AGILE_JAX_C_THREADS"] = str(threads)  # read when the env builds its MuJoCo C batches
-            try:
-                envs[ground] = VelocityEnv(dataclasses.replace(base, impl=impl, domain=domain, terrain=terrain))
-            except (RuntimeError, ImportError, ValueError) as err:
-                print(f"{ground:6} {label:5} skipped: {err}")
+            for iters in args.solver_iterations:
+                solver = dataclasses.replace(base.solver, iterations=iters)
+                try:
+                    envs[(ground, iters)] = VelocityEnv(dataclasses.replace(base, impl=impl, domain=domain,
+                                                                            terrain=terrain, solver=solver))
+                except (RuntimeError, ImportError, ValueError) as err:
+                    print(f"{ground:6} {iters:5d} {label:5} skipped: {err}")
         for batch in args.batch:
-            # Every ground's rows go into one round-robin, so the grounds share the machine's slow phases alike.
+            # Every variant's rows go into one round-robin, so the variants share the machine's slow phases alike.
             calls, compile_s = {}, {}
-            for ground, env in envs.items():
+            for (ground, iters), env in envs.items():
                 try:
                     state, actions = warm_states(env, batch)
-                    mine = {(ground, k): v for k, v in rows(env, state, actions).items() if k in args.what}
+                    mine = {(ground, iters, k): v for k, v in rows(env, state, actions).items() if k in args.what}
                     compile_s.update({k: _compile(fn, *a) for k, (fn, a) in mine.items()})
                     calls.update(mine)
                 except Exception as err:  # noqa: BLE001 - report and go on with the other implementations
-                    print(f"{ground:6} {label:5} {batch:6d} failed: {type(err).__name__}: {str(err)[:200]}")
+                    print(f"{ground:6} {iters:5d} {label:5} {batch:6d} failed: {type(err).__name__}: {str(err)[:200]}")
             per_call = _interleaved_median(calls, args.repeats)
-            for (ground, what) in calls:
-                t, raw = per_call[(ground, what)], per_call.get((ground, "raw"))
-                res = {"terrain": ground, "impl": impl, "threads": threads, "batch": batch, "what": what,
-                       "dr": domain.randomize,
-                       "compile_s": compile_s[(ground, what)], "ctrl_steps_per_s": batch / t,
-                       "physics_steps_per_s": batch * envs[ground].cfg.decimation / t,
+            for (ground, iters, what) in calls:
+                t, raw = per_call[(ground, iters, what)], per_call.get((ground, iters, "raw"))
+                res = {"terrain": ground, "solver_iterations": iters, "impl": impl, "threads": threads,
+                       "batch": batch, "what": what, "dr": domain.randomize,
+                       "compile_s": compile_s[(ground, iters, what)], "ctrl_steps_per_s": batch / t,
+                       "physics_steps_per_s": batch * envs[(ground, iters)].cfg.decimation / t,
                        "time_vs_raw": t / raw if raw else None}
                 if what.startswith("env"):
-                    fn, a = calls[(ground, what)]
+                    fn, a = calls[(ground, iters, what)]
                     res["envs_reset"] = int(jax.device_get(fn(*a)[1].done.sum()))
                 results.append(res)
                 ratio = f"{res['time_vs_raw']:7.2f}" if res["time_vs_raw"] else " " * 7
                 resets = f"{res['envs_reset']:7d}" if "envs_reset" in res else ""
-                print(f"{ground:6} {label:5} {batch:6d} {what:9} {res['ctrl_steps_per_s']:13.0f} {ratio} "
+                print(f"{ground:6} {iters:5d} {label:5} {batch:6d} {what:9} {res['ctrl_steps_per_s']:13.0f} {ratio} "
                       f"{res['compile_s']:10.1f} {resets}", flush=True)
     if args.out:
         with open(args.out, "w") as f:

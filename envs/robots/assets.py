@@ -36,7 +36,10 @@ class SolverOptions:
     Attributes:
         timestep: physics step in seconds.
         integrator: ``"euler"`` or ``"implicitfast"``.
-        iterations: constraint solver iterations.
+        iterations: most Newton iterations per physics step; the solve stops earlier once converged (tolerance
+            1e-8). 10 lets every step of the velocity tasks converge (at most 7 needed, measured on the T1 with
+            pushes); MuJoCo Playground's 3-4 cut a quarter of the T1's steps short, and under that inexact solve a
+            policy's episodes in the training env ended sooner (``docs/t1_audit.md``, "contacts and solver").
         ls_iterations: line-search iterations.
         cone: ``"pyramidal"`` or ``"elliptic"`` friction cone.
         eulerdamp: integrate joint damping implicitly in the Euler integrator (one extra factorisation).
@@ -44,7 +47,7 @@ class SolverOptions:
 
     timestep: float = 0.005
     integrator: str = "euler"
-    iterations: int = 4
+    iterations: int = 10
     ls_iterations: int = 6
     cone: str = "pyramidal"
     eulerdamp: bool = True

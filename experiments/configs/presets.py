@@ -58,6 +58,9 @@ class VelocityEnvConfig:
         tilt_limit_deg: the trunk tilt (degrees from upright) that ends an episode as a fall; AGILE's 30.
         privileged_critic: the critic also reads the randomised model parameters and the external wrench on the
             root (``envs.mdp.privileged``; legged_gym's privileged observations); the policy's do not change.
+        solver_iterations: the most Newton iterations per physics step. The default 10 lets every step converge;
+            fewer is cheaper where the solver dominates (MJX) but inexact, and the plain-MuJoCo evaluator always
+            runs the converged solve (``envs.robots.assets.SolverOptions``).
     """
 
     robot: str = "t1"
@@ -85,6 +88,7 @@ class VelocityEnvConfig:
     only_positive_rewards: bool = False
     privileged_critic: bool = False
     tilt_limit_deg: float = 30.0
+    solver_iterations: int = 10
 
     def __post_init__(self):
         if self.impl not in ("jax", "auto"):  # the check imports MJX; these need none of it (auto always runs)
@@ -515,6 +519,9 @@ def _velocity_env(cfg: VelocityEnvConfig):
     if not 0.0 < cfg.tilt_limit_deg <= 180.0:
         raise ConfigError(f"env.tilt_limit_deg={cfg.tilt_limit_deg} is out of range: use degrees in (0, 180] "
                           "(AGILE: 30)")
+    if cfg.solver_iterations < 1:
+        raise ConfigError(f"env.solver_iterations={cfg.solver_iterations} is out of range: use an integer >= 1 "
+                          "(10 lets the solver converge)")
     clock = gait.GaitClockConfig(frequency=cfg.gait_clock_hz, stand_below=cfg.gait_clock_stand_below) \
         if cfg.gait_clock_hz > 0 else None
     task = dataclasses.replace(base, rewards=rewards, curricula=curricula, param_steps=param_steps,
@@ -524,7 +531,8 @@ def _velocity_env(cfg: VelocityEnvConfig):
                                limit_angle=math.radians(cfg.tilt_limit_deg),
                                episode_length_s=cfg.episode_length_s, obs_noise=cfg.obs_noise,
                                random_arm_motion=cfg.random_arm_motion, domain=domain, commands=commands,
-                               termination_types=terminations, terrain=_terrain(cfg))
+                               termination_types=terminations, terrain=_terrain(cfg),
+                               solver=dataclasses.replace(base.solver, iterations=cfg.solver_iterations))
     if isinstance(cfg, RoughScanVelocityEnvConfig):  # the 2-D height-scan observation group
         task = dataclasses.replace(task, height_scanner=_height_scanner(cfg))
     if isinstance(cfg, AmpVelocityEnvConfig):  # the AMP observation group
