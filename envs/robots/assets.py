@@ -37,9 +37,11 @@ class SolverOptions:
         timestep: physics step in seconds.
         integrator: ``"euler"`` or ``"implicitfast"``.
         iterations: most Newton iterations per physics step; the solve stops earlier once converged (tolerance
-            1e-8). 10 lets every step of the velocity tasks converge (at most 7 needed, measured on the T1 with
-            pushes); MuJoCo Playground's 3-4 cut a quarter of the T1's steps short, and under that inexact solve a
-            policy's episodes in the training env ended sooner (``docs/t1_audit.md``, "contacts and solver").
+            1e-8). 10 lets the velocity tasks' steps converge: on a shaken T1 stance at most 7 iterations are
+            needed, and with the armature randomised down to x 0.02 one step in 6000 needs more. MuJoCo
+            Playground's 3-4 cut a quarter of those steps short (a third at low armature), and under that inexact
+            solve a policy's episodes in the training env ended sooner (``docs/t1_audit.md``, "contacts and
+            solver").
         ls_iterations: line-search iterations.
         cone: ``"pyramidal"`` or ``"elliptic"`` friction cone.
         eulerdamp: integrate joint damping implicitly in the Euler integrator (one extra factorisation).
