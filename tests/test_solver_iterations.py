@@ -47,9 +47,9 @@ def test_the_default_cap_is_never_reached_and_the_old_cap_of_4_was():
     assert assets.SolverOptions().iterations == 10
     converged = _solver_iterations_of_a_shaken_stance(10)
     assert converged.max() < 10  # every step stopped on the tolerance, not on the cap
-    assert converged.max() > 4  # and some needed more than the old cap
+    assert np.mean(converged > 4) > 0.02  # the steps that the old cap cut short (measured: 3.9 %)
     capped = _solver_iterations_of_a_shaken_stance(4)
-    assert np.mean(capped == 4) > 0.1  # a tenth or more of the steps cut short (measured: a quarter)
+    assert capped.max() == 4 and np.mean(capped == 4) > np.mean(converged > 4)  # the old cap binds
 
 
 def test_the_setting_reaches_the_env_model_and_defaults_to_10():

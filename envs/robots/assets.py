@@ -39,8 +39,8 @@ class SolverOptions:
         iterations: most Newton iterations per physics step; the solve stops earlier once converged (tolerance
             1e-8). 10 lets the velocity tasks' steps converge: on a shaken T1 stance at most 7 iterations are
             needed, and with the armature randomised down to x 0.02 one step in 6000 needs more. MuJoCo
-            Playground's 3-4 cut a quarter of those steps short (a third at low armature), and under that inexact
-            solve a policy's episodes in the training env ended sooner (``docs/t1_audit.md``, "contacts and
+            Playground's 3-4 cut 5-7 % of those steps short (a third at the lowest armature), and under that
+            inexact solve a policy's episodes in the training env ended sooner (``docs/t1_audit.md``, "contacts and
             solver").
         ls_iterations: line-search iterations.
         cone: ``"pyramidal"`` or ``"elliptic"`` friction cone.
