@@ -2,7 +2,7 @@
 
 Both engines start from the same reset (same keys), get the same actions and run until every env times out
 and auto-resets, with domain randomisation, pushes and wrenches on, on the floor plane and on the rough
-heightfield. As in ``test_warp_backend.py`` the solver runs to convergence: with the task's 4 iterations each
+heightfield. As in ``test_warp_backend.py`` the solver runs to convergence (100 iterations; the task's cap is 10): cut short, each
 engine stops at a different point and trajectories differ after touchdown. Converged, what remains is float32
 (MJX) against float64 (MuJoCo C) rounding, amplified by the stiff foot contacts, and one discrete effect: a
 foot sphere exactly at the floor (distance 0 in float32) touches in MJX and not in MuJoCo C, which changes a
@@ -156,7 +156,7 @@ def test_thread_count_and_instances_do_not_change_results(compiled, monkeypatch)
 
 def test_resume_from_host_copy_is_exact_and_warm_start_is_irrelevant_when_newton_converges(compiled):
     """3 + 3 steps through a host copy of the state equal 6 steps. The state carries MuJoCo's warm start, yet with
-    the T1's Newton solver (4 iterations, tolerance 1e-8) a zero warm start gives the same bits: once the active
+    the T1's converged Newton solver (tolerance 1e-8) a zero warm start gives the same bits: once the active
     constraint set is found, a Newton step solves the same factorised system from any start. A model whose solve
     is cut short by its iteration limit would depend on it, which is why it stays part of the state."""
     c = compiled("c", "flat")
