@@ -1,13 +1,13 @@
 """MuJoCo C (``impl="c"``) against MJX-JAX on the T1 task, and the C backend's own guarantees.
 
-Both engines start from the same reset (same keys), get the same actions and run until every env times out
-and auto-resets, with domain randomisation, pushes and wrenches on, on the floor plane and on the rough
-heightfield. As in ``test_warp_backend.py`` the solver runs to convergence (100 iterations; the task's
-cap is 10): cut short, each engine stops at a different point and trajectories differ after touchdown. Converged, what remains is float32
-(MJX) against float64 (MuJoCo C) rounding, amplified by the stiff foot contacts, and one discrete effect: a
-foot sphere exactly at the floor (distance 0 in float32) touches in MJX and not in MuJoCo C, which changes a
-joint velocity by up to ~1 m/s from then on (seen once in 240 env steps here, not in the steps below). The
-tolerances are about 10x the largest differences measured over these 13 steps.
+Both engines start from the same reset (same keys), get the same actions and run until every env times out and
+auto-resets, with domain randomisation, pushes and wrenches on, on the floor plane and on the rough heightfield. As in
+``test_warp_backend.py`` the solver runs to convergence (100 iterations; the task's cap is 10): cut short, each
+engine stops at a different point and trajectories differ after touchdown. Converged, what remains is float32 (MJX)
+against float64 (MuJoCo C) rounding, amplified by the stiff foot contacts, and one discrete effect: a foot sphere
+exactly at the floor (distance 0 in float32) touches in MJX and not in MuJoCo C, which changes a joint velocity by
+up to ~1 m/s from then on (seen once in 240 env steps here, not in the steps below). The tolerances are about 10x
+the largest differences measured over these 13 steps.
 
 The backend's own checks: one callback step equals ``mujoco.mj_step`` on a per-env ``MjModel`` with the env's
 randomised fields (bit for bit after the float32 cast); trajectories are identical at 1 and 2 threads and

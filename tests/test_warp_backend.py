@@ -1,12 +1,11 @@
 """MuJoCo Warp (``impl="warp"``) against MJX-JAX on the T1 task, through ``VecEnv`` with auto-reset.
 
-Both engines start from the same reset (same keys), get the same actions and run until every env times out
-and auto-resets. The solver is run to convergence here (100 iterations; the task's cap is 10): cut short,
-each engine stops early at a different point (their line searches differ) and at touchdown joint velocities then differ by up to
-12 rad/s, so only converged solves can be compared. Converged, the remaining difference is float32 rounding in
-different operation orders, amplified by the stiff foot contacts; the tolerances are 10x the largest
-differences measured over these 9 steps (qpos 3.0e-5, qvel 1.8e-3, observations 1.8e-4, reward 4.8e-5).
-"""
+Both engines start from the same reset (same keys), get the same actions and run until every env times out and
+auto-resets. The solver is run to convergence here (100 iterations; the task's cap is 10): cut short, each engine stops
+early at a different point (their line searches differ) and at touchdown joint velocities then differ by up to 12
+rad/s, so only converged solves can be compared. Converged, the remaining difference is float32 rounding in
+different operation orders, amplified by the stiff foot contacts; the tolerances are 10x the largest differences
+measured over these 9 steps (qpos 3.0e-5, qvel 1.8e-3, observations 1.8e-4, reward 4.8e-5)."""
 
 from __future__ import annotations
 
