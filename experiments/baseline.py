@@ -42,12 +42,13 @@ from agile_jax.runtime import platform  # noqa: E402
 from experiments.train import build_config, config_or_none  # noqa: E402
 
 
-def make_rollout(env, steps: int, policy=None):
+def make_rollout(env, steps: int, policy=None, extra=None):
     """A jitted ``(std, key) -> per-step outputs`` of ``steps`` control steps of actions ``std * N(0, 1)`` on a
     :class:`envs.core.VecEnv`, from a fresh reset (``std`` is traced, so every level shares one compile).
 
     ``policy``: an optional :class:`agile_jax.policies.LoadedPolicy` whose deterministic actions the noise is
-    added to (its recurrent state restarts with each episode).
+    added to (its recurrent state restarts with each episode). ``extra``: an optional ``state -> pytree`` whose
+    value after each step joins the outputs as a sixth item.
     """
     import jax
     import jax.numpy as jnp
@@ -69,8 +70,8 @@ def make_rollout(env, steps: int, policy=None):
             s, h = carry
             mean, h = act(s.obs, h)
             s, info = env.step(s, mean + std * jax.random.normal(k, (n, env.action_size)))
-            return (s, restart(h, info.done)), (info.reward, s.reward_terms, info.done, info.terminated,
-                                                 info.episode_length)
+            out = (info.reward, s.reward_terms, info.done, info.terminated, info.episode_length)
+            return (s, restart(h, info.done)), out + ((extra(s),) if extra else ())
 
         return jax.lax.scan(body, (state, init), jax.random.split(jax.random.fold_in(key, 1), steps))[1]
 
