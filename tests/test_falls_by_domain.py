@@ -59,3 +59,21 @@ def test_an_env_without_randomisation_is_refused_in_one_line(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "env.domain_randomization=false draws nothing" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # compiles the T1 env; CI's slow step runs it
+def test_the_split_accounts_for_every_failure_and_step_of_the_rollout(capsys):
+    """On the shipped T1 policy: the delay table covers every env step once and every failure once, and the
+    overall count is the one ``baseline.py`` prints for the same rollout (same seed). A 5-degree tilt limit makes
+    the policy's episodes end often enough to count."""
+    from experiments import baseline
+
+    args = ["config=t1_velocity", "num_envs=8", "env.tilt_limit_deg=5", "--policy", "policies/t1_velocity/policy.onnx"]
+    tables = fbd.main(args + ["--steps", "200"])
+    (res,) = baseline.main(args + ["--steps", "200", "--std", "0"])
+    delays = tables["actuator delay (physics steps)"]
+    assert sum(r["env_steps"] for r in delays) == 8 * 200 and res["episodes_failed"] > 8
+    assert sum(r["failures"] for r in delays) == res["episodes_failed"]
+    for rows in (v for k, v in tables.items() if k != "actuator delay (physics steps)"):
+        assert sum(r["envs_or_steps"] for r in rows) == 8 and sum(r["failures"] for r in rows) == res["episodes_failed"]
+    assert f"{res['episodes_failed']} failures in 1600 env steps" in capsys.readouterr().out
