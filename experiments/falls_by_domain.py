@@ -5,10 +5,10 @@
 
 Runs the preset's training env (its randomisation, pushes, wrenches and commands, same overrides as
 ``train.py``) under the policy's deterministic actions, as ``experiments/baseline.py --std 0`` does, and splits the
-failures by what each env drew: the startup draws that an env keeps for the whole run (foot friction, trunk mass and
-centre of mass, joint armature, PD gain scales) and the actuator delay that each episode redraws. For each
-parameter it prints the failures per 10 000 env steps in each quarter of the envs sorted by that draw, so a rate
-that climbs across the quarters names a draw the policy does not handle. The overall rate and the mean episode
+failures by what each env drew: the startup draws that an env keeps for the whole run (foot friction, the root
+body's mass and centre of mass, joint armature, PD gain scales) and the actuator delay that each episode redraws.
+For each parameter it prints the failures per 10 000 env steps in each quarter of the envs sorted by that draw, so
+a rate that climbs across the quarters names a draw the policy does not handle. The overall rate and the mean episode
 length are those of ``baseline.py`` (the same rollout and seed).
 """
 
@@ -42,10 +42,10 @@ def domain_summary(robot, nominal, domain) -> dict[str, np.ndarray]:
     armature = domain.dof_armature / np.maximum(nominal.dof_armature, 1e-12)
     return {
         "foot friction (lower foot)": mu.min(axis=1),
-        "trunk mass added (kg)": domain.body_mass[:, robot.root_body] - nominal.body_mass[robot.root_body],
-        "trunk CoM x offset (m)": com[:, 0],
-        "trunk CoM |y| offset (m)": np.abs(com[:, 1]),
-        "trunk CoM z offset (m)": com[:, 2],
+        "root body mass added (kg)": domain.body_mass[:, robot.root_body] - nominal.body_mass[robot.root_body],
+        "root body CoM x offset (m)": com[:, 0],
+        "root body CoM |y| offset (m)": np.abs(com[:, 1]),
+        "root body CoM z offset (m)": com[:, 2],
         "armature scale, leg mean": armature[:, legs].mean(axis=1),
         "armature scale, lowest ankle": armature[:, ankles].min(axis=1),
         "kd scale, leg mean": domain.kd_scale[:, robot.action_idx].mean(axis=1),
