@@ -187,6 +187,35 @@ def _load_policy(path: str):
         raise SystemExit(2) from None
 
 
+def write_json(path: str | None, value) -> None:
+    """``value`` as indented JSON at ``path`` (``--out``); nothing when no path was given."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(value, f, indent=2)
+
+
+def parse_settings(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """The script's flags and the preset's config from ``key=value`` settings (exit 2 in one line on a bad one),
+    with episode lengths counted from a real start (no random initial episode lengths)."""
+    args, settings = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if not any(s.startswith("config=") for s in settings):
+        parser.error("name a preset, e.g. config=t1_velocity")
+    cfg = config_or_none(build_config, settings)
+    if cfg is None:
+        raise SystemExit(2)
+    cfg.runner.init_at_random_ep_len = False
+    return args, cfg
+
+
+def rollout_or_exit(env, steps: int, policy_path: str | None, extra=None):
+    """:func:`make_rollout` of the policy at ``policy_path`` (or zero actions); exit 2 with the reason in one line."""
+    try:
+        return make_rollout(env, steps, None if policy_path is None else _load_policy(policy_path), extra)
+    except ValueError as err:  # the policy reads other observations than this env gives
+        print(f"error: --policy {policy_path}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
@@ -195,28 +224,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", default=None, help="write the statistics as JSON")
     parser.add_argument("--audit", action="store_true", help="per-term contributions: standing, falling, random")
     parser.add_argument("--policy", default=None, help="a trained policy whose actions the noise is added to")
-    args, settings = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if not any(s.startswith("config=") for s in settings):
-        parser.error("name a preset, e.g. config=t1_velocity")
-    cfg = config_or_none(build_config, settings)
-    if cfg is None:
-        raise SystemExit(2)
-    cfg.runner.init_at_random_ep_len = False  # episode lengths must count from a real start
+    args, cfg = parse_settings(parser, argv)
     platform.enable_compilation_cache()
     from experiments.configs import make_env
 
     env = make_env(cfg)
-    try:
-        run = make_rollout(env, args.steps, None if args.policy is None else _load_policy(args.policy))
-    except ValueError as err:  # the policy reads other observations than this env gives
-        print(f"error: --policy {args.policy}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run = rollout_or_exit(env, args.steps, args.policy)
     if args.audit:
         audit = term_audit(run, args.seed)
         print_audit(audit)
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(audit, f, indent=2)
+        write_json(args.out, audit)
         return [audit]
     results = []
     for std in args.std:
@@ -225,9 +242,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"std {std:4.2f}: reward/step {res['reward_per_step']:+.4f}, episodes ended {res['episodes_ended']} "
               f"({res['episodes_failed']} failures), mean length {_rounded(res['mean_length_of_ended'])}"
               + _whole_episode_line(res))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.out, results)
     return results
 
 

@@ -15,7 +15,6 @@ length are those of ``baseline.py`` (the same rollout and seed).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -27,8 +26,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from agile_jax.runtime import platform  # noqa: E402
-from experiments.baseline import _load_policy, complete_episode_lengths, make_rollout  # noqa: E402
-from experiments.train import build_config, config_or_none  # noqa: E402
+from experiments.baseline import complete_episode_lengths, parse_settings, rollout_or_exit, write_json  # noqa: E402
 
 QUARTERS = 4
 
@@ -102,17 +100,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the tables as JSON")
-    args, settings = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if not any(s.startswith("config=") for s in settings):
-        parser.error("name a preset, e.g. config=t1_velocity")
-    cfg = config_or_none(build_config, settings)
-    if cfg is None:
-        raise SystemExit(2)
+    args, cfg = parse_settings(parser, argv)
     if not cfg.env.domain_randomization:
         print("error: env.domain_randomization=false draws nothing to split the falls by; drop that override",
               file=sys.stderr)
         raise SystemExit(2)
-    cfg.runner.init_at_random_ep_len = False
     platform.enable_compilation_cache()
     import jax
     import jax.numpy as jnp
@@ -121,11 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     from experiments.configs import make_env
 
     env = make_env(cfg)
-    try:
-        run = make_rollout(env, args.steps, _load_policy(args.policy), extra=lambda s: s.info["delay"][:, 0])
-    except ValueError as err:
-        print(f"error: --policy {args.policy}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run = rollout_or_exit(env, args.steps, args.policy, extra=lambda s: s.info["delay"][:, 0])
     key = jax.random.PRNGKey(args.seed)
     _, _, done, terminated, length, delay_after = jax.device_get(run(jnp.float32(0.0), key))
     # The state after a step that ends an episode is the next episode's: a step's delay is the one before it.
@@ -140,9 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{int(terminated.sum())} failures in {terminated.size} env steps "
           f"({1e4 * terminated.sum() / terminated.size:.1f} per 10 000); {mean}")
     tables = report(summary, terminated.sum(axis=0), args.steps, delay_rates(delay, terminated))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(tables, f, indent=2)
+    write_json(args.out, tables)
     return tables
 
 
