@@ -59,7 +59,7 @@ def rate_by_quarter(values: np.ndarray, failures: np.ndarray, steps: np.ndarray)
     for q in range(QUARTERS):
         sel = which == q
         n_steps = float(steps[sel].sum())
-        rows.append({"low": float(edges[q]), "high": float(edges[q + 1]), "envs_or_steps": int(sel.sum()),
+        rows.append({"low": float(edges[q]), "high": float(edges[q + 1]), "envs": int(sel.sum()),
                      "failures": int(failures[sel].sum()),
                      "per_10k_steps": 1e4 * float(failures[sel].sum()) / n_steps if n_steps else None})
     return rows

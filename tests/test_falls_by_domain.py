@@ -11,7 +11,7 @@ def test_failure_rates_by_quarter_of_the_envs_by_hand():
     failures = np.array([4, 0, 2, 0, 1, 1, 0, 0])
     steps = np.full(8, 1000)
     rows = fbd.rate_by_quarter(values, failures, steps)
-    assert [r["envs_or_steps"] for r in rows] == [2, 2, 2, 2]
+    assert [r["envs"] for r in rows] == [2, 2, 2, 2]
     # quarters: {0.1, 0.2} 0 failures, {0.3, 0.4} 1, {0.5, 0.6} 1, {0.7, 0.8} 6; per 10 000 of 2000 env steps
     assert [r["failures"] for r in rows] == [0, 1, 1, 6]
     assert [r["per_10k_steps"] for r in rows] == pytest.approx([0.0, 5.0, 5.0, 30.0])
@@ -75,5 +75,5 @@ def test_the_split_accounts_for_every_failure_and_step_of_the_rollout(capsys):
     assert sum(r["env_steps"] for r in delays) == 8 * 200 and res["episodes_failed"] > 8
     assert sum(r["failures"] for r in delays) == res["episodes_failed"]
     for rows in (v for k, v in tables.items() if k != "actuator delay (physics steps)"):
-        assert sum(r["envs_or_steps"] for r in rows) == 8 and sum(r["failures"] for r in rows) == res["episodes_failed"]
+        assert sum(r["envs"] for r in rows) == 8 and sum(r["failures"] for r in rows) == res["episodes_failed"]
     assert f"{res['episodes_failed']} failures in 1600 env steps" in capsys.readouterr().out
