@@ -42,6 +42,14 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]} (run again with {DEBUG_FLAG} for the traceback)"
 
 
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null so that the interpreter's last flush does not fail on the closed pipe again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured): nothing to flush into the pipe
+        pass
+
+
 def run(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
     """``main(argv)`` with failures turned into one line and an exit code (see the module docstring)."""
     debug = DEBUG_FLAG in argv or os.environ.get("AGILE_JAX_DEBUG", "") not in ("", "0")
@@ -51,6 +59,9 @@ def run(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (``| head``): nothing is wrong, nothing more to say
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what the shell reports for a command stopped by a closed pipe
     except Exception as err:  # noqa: BLE001 (the CLI's single exit point)
         if debug:
             raise

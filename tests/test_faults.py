@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
 from experiments import cli, distill, train
 from experiments import eval as eval_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BASE = ["config=point_mass", "num_envs=16", "max_iterations=2", "save_interval=1", "progress_bar=false"]
 
@@ -95,3 +99,18 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, 
     assert _one_error_line(capsys) == "error: RuntimeError: boom (run again with --debug for the traceback)"
     with pytest.raises(RuntimeError, match="boom"):
         cli.run(train.main, [*BASE, f"log_root={tmp_path}", "--debug"])
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """``<command> | head -1``: the reader closes stdout early; the command stops with the shell's code for a
+    closed pipe (141), and no error line claims a full disk."""
+    script = ("import sys; from experiments import cli\n"
+              "def main(argv):\n"
+              "    for i in range(1_000_000):\n"
+              "        print(f'line {i}')\n"
+              "sys.exit(cli.run(main, []))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
