@@ -35,8 +35,7 @@ def scenario_path(name: str) -> str:
     """A scenario's YAML: a path as given, or a name in ``experiments/scenarios/``."""
     path = name if name.endswith((".yaml", ".yml")) else os.path.join(SCENARIO_DIR, f"{name}.yaml")
     if not os.path.isfile(path):
-        known = sorted(f[:-5] for f in os.listdir(SCENARIO_DIR) if f.endswith(".yaml"))
-        raise FileNotFoundError(f"no scenario '{name}'; known: {', '.join(known)} (or pass a YAML path)")
+        raise FileNotFoundError(f"no scenario '{name}'; known: {', '.join(all_scenarios())} (or pass a YAML path)")
     return path
 
 
@@ -72,20 +71,6 @@ def format_line(check: dict) -> str:
             f"{segment_summary(check)}")
 
 
-class _InProcess:
-    """``--jobs 1``: the checks run one after another in this process (a pool's ``map`` without a pool)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def map(fn, *iterables):
-        return map(fn, *iterables)
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("policy", help="a run directory (its exported/) or an exported directory")
@@ -109,8 +94,9 @@ def main(argv: list[str]) -> int:
     jobs = [(args.policy, scenario, stress, args.episodes, args.zero_actions)
             for scenario in args.scenarios for stress in args.stress]
     checks = []
-    with concurrent.futures.ProcessPoolExecutor(args.jobs) if args.jobs > 1 else _InProcess() as pool:
-        for check in pool.map(run_check, *zip(*jobs)):  # in order, each line as soon as its check is done
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:  # starts no process until a job is sent
+        run_all = pool.map if args.jobs > 1 else map  # --jobs 1: one after another in this process
+        for check in run_all(run_check, *zip(*jobs)):  # in order, each line as soon as its check is done
             print(format_line(check), flush=True)
             checks.append(check)
     passed = sum(c["walks"] for c in checks)
