@@ -10,6 +10,7 @@ the full traceback instead.
 from __future__ import annotations
 
 import os
+import select
 import sys
 from collections.abc import Callable
 
@@ -42,6 +43,17 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]} (run again with {DEBUG_FLAG} for the traceback)"
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (a broken pipe elsewhere, a logger's socket say, is an
+    error to report)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll on this platform, or stdout is not a file descriptor
+        return False
+
+
 def _silence_stdout() -> None:
     """Points stdout at /dev/null so that the interpreter's last flush does not fail on the closed pipe again."""
     try:
@@ -59,10 +71,10 @@ def run(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader of stdout went away (``| head``): nothing is wrong, nothing more to say
-        _silence_stdout()
-        return 141  # 128 + SIGPIPE, what the shell reports for a command stopped by a closed pipe
     except Exception as err:  # noqa: BLE001 (the CLI's single exit point)
+        if isinstance(err, BrokenPipeError) and _stdout_reader_gone():  # ``| head`` has read enough: no error
+            _silence_stdout()
+            return 141  # 128 + SIGPIPE, what the shell reports for a command stopped by a closed pipe
         if debug:
             raise
         print(f"error: {describe(err)}", file=sys.stderr)

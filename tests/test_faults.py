@@ -114,3 +114,11 @@ def test_a_closed_pipe_ends_the_command_quietly():
     proc.stdout.close()
     assert proc.wait(timeout=60) == 141
     assert proc.stderr.read() == b""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(capsys):
+    def main(argv):
+        raise BrokenPipeError(32, "Broken pipe")  # e.g. a logger's service process died
+
+    assert cli.run(main, []) == 1
+    assert capsys.readouterr().err.startswith("error: ")
