@@ -60,10 +60,10 @@ def test_walk_reward_set_and_its_overrides():
     assert table["action_rate"].weight == pytest.approx(agile["action_rate"].weight / 10)
     assert "feet_air_time" in table and "feet_air_time" not in agile
     assert ramps == {} and set(agile_ramps) == {"action_rate", "action_rate_rate"}
-    assert set(table) - {"feet_air_time"} == set(agile)
+    assert set(table) - {"feet_air_time", "stand_still"} == set(agile)
     swing = get_preset("t1_velocity_swing")
     table, _ = _reward_tables(swing.env)
-    assert set(table) - {"feet_air_time", "feet_swing"} == set(agile)
+    assert set(table) - {"feet_air_time", "feet_swing", "stand_still"} == set(agile)
     assert table["feet_swing"].weight == 30.0 and table["feet_swing"].params["swing_period"] == 0.2
     assert table["termination_penalty"].weight == -10.0 and agile["termination_penalty"].weight == -100.0
     assert swing.env.gait_clock_hz == 1.5 and swing.env.only_positive_rewards and swing.algorithm.entropy_coef == 0.01
@@ -87,6 +87,36 @@ def test_walk_reward_set_and_its_overrides():
         _reward_tables(apply_overrides(cfg, ["env.reward_params.feet_air_time={sigma: 1.0}"]).env)
     with pytest.raises(ConfigError, match="reward_set='run'"):
         _reward_tables(apply_overrides(cfg, ["env.reward_set=run"]).env)
+
+
+def test_stand_still_costs_the_leg_pose_error_at_a_standing_command_only():
+    empty = {name: jnp.zeros(0) for name in rewards.Signals._fields}
+
+    def cost(command):
+        empty.update(command=jnp.asarray(command, jnp.float32), joint_pos=jnp.asarray([0.3, -0.5, 0.2, 1.0]),
+                     default_pos=jnp.asarray([0.1, 0.0, -0.2, 0.0]))
+        return float(rewards.stand_still(rewards.Signals(**empty), joints=np.asarray([0, 1, 2]), min_command=0.1))
+
+    # |0.3 - 0.1| + |-0.5 - 0| + |0.2 + 0.2| over the three picked joints; the fourth is not a leg joint.
+    assert cost((0.0, 0.0, 0.0)) == pytest.approx(1.1)
+    assert cost((0.05, 0.05, 0.0)) == pytest.approx(1.1)  # |command| 0.071 <= 0.1: still a standing command
+    assert cost((0.3, 0.0, 0.0)) == 0.0 and cost((0.0, 0.0, 0.6)) == 0.0
+
+
+def test_stand_still_is_off_in_the_walking_sets_until_given_a_weight():
+    from envs.mdp import terms
+    from envs.robots import t1
+
+    preset = get_preset("t1_velocity")
+    table, _ = _reward_tables(preset.env)
+    assert table["stand_still"].weight == 0.0
+    assert "stand_still" not in terms.resolve_rewards(table, t1.JOINT_ORDER)
+    table, _ = _reward_tables(apply_overrides(preset, ["env.reward_weights.stand_still=-2.0"]).env)
+    bound = terms.resolve_rewards(table, t1.JOINT_ORDER)["stand_still"]
+    assert table["stand_still"].weight == -2.0
+    # The policy's leg joints (12 of the T1's); the arms and head follow random targets, not the policy.
+    picked = [t1.JOINT_ORDER[i] for i in bound.keywords["joints"]]
+    assert picked == list(terms.select_joints(t1.JOINT_ORDER, t1.LEG_JOINTS)) and len(picked) == 12
 
 
 def episode(velocities, commands, fell=False):

@@ -225,6 +225,14 @@ def feet_swing(s: Signals, swing_period: float, min_command: float) -> Array:
     return jnp.sum(lifted.astype(jnp.float32)) * gait.commanded_to_move(s.command, min_command)[0]
 
 
+def stand_still(s: Signals, joints: np.ndarray, min_command: float) -> Array:
+    """MuJoCo Playground's ``stand_still``: ``sum_j |q_j - q_default,j|`` over ``joints`` while the command
+    ``|(vx, vy, wz)|`` is at most ``min_command``, 0 otherwise (a cost: give it a negative weight). At a standing
+    command it pulls the legs back to the default pose, which stops stepping in place and the drift it brings."""
+    deviation = jnp.sum(jnp.abs(s.joint_pos[joints] - s.default_pos[joints]))
+    return deviation * (1.0 - gait.commanded_to_move(s.command, min_command)[0].astype(jnp.float32))
+
+
 def update_gait_timers(air_time: Array, contact_time: Array, contact: Array, dt: float) -> tuple[Array, Array]:
     """Advances the per-foot air / contact timers by one control step ``dt`` given this step's contacts ``[F]``:
     a foot in contact has its contact time grown and its air time zeroed, and the other way round."""

@@ -121,7 +121,8 @@ def walking_rewards(agile: Mapping[str, RewardTerm], air_time_weight: float) -> 
     """AGILE's reward table changed so that stepping is learned early (``docs/walking_recipe.md`` has the sources
     and the ablations): Isaac Lab's velocity-tracking width (std 0.5 instead of 0.2), action-rate penalties a
     tenth of AGILE's (so exploration noise is not paid for at once), and Isaac Lab's single-stance air-time term
-    gated on a non-zero command (so the robot is paid for steps when asked to move and stands still at zero)."""
+    gated on a non-zero command (so the robot is paid for steps when asked to move and stands still at zero), and
+    MuJoCo Playground's ``stand_still`` cost at a zero command, off until given a weight."""
     table = dict(agile)
     for name in ("track_lin_vel_xy_exp", "track_ang_vel"):
         table[name] = dataclasses.replace(table[name], params={**table[name].params, "std": 0.5})
@@ -129,6 +130,9 @@ def walking_rewards(agile: Mapping[str, RewardTerm], air_time_weight: float) -> 
         table[name] = dataclasses.replace(table[name], weight=table[name].weight / 10.0)
     table["feet_air_time"] = RewardTerm("feet_air_time_positive_biped", air_time_weight,
                                         {"threshold": 0.4, "min_command": 0.1})
+    # Off (weight 0) unless given a weight, e.g. env.reward_weights.stand_still=-2: the policy-driven joints.
+    table["stand_still"] = RewardTerm("stand_still", 0.0, {"joints": agile["torques"].params["joints"],
+                                                           "min_command": 0.1})
     return table
 
 
