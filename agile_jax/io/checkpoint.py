@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -386,13 +387,17 @@ def checkpoints_dir(path: str) -> tuple[str, int | None]:
     return os.path.join(path, "checkpoints"), None
 
 
-def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, dict]:
+def restore(directory: str, iteration: int | None, template: Any,
+            fit: Callable[[Any, dict[str, str]], Any] | None = None) -> tuple[Any, dict]:
     """Restores checkpoint ``iteration`` (latest if ``None``) into the structure of ``template``.
 
     Args:
         directory: the checkpoints directory (or a run directory containing ``checkpoints/``).
         iteration: which checkpoint; ``None`` for the newest.
         template: a train state of the current configuration (its shapes, dtypes and shardings are used).
+        fit: ``fit(template, saved signature) -> template`` adapts the template to parts of the checkpoint that may
+            legitimately differ (:func:`agile_jax.training.term_dicts.fit_saved_terms`) before the trees are
+            compared; the state comes back in the adapted structure.
 
     Raises:
         CheckpointError: no checkpoint, a damaged one (see :func:`damage`), unreadable files, or a tree that
@@ -406,7 +411,10 @@ def restore(directory: str, iteration: int | None, template: Any) -> tuple[Any, 
     try:
         step, steps = _intact_step(manager, directory, iteration)
         meta = _restore_meta(manager, step, directory)
-        mismatch = _diff(_attribute_paths(meta.get("signature", {})), _attribute_paths(tree_signature(template)))
+        saved = _attribute_paths(meta.get("signature", {}))
+        if fit is not None:
+            template = fit(template, saved)
+        mismatch = _diff(saved, _attribute_paths(tree_signature(template)))
         if mismatch:
             raise CheckpointError(
                 f"checkpoint {step} in '{directory}' does not fit the current configuration "

@@ -5,8 +5,8 @@ changed settings (clip, epochs, minibatches, schedule, max iterations, save inte
 construction; two live in the restored train state and are written into it here: the learning rate (in the
 optimiser state, where the adaptive schedule keeps it) and the entropy coefficient (the entropy term's
 state). Settings that shape the restored arrays (env, network and extension layout) cannot change; the
-reward's weights, ramps and parameters can (a weight must be set and non-zero before and after), and so can the
-fall's tilt threshold.
+reward's weights, ramps and parameters can (a weight to or from zero adds or drops a term: its per-term sums in
+the env state start at zero or go, :mod:`agile_jax.training.term_dicts`), and so can the fall's tilt threshold.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ FIXED = ("env.", "policy.", "algorithm.class_name", "algorithm.optimizer", "runn
          *(key for method in METHODS for key in method.fixed_on_resume))
 # Reward weights, ramps, parameters and parameter steps scale or shape the reward only: no restored array depends
 # on them, so they may change (legged_gym's and Isaac Lab's habit of resuming with a retuned reward). A weight to or
-# from zero adds or drops a term, and with it arrays of the env state, so that stays fixed.
+# from zero adds or drops a term, and with it the term's bookkeeping in the env state, which the restore re-keys.
 REWARD_SETTINGS = ("env.reward_weights.", "env.reward_ramps.", "env.reward_params.", "env.reward_param_steps.")
 # A termination threshold decides when an episode ends, and no restored array depends on it.
 THRESHOLD_SETTINGS = ("env.tilt_limit_deg",)
@@ -110,27 +110,14 @@ def described_changes(changes: dict[str, tuple[Any, Any]], cfg: Any) -> dict[str
     return out
 
 
-def _is_fixed(key: str, old: Any, new: Any) -> bool:
-    """Whether changing ``key`` from ``old`` to ``new`` would change the layout of the restored state."""
-    if key.startswith("env.reward_weights."):
-        return not (old and new)  # zero (or left to the reward set, which may be zero): a term may appear or go
+def _is_fixed(key: str) -> bool:
+    """Whether changing ``key`` would change the layout of the restored state."""
     return key.startswith(FIXED) and not key.startswith(REWARD_SETTINGS + THRESHOLD_SETTINGS)
 
 
 def refused_changes(changes: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
     """The changed settings a restored state cannot take (they shape its arrays)."""
-    return {k: v for k, v in changes.items() if _is_fixed(k, *v)}
-
-
-def _refusal_fix(fixed: dict[str, tuple[Any, Any]]) -> str:
-    """What to do instead. A weight the checkpoint's run left to its reward set may be a live term's: a ramp retunes
-    it without naming a weight (``_is_fixed`` cannot tell it from a zero one)."""
-    prefix = "env.reward_weights."
-    ramps = [f"'env.reward_ramps.{k[len(prefix):]}={{start_step: 0, num_steps: 1, weight: {new}}}'"
-             for k, (old, new) in fixed.items() if k.startswith(prefix) and old is None and new]
-    if ramps and len(ramps) == len(fixed):
-        return f"if the reward set already has the term, retune it with a ramp that starts at once: {' '.join(ramps)}"
-    return "start a new run (or use init from a checkpoint) instead"
+    return {k: v for k, v in changes.items() if _is_fixed(k)}
 
 
 def apply_overrides(runner: Any, saved_yaml: str) -> dict[str, tuple[Any, Any]]:
@@ -144,7 +131,7 @@ def apply_overrides(runner: Any, saved_yaml: str) -> dict[str, tuple[Any, Any]]:
     if fixed:
         listed = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in fixed.items())
         raise config_lib.ConfigError(f"cannot resume with changed {listed}: the checkpoint's state was built with "
-                                     f"the old values; {_refusal_fix(fixed)}")
+                                     "the old values; start a new run (or use init from a checkpoint) instead")
     state = runner.state
     if "algorithm.learning_rate" in changes:
         lr = jnp.float32(changes["algorithm.learning_rate"][1])

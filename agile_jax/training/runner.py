@@ -24,6 +24,7 @@ from agile_jax.networks.actor_critic import make_inference_fn
 from agile_jax.networks.from_config import make_networks
 from agile_jax.networks.recurrent import StatefulPolicy
 from agile_jax.runtime import episodes, memory, parallel, precision, signals
+from agile_jax.training import term_dicts
 from agile_jax.training.iteration import FINITE_CHECKS, TrainState, place_state
 from agile_jax.training.ppo_trainer import build_chain, build_context, build_networks, make_trainer
 
@@ -231,7 +232,9 @@ class OnPolicyRunner:
         if self.checkpointer:
             self.checkpointer.wait()
         # The current state is the template: restored arrays land directly in its (possibly multi-host) shardings.
-        restored, meta = ckpt.restore(path, iteration, self.state.replace(target_iteration=None))
+        template = self.state.replace(target_iteration=None)
+        restored, meta = ckpt.restore(path, iteration, template, fit=term_dicts.fit_saved_terms)
+        restored = term_dicts.rekey_like(restored, template)  # reward terms added or dropped since the save
         self.state = place_state(restored.replace(target_iteration=self.state.target_iteration), self.trainer.mesh)
         self._last_saved = None
         return meta
