@@ -103,14 +103,17 @@ def test_stand_still_costs_the_leg_pose_error_at_a_standing_command_only():
     assert cost((0.3, 0.0, 0.0)) == 0.0 and cost((0.0, 0.0, 0.6)) == 0.0
 
 
-def test_stand_still_is_off_in_the_walking_sets_until_given_a_weight():
+def test_stand_still_is_off_in_the_walking_sets_until_given_a_weight_or_a_ramp():
     from envs.mdp import terms
     from envs.robots import t1
 
-    preset = get_preset("t1_velocity")
-    table, _ = _reward_tables(preset.env)
-    assert table["stand_still"].weight == 0.0
-    assert "stand_still" not in terms.resolve_rewards(table, t1.JOINT_ORDER)
+    preset = get_preset("t1_velocity_airtime")
+    table, ramps = _reward_tables(preset.env)
+    assert table["stand_still"].weight == 0.0 and "stand_still" not in ramps
+    assert "stand_still" not in terms.resolve_rewards(table, t1.JOINT_ORDER, ramps)
+    assert "stand_still" not in terms.reward_weights(table, ramps, jnp.asarray(0))
+    table, ramps = _reward_tables(get_preset("t1_velocity").env)  # a ramp from 0 to -5 keeps it
+    assert "stand_still" in terms.resolve_rewards(table, t1.JOINT_ORDER, ramps)
     table, _ = _reward_tables(apply_overrides(preset, ["env.reward_weights.stand_still=-2.0"]).env)
     bound = terms.resolve_rewards(table, t1.JOINT_ORDER)["stand_still"]
     assert table["stand_still"].weight == -2.0
@@ -187,13 +190,16 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
     # Weights before the ramp, halfway through it (control step 30 000) and after it: linear, 30 -> 10 etc.; the
     # linear tracking weight steps from 10 to 15 and the yaw-rate weight from 5 to 10 after control step 60 000
     # (iteration 2500).
-    expected = {0: (30.0, -0.05, -0.005, 10.0, 5.0), 24_000: (30.0, -0.05, -0.005, 10.0, 5.0),
-                30_000: (20.0, -0.275, -0.0275, 10.0, 5.0), 36_000: (10.0, -0.5, -0.05, 10.0, 5.0),
-                60_000: (10.0, -0.5, -0.05, 10.0, 5.0), 60_001: (10.0, -0.5, -0.05, 15.0, 10.0),
-                90_000: (10.0, -0.5, -0.05, 15.0, 10.0)}
+    # The stand-still cost, off (weight 0) until then, turns on at -5.
+    expected = {0: (30.0, -0.05, -0.005, 10.0, 5.0, 0.0), 24_000: (30.0, -0.05, -0.005, 10.0, 5.0, 0.0),
+                30_000: (20.0, -0.275, -0.0275, 10.0, 5.0, 0.0), 36_000: (10.0, -0.5, -0.05, 10.0, 5.0, 0.0),
+                60_000: (10.0, -0.5, -0.05, 10.0, 5.0, 0.0), 60_001: (10.0, -0.5, -0.05, 15.0, 10.0, -5.0),
+                90_000: (10.0, -0.5, -0.05, 15.0, 10.0, -5.0)}
+    assert table["stand_still"].weight == 0.0 and terms.is_live("stand_still", table["stand_still"], ramps)
     for step, weights in expected.items():
         w = terms.reward_weights(table, ramps, jnp.asarray(step))
-        names = ("feet_swing", "action_rate", "action_rate_rate", "track_lin_vel_xy_exp", "track_ang_vel")
+        names = ("feet_swing", "action_rate", "action_rate_rate", "track_lin_vel_xy_exp", "track_ang_vel",
+                 "stand_still")
         np.testing.assert_allclose([w[name] for name in names], weights, rtol=1e-6)
     # At the same step the yaw-rate width narrows from 1.0 to 0.5: 0.3 rad/s short of the command pays
     # exp(-0.09) before and exp(-0.36) after.
@@ -204,7 +210,8 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
     for step, expected_value in ((59_999, np.exp(-0.09)), (60_000, np.exp(-0.36))):
         value = terms.stepped_rewards(fns, steps, jnp.asarray(step))["track_ang_vel"](sig)
         assert float(value) == pytest.approx(expected_value, rel=1e-6)
-    assert get_preset("g1_velocity").env.reward_param_steps == {}  # the G1's recipe keeps width 1.0
+    g1 = get_preset("g1_velocity").env
+    assert g1.reward_param_steps == {} and "stand_still" not in g1.reward_ramps  # the G1's recipe as measured
 
 
 @pytest.mark.parametrize("ramp, message", [
@@ -212,6 +219,7 @@ def test_one_run_recipe_hands_over_from_stepping_to_tracking_by_weight_ramps():
     ("env.reward_ramps.base_height={start_step: 0, weight: 1.0}", "exactly start_step, num_steps and weight"),
     ("env.reward_ramps.feet_swing={start_step: 0, num_steps: 0, weight: 1.0}", "num_steps > 0"),
     ("env.reward_ramps.feet_swing={start_step: a, num_steps: 5, weight: 1.0}", "as numbers"),
+    ("env.reward_ramps.stand_still={start_step: 0, num_steps: 5, weight: 0.0}", "the ramp's too"),
 ])
 def test_reward_ramp_overrides_are_checked(ramp, message):
     with pytest.raises(ConfigError, match=message):

@@ -45,17 +45,24 @@ class ParamStep:
     params: Mapping[str, Any]
 
 
+def is_live(name: str, term: RewardTerm, ramps: Mapping[str, WeightRamp]) -> bool:
+    """Whether a term is computed: a non-zero weight, or a ramp that takes its zero weight to a non-zero one (a
+    term switched on late in a run)."""
+    ramp = ramps.get(name)
+    return term.weight != 0.0 or (ramp is not None and ramp.terminal_weight != 0.0)
+
+
 def resolve_rewards(
-    table: Mapping[str, RewardTerm], joint_names: tuple[str, ...]
+    table: Mapping[str, RewardTerm], joint_names: tuple[str, ...], ramps: Mapping[str, WeightRamp] | None = None
 ) -> dict[str, Callable[[rewards.Signals], Array]]:
-    """Binds each term's parameters; terms with zero weight are dropped.
+    """Binds each term's parameters; terms that are not :func:`is_live` under ``ramps`` are dropped.
 
     Raises:
         ValueError: unknown reward function or a ``joints`` pattern that matches nothing.
     """
     out = {}
     for name, term in table.items():
-        if term.weight == 0.0:
+        if not is_live(name, term, ramps or {}):
             continue
         fn = getattr(rewards, term.func, None)
         if fn is None:
@@ -71,12 +78,13 @@ def resolve_rewards(
 
 
 def resolve_param_steps(
-    table: Mapping[str, RewardTerm], steps: Mapping[str, ParamStep], joint_names: tuple[str, ...]
+    table: Mapping[str, RewardTerm], steps: Mapping[str, ParamStep], joint_names: tuple[str, ...],
+    ramps: Mapping[str, WeightRamp] | None = None,
 ) -> dict[str, tuple[int, Callable[[rewards.Signals], Array]]]:
-    """``name -> (start_step, the term bound to its stepped parameters)`` for the non-zero terms of ``steps``."""
+    """``name -> (start_step, the term bound to its stepped parameters)`` for the live terms of ``steps``."""
     stepped = {name: dataclasses.replace(table[name], params={**table[name].params, **step.params})
                for name, step in steps.items()}
-    return {name: (steps[name].start_step, fn) for name, fn in resolve_rewards(stepped, joint_names).items()}
+    return {name: (steps[name].start_step, fn) for name, fn in resolve_rewards(stepped, joint_names, ramps).items()}
 
 
 def stepped_rewards(
@@ -98,10 +106,10 @@ def _switch(before: Callable, after: Callable, stepped: Array, sig: rewards.Sign
 def reward_weights(
     table: Mapping[str, RewardTerm], ramps: Mapping[str, WeightRamp], common_step: Array
 ) -> dict[str, Array]:
-    """Weight of every non-zero term at the global control step ``common_step`` (curricula applied)."""
+    """Weight of every live term (:func:`is_live`) at the global control step ``common_step`` (curricula applied)."""
     out = {}
     for name, term in table.items():
-        if term.weight == 0.0:
+        if not is_live(name, term, ramps):
             continue
         ramp = ramps.get(name)
         if ramp is None:

@@ -331,9 +331,9 @@ class VelocityEnv:
             "policy": (cfg.history_length, obs_terms.layout_size(self.policy_layout)),
             "critic": (obs_terms.layout_size(self.critic_layout),),
         }
-        self._reward_fns = terms.resolve_rewards(cfg.rewards, robot.joint_names)
+        self._reward_fns = terms.resolve_rewards(cfg.rewards, robot.joint_names, cfg.curricula)
         self.reward_names = tuple(self._reward_fns)
-        self._stepped_fns = terms.resolve_param_steps(cfg.rewards, cfg.param_steps, robot.joint_names)
+        self._stepped_fns = terms.resolve_param_steps(cfg.rewards, cfg.param_steps, robot.joint_names, cfg.curricula)
         self.termination_names = ("time_out", "base_orientation", "illegal_contacts", "illegal_base_height")
         self.termination_specs = {"time_out": TerminationSpec("time_out")}
         self.termination_specs.update({k: TerminationSpec(*v) for k, v in cfg.termination_types.items()})

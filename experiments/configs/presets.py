@@ -214,7 +214,9 @@ def t1_velocity() -> TrainConfig:
       mirror loss that keeps the policy left-right symmetric;
     - from control step 60 000 (iteration 2500) the linear tracking weight is 15, which takes the forward drift out
       of the gait (standing still, walking backward), and the yaw-rate term narrows to width 0.5 at weight 10, which
-      keeps the turning that the heavier linear term would otherwise starve.
+      keeps the turning that the heavier linear term would otherwise starve; MuJoCo Playground's ``stand_still``
+      cost turns on too (weight -5: the leg joints' distance from the default pose at a zero command), which in a
+      run that had missed on both took the standing drift out and kept the turning.
     """
     cfg = t1_velocity_airtime()
     cfg.env.reward_set, cfg.env.gait_clock_hz, cfg.env.gait_clock_stand_below = "walk_swing", 1.5, 0.0
@@ -224,7 +226,8 @@ def t1_velocity() -> TrainConfig:
     cfg.env.reward_ramps = {"feet_swing": {**ramp, "weight": 10.0}, "action_rate": {**ramp, "weight": -0.5},
                             "action_rate_rate": {**ramp, "weight": -0.05},
                             "track_lin_vel_xy_exp": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 15.0},
-                            "track_ang_vel": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 10.0}}
+                            "track_ang_vel": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 10.0},
+                            "stand_still": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": -5.0}}
     cfg.env.reward_param_steps = {"track_ang_vel": {"start_step": TRACK_STEP_START, "params": {"std": 0.5}}}
     cfg.policy.init_noise_std = 0.3
     _follow_commands(cfg)
@@ -352,6 +355,7 @@ def g1_velocity() -> TrainConfig:
     cfg.env.reward_ramps = {**cfg.env.reward_ramps,
                             "track_ang_vel": {"start_step": TRACK_STEP_START, "num_steps": 1, "weight": 7.5}}
     cfg.env.reward_param_steps = {}  # the G1's recipe was measured with the yaw-rate width at 1.0 all along
+    del cfg.env.reward_ramps["stand_still"]  # and without the stand-still cost
     cfg.runner.experiment_name = "g1_velocity"
     return cfg
 
@@ -585,9 +589,9 @@ def _weight_ramp(name: str, ramp: Any, table: dict):
                           f"numbers; {fix}")
     if ramp["start_step"] < 0 or ramp["num_steps"] <= 0:
         raise ConfigError(f"env.reward_ramps.{name}: start_step must be >= 0 and num_steps > 0; {fix}")
-    if table[name].weight == 0.0:
-        raise ConfigError(f"env.reward_ramps.{name}: the term's weight is 0, which removes it; give it a starting "
-                          f"weight with env.reward_weights.{name}")
+    if table[name].weight == 0.0 and ramp["weight"] == 0.0:
+        raise ConfigError(f"env.reward_ramps.{name}: the term's weight is 0 and the ramp's too, which removes it; "
+                          f"give the ramp a non-zero weight (or the term one with env.reward_weights.{name})")
     return WeightRamp(int(ramp["start_step"]), int(ramp["num_steps"]), float(ramp["weight"]))
 
 
