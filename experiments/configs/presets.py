@@ -45,7 +45,8 @@ class VelocityEnvConfig:
         reward_ramps: per-term weight ramps (Isaac Lab's ``update_reward_weight_step``): the term keeps its weight
             until the global control step ``start_step`` (iterations x ``num_steps_per_env``), then moves linearly
             to ``weight`` over ``num_steps`` control steps, e.g.
-            ``'env.reward_ramps.feet_swing={start_step: 24000, num_steps: 12000, weight: 10.0}'``.
+            ``'env.reward_ramps.feet_swing={start_step: 24000, num_steps: 12000, weight: 10.0}'``; a ramp may turn on
+            a term of weight 0 (``stand_still`` in the walking sets).
         reward_param_steps: per-term parameter switches (Isaac Lab's ``modify_term_cfg``): from the global control
             step ``start_step`` on, the term is computed with ``params`` merged over its own, e.g.
             ``'env.reward_param_steps.track_ang_vel={start_step: 60000, params: {std: 0.5}}'``.
