@@ -27,7 +27,7 @@ def saved_names(signature: Mapping[str, str], field: str) -> list[str]:
 
 
 def _zeros_like(x):
-    return jax.jit(jnp.zeros_like)(x)  # jitted, so a state sharded over several hosts stays sharded
+    return jax.jit(jnp.zeros_like)(x)  # jitted, as the state's arrays may be sharded over several hosts
 
 
 def _with_names(terms: Mapping[str, Any], names: list[str]) -> dict[str, Any]:

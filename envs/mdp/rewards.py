@@ -227,8 +227,8 @@ def feet_swing(s: Signals, swing_period: float, min_command: float) -> Array:
 
 def stand_still(s: Signals, joints: np.ndarray, min_command: float) -> Array:
     """MuJoCo Playground's ``stand_still``: ``sum_j |q_j - q_default,j|`` over ``joints`` while the command
-    ``|(vx, vy, wz)|`` is at most ``min_command``, 0 otherwise (a cost: give it a negative weight). At a standing
-    command it pulls the legs back to the default pose, which stops stepping in place and the drift it brings."""
+    ``|(vx, vy, wz)|`` is at most ``min_command``, 0 otherwise (a cost: give it a negative weight): at a standing
+    command the legs are asked back to their default pose instead of stepping in place."""
     deviation = jnp.sum(jnp.abs(s.joint_pos[joints] - s.default_pos[joints]))
     return deviation * (1.0 - gait.commanded_to_move(s.command, min_command)[0].astype(jnp.float32))
 
