@@ -105,6 +105,25 @@ def test_sweep_cycles_values_every_interval():
                                                                              for f in commands.FIELDS}, 4.0).values)
 
 
+
+def test_every_shipped_scenario_loads_and_agiles_sweeps_run_one_pass_inside_the_t1_ranges():
+    from envs.tasks.velocity import T1VelocityConfig
+
+    folder = os.path.join(ROOT, "experiments", "scenarios")
+    for name in os.listdir(folder):
+        _, schedules = commands.load_scenario(os.path.join(folder, name))
+        assert schedules and all(len(s.times) == len(s.values) for s in schedules), name
+    ranges = {f: getattr(T1VelocityConfig().commands, f) for f in commands.FIELDS}
+    for name, field, values in [
+            ("y_velocity_sweep", 1, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.0, -0.1, -0.2, -0.3, -0.4, -0.5]),
+            ("yaw_rate_sweep", 2, [-1.0, -0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0])]:
+        ev, (sweep,) = commands.load_scenario(os.path.join(folder, f"{name}.yaml"))
+        assert ev["episode_length_s"] == 2.0 * len(values)  # each value once, for 2 s
+        assert sweep.times.tolist() == [2.0 * i for i in range(len(values))]
+        np.testing.assert_allclose(sweep.values[:, field], values, atol=1e-7)
+        assert not np.delete(sweep.values, field, axis=1).any()  # the other fields stay zero
+        np.testing.assert_array_equal(sweep.clamped(ranges).values, sweep.values)  # nothing beyond the task's ranges
+
 def test_metrics_on_a_synthetic_trajectory():
     """The metric functions take any trajectory in the documented layout (e.g. an MJX rollout)."""
     t = 100
