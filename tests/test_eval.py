@@ -105,7 +105,6 @@ def test_sweep_cycles_values_every_interval():
                                                                              for f in commands.FIELDS}, 4.0).values)
 
 
-
 def test_every_shipped_scenario_loads_and_agiles_sweeps_run_one_pass_inside_the_t1_ranges():
     from envs.tasks.velocity import T1VelocityConfig
 
