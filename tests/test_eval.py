@@ -107,16 +107,16 @@ def test_sweep_cycles_values_every_interval():
 
 def test_every_shipped_scenario_loads_and_agiles_sweeps_run_one_pass_inside_the_t1_ranges():
     from envs.tasks.velocity import T1VelocityConfig
+    from experiments.walk_check import all_scenarios, scenario_path
 
-    folder = os.path.join(ROOT, "experiments", "scenarios")
-    for name in os.listdir(folder):
-        _, schedules = commands.load_scenario(os.path.join(folder, name))
+    for name in all_scenarios():
+        _, schedules = commands.load_scenario(scenario_path(name))
         assert schedules and all(len(s.times) == len(s.values) for s in schedules), name
     ranges = {f: getattr(T1VelocityConfig().commands, f) for f in commands.FIELDS}
     for name, field, values in [
             ("y_velocity_sweep", 1, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.0, -0.1, -0.2, -0.3, -0.4, -0.5]),
             ("yaw_rate_sweep", 2, [-1.0, -0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0])]:
-        ev, (sweep,) = commands.load_scenario(os.path.join(folder, f"{name}.yaml"))
+        ev, (sweep,) = commands.load_scenario(scenario_path(name))
         assert ev["episode_length_s"] == 2.0 * len(values)  # each value once, for 2 s
         assert sweep.times.tolist() == [2.0 * i for i in range(len(values))]
         np.testing.assert_allclose(sweep.values[:, field], values, atol=1e-7)
